@@ -1,0 +1,160 @@
+//! Command-line arguments (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Human-readable table (default on a terminal).
+    Table,
+    /// JSON (default when piped).
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values with a header.
+    Csv,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rem",
+    version,
+    about = "REM database: an embedded store for AI agents' memory (schemas, entities, indexes, key lookup).",
+    after_help = "Examples:\n  rem init\n  rem schema add person.yaml\n  rem insert person '{\"name\": \"Ada\", \"email\": \"ada@example.com\"}'\n  rem lookup ada@example.com\n\nThe database is --path, else P8_DB_PATH, else $P8_HOME/db (P8_HOME defaults to ~/.p8)."
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// Database directory (overrides P8_DB_PATH).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) path: Option<PathBuf>,
+    /// Tenant to act for (overrides P8_DEFAULT_TENANT).
+    #[arg(long, global = true)]
+    pub(crate) tenant: Option<String>,
+    /// Output format (default: table on a terminal, json when piped).
+    #[arg(long, global = true, value_enum)]
+    pub(crate) format: Option<Format>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a database and register the built-in tables.
+    #[command(after_help = "Examples:\n  rem init\n  rem init --path ./data")]
+    Init,
+    /// Register and inspect schemas (tables).
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// Insert or upsert records: one JSON object, or JSONL on stdin with --batch.
+    #[command(after_help = "Examples:\n  rem insert person '{\"name\": \"Ada\"}'\n  cat people.jsonl | rem insert person --batch\n  cat people.jsonl | rem insert person --batch --batch-size 500 --ids")]
+    Insert(InsertArgs),
+    /// Upsert records from a JSONL file into a table.
+    #[command(after_help = "Example:\n  rem upsert people.jsonl --schema person")]
+    Upsert(UpsertArgs),
+    /// Show an entity by id.
+    #[command(after_help = "Example:\n  rem get 550e8400-e29b-41d4-a716-446655440000")]
+    Get {
+        /// Entity id (UUID).
+        id: String,
+        /// Also show a soft-deleted entity.
+        #[arg(long)]
+        include_deleted: bool,
+    },
+    /// Soft-delete an entity by id.
+    #[command(after_help = "Example:\n  rem delete 550e8400-e29b-41d4-a716-446655440000")]
+    Delete {
+        /// Entity id (UUID).
+        id: String,
+    },
+    /// Find every entity, in any table, whose key equals KEY.
+    #[command(after_help = "Examples:\n  rem lookup TAP-1234\n  rem lookup ada@example.com --format json")]
+    Lookup {
+        /// Key value (a key field, uri, key or name).
+        key: String,
+    },
+    /// Check that indexes and entities agree and the change log has no gaps.
+    #[command(after_help = "Example:\n  rem verify")]
+    Verify,
+    /// Rows per table, index sizes and disk use.
+    #[command(after_help = "Example:\n  rem stats --format json")]
+    Stats,
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SchemaCommand {
+    /// Register a schema from a file (JSON, YAML, models.py::Class) or a template.
+    #[command(after_help = "Examples:\n  rem schema add person.json\n  rem schema add person.yaml\n  rem schema add models.py::Person\n  rem schema add --name my_docs --template resources\n  rem schema add --name my_docs --template resources --output my_docs.yaml")]
+    Add {
+        /// Schema file: .json, .yaml/.yml, or models.py::ClassName.
+        source: Option<String>,
+        /// Name of a new schema made from --template.
+        #[arg(long, requires = "template")]
+        name: Option<String>,
+        /// Template to clone (see `rem schema templates`).
+        #[arg(long, requires = "name", conflicts_with = "source")]
+        template: Option<String>,
+        /// Write the templated schema to this file (.json or .yaml) instead of registering it.
+        #[arg(long, requires = "template")]
+        output: Option<PathBuf>,
+    },
+    /// List registered schemas.
+    List,
+    /// Show a schema document.
+    Show {
+        /// Table name.
+        name: String,
+    },
+    /// List schema templates.
+    Templates,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Effective configuration values and where each came from.
+    Show,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InsertArgs {
+    /// Table name.
+    pub(crate) table: String,
+    /// The record as a JSON object (omit with --batch).
+    #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+    pub(crate) json: Option<String>,
+    /// Read JSONL records from stdin, written in atomic batches.
+    #[arg(long)]
+    pub(crate) batch: bool,
+    #[command(flatten)]
+    pub(crate) batching: BatchArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpsertArgs {
+    /// JSONL file, one record per line.
+    pub(crate) file: PathBuf,
+    /// Table to write into.
+    #[arg(long)]
+    pub(crate) schema: String,
+    #[command(flatten)]
+    pub(crate) batching: BatchArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BatchArgs {
+    /// Records per atomic batch (default P8_BATCH_SIZE, 1000).
+    #[arg(long)]
+    pub(crate) batch_size: Option<usize>,
+    /// Print each id once its batch is committed.
+    #[arg(long)]
+    pub(crate) ids: bool,
+}

@@ -1,0 +1,324 @@
+//! Command implementations: open the database as the command needs, call the engine,
+//! print the result.
+
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use rem::{Config, Database, EntityId, OpenOptions, Schema};
+use serde_json::{json, Value};
+
+use crate::cli::{BatchArgs, Cli, Command, ConfigCommand, Format, GlobalArgs, SchemaCommand};
+use crate::output::{print_json, print_rows, Rows};
+
+/// How a command opens the database.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Create,
+    Write,
+    Read,
+}
+
+struct Ctx {
+    config: Config,
+    format: Format,
+}
+
+impl Ctx {
+    fn new(global: &GlobalArgs) -> Result<Ctx> {
+        let mut config = Config::load()?;
+        if let Some(p) = &global.path {
+            config.set_flag("P8_DB_PATH", &p.display().to_string());
+        }
+        if let Some(t) = &global.tenant {
+            config.set_flag("P8_DEFAULT_TENANT", t);
+        }
+        let format = global.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Json });
+        Ok(Ctx { config, format })
+    }
+
+    fn open(&self, access: Access) -> Result<Database> {
+        let options = OpenOptions {
+            tenant: self.config.tenant().to_string(),
+            // Reads do not take the lock: they work beside a running writer.
+            read_only: access == Access::Read,
+            create: access == Access::Create,
+            store: self.config.store_options()?,
+        };
+        Ok(Database::open(self.config.db_path(), &options)?)
+    }
+}
+
+pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
+    init_logging();
+    let ctx = Ctx::new(&cli.global)?;
+    match cli.command {
+        Command::Init => {
+            let path = ctx.config.db_path();
+            let db = ctx.open(Access::Create)?;
+            let tables = db.schemas()?.len();
+            println!("initialized {} ({tables} tables, tenant '{}')", path.display(), db.tenant());
+        }
+        Command::Schema(cmd) => schema_command(&ctx, cmd)?,
+        Command::Insert(args) => {
+            if args.batch {
+                let db = ctx.open(Access::Write)?;
+                let stdin = std::io::stdin();
+                write_jsonl(&ctx, &db, &args.table, stdin.lock(), &args.batching)?;
+            } else {
+                let text = args.json.unwrap_or_default();
+                let record: Value = serde_json::from_str(&text).map_err(|e| rem::Error::InvalidJson {
+                    location: Some(format!("at line {} column {}", e.line(), e.column())),
+                    message: strip_position(&e.to_string()),
+                })?;
+                let db = ctx.open(Access::Write)?;
+                let id = db.insert(&args.table, record)?;
+                println!("{id}");
+            }
+        }
+        Command::Upsert(args) => {
+            let file = std::fs::File::open(&args.file)
+                .map_err(|e| anyhow!("cannot read {}: {}", args.file.display(), os_message(&e)))?;
+            let db = ctx.open(Access::Write)?;
+            write_jsonl(&ctx, &db, &args.schema, BufReader::new(file), &args.batching)?;
+        }
+        Command::Get { id, include_deleted } => {
+            let id = EntityId::parse(&id)?;
+            let db = ctx.open(Access::Read)?;
+            let entity = if include_deleted { db.get_including_deleted(&id)? } else { db.get(&id)? };
+            let entity = entity.ok_or_else(|| rem::Error::NotFound(id.to_string()))?;
+            print_rows(ctx.format, &Rows::single(entity.to_json()))?;
+        }
+        Command::Delete { id } => {
+            let id = EntityId::parse(&id)?;
+            let db = ctx.open(Access::Write)?;
+            let e = db.delete(&id)?;
+            println!("deleted {} from {}", e.id, e.table);
+        }
+        Command::Lookup { key } => {
+            let db = ctx.open(Access::Read)?;
+            let found: Vec<Value> = db.lookup(&key)?.iter().map(|e| e.to_json()).collect();
+            if found.is_empty() && ctx.format == Format::Table {
+                eprintln!("no entity has key '{key}'");
+            }
+            print_rows(ctx.format, &Rows::from_objects(found))?;
+        }
+        Command::Verify => {
+            let db = ctx.open(Access::Read)?;
+            let report = db.verify()?;
+            if !report.is_ok() {
+                for p in &report.problems {
+                    eprintln!("problem: {p}");
+                }
+                bail!("verification found {} problem(s) in {}", report.problems.len(), db.path().display());
+            }
+            println!(
+                "ok: {} entities, {} index entries and {} change records agree",
+                report.entities, report.index_entries, report.change_records
+            );
+        }
+        Command::Stats => {
+            let db = ctx.open(Access::Read)?;
+            let s = db.stats()?;
+            if matches!(ctx.format, Format::Json | Format::Jsonl) {
+                let v = json!({
+                    "path": db.path().display().to_string(),
+                    "tenant": db.tenant(),
+                    "last_seq": s.last_seq,
+                    "disk_bytes": s.disk_bytes,
+                    "tables": s.tables.iter().map(|(t, live, del)| json!({"table": t, "rows": live, "deleted": del})).collect::<Vec<_>>(),
+                    "column_families": s.column_families.iter().map(|(cf, keys, bytes)| json!({"name": cf, "estimated_keys": keys, "bytes": bytes})).collect::<Vec<_>>(),
+                });
+                print_json(ctx.format, &v)?;
+            } else {
+                let rows = s.tables.iter().map(|(t, live, del)| vec![json!(t), json!(live), json!(del)]).collect();
+                print_rows(ctx.format, &Rows::new(vec!["table", "rows", "deleted"], rows))?;
+                if ctx.format == Format::Table {
+                    let rows = s.column_families.iter().map(|(cf, k, b)| vec![json!(cf), json!(k), json!(b)]).collect();
+                    print_rows(ctx.format, &Rows::new(vec!["column family", "estimated keys", "bytes"], rows))?;
+                    println!("disk use: {} bytes; last sequence number: {}", s.disk_bytes, s.last_seq);
+                }
+            }
+        }
+        Command::Config(ConfigCommand::Show) => {
+            let rows = ctx
+                .config
+                .entries()
+                .into_iter()
+                .map(|e| vec![json!(e.env), json!(e.value), json!(e.source.to_string()), json!(e.file_key), json!(e.help)])
+                .collect();
+            print_rows(ctx.format, &Rows::new(vec!["setting", "value", "source", "config.toml key", "meaning"], rows))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn schema_command(ctx: &Ctx, cmd: SchemaCommand) -> Result<()> {
+    match cmd {
+        SchemaCommand::Add { source, name, template, output } => {
+            let doc = match (source, template) {
+                (Some(src), None) => Schema::from_source(&src)?.document,
+                (None, Some(t)) => {
+                    let name = name.unwrap_or_default();
+                    let doc = rem::template(&t, &name.to_ascii_lowercase()).ok_or_else(|| {
+                        anyhow!("unknown template '{t}'; see `rem schema templates`")
+                    })?;
+                    // Parse before writing or registering, so a bad name fails early.
+                    Schema::from_document(doc.clone())?;
+                    if let Some(out) = output {
+                        write_schema_file(&out, &doc)?;
+                        println!("wrote schema '{}' to {}", doc["name"].as_str().unwrap_or(""), out.display());
+                        return Ok(());
+                    }
+                    doc
+                }
+                _ => bail!("give a schema file, or --name and --template"),
+            };
+            let db = ctx.open(Access::Write)?;
+            let schema = db.register_schema(doc)?;
+            println!("registered schema '{}'", schema.name);
+        }
+        SchemaCommand::List => {
+            let db = ctx.open(Access::Read)?;
+            let rows = db
+                .schemas()?
+                .iter()
+                .map(|s| {
+                    vec![
+                        json!(s.name),
+                        json!(s.category),
+                        json!(s.version),
+                        json!(s.key_field),
+                        json!(s.indexed_fields),
+                        json!(s.embedding_fields),
+                        json!(s.fully_qualified_name),
+                        json!(s.description),
+                    ]
+                })
+                .collect();
+            print_rows(
+                ctx.format,
+                &Rows::new(
+                    vec!["name", "category", "version", "key_field", "indexed_fields", "embedding_fields", "fully_qualified_name", "description"],
+                    rows,
+                ),
+            )?;
+        }
+        SchemaCommand::Show { name } => {
+            let db = ctx.open(Access::Read)?;
+            let schema = db.schema(&name)?;
+            // A schema is a document: shown as JSON whatever the format, so that
+            // `rem schema show x > x.json` can be edited and re-added.
+            println!("{}", serde_json::to_string_pretty(&schema.document)?);
+        }
+        SchemaCommand::Templates => {
+            let rows = rem::TEMPLATES.iter().map(|(n, d)| vec![json!(n), json!(d)]).collect();
+            print_rows(ctx.format, &Rows::new(vec!["template", "description"], rows))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_schema_file(out: &Path, doc: &Value) -> Result<()> {
+    let text = match out.extension().and_then(|e| e.to_str()) {
+        Some("yaml" | "yml") => serde_yaml::to_string(doc)?,
+        _ => serde_json::to_string_pretty(doc)? + "\n",
+    };
+    std::fs::write(out, text).map_err(|e| anyhow!("cannot write {}: {}", out.display(), os_message(&e)))
+}
+
+/// Reads JSONL and writes it in atomic batches. A bad line stops the run: its batch is
+/// not written (earlier batches are, and the message says how many records that was).
+fn write_jsonl(ctx: &Ctx, db: &Database, table: &str, input: impl Read, args: &BatchArgs) -> Result<()> {
+    let batch_size = match args.batch_size {
+        Some(0) => bail!("--batch-size must be at least 1"),
+        Some(n) => n,
+        None => ctx.config.batch_size()?,
+    };
+    // Resolve the table first: an unknown table is an error even for empty input.
+    db.schema(table)?;
+    let mut written = 0usize;
+    let mut batch: Vec<Value> = Vec::with_capacity(batch_size);
+    let mut lines: Vec<usize> = Vec::with_capacity(batch_size);
+    let stdout = std::io::stdout();
+    let mut flush = |batch: &mut Vec<Value>, lines: &mut Vec<usize>, written: &mut usize| -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let records = std::mem::take(batch);
+        match db.insert_batch(table, records) {
+            Ok(ids) => {
+                *written += ids.len();
+                if args.ids {
+                    let mut out = stdout.lock();
+                    for id in ids {
+                        writeln!(out, "{id}")?;
+                    }
+                    out.flush()?;
+                }
+                lines.clear();
+                Ok(())
+            }
+            Err(rem::Error::Record { index, source }) => {
+                let line = lines.get(index).copied().unwrap_or(0);
+                Err(anyhow!("line {line}: {source} (nothing of this batch was written; {written} records in earlier batches were)"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    };
+    for (n, line) in BufReader::new(input).lines().enumerate() {
+        let line_no = n + 1;
+        let line = line.with_context(|| format!("cannot read line {line_no}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Value = serde_json::from_str(&line).map_err(|e| {
+            anyhow!(
+                "line {line_no}: invalid JSON at column {}: {} (nothing of this batch was written; {written} records in earlier batches were)",
+                e.column(),
+                strip_position(&e.to_string())
+            )
+        })?;
+        batch.push(record);
+        lines.push(line_no);
+        if batch.len() >= batch_size {
+            flush(&mut batch, &mut lines, &mut written)?;
+        }
+    }
+    flush(&mut batch, &mut lines, &mut written)?;
+    if args.ids {
+        eprintln!("wrote {written} records to {table}");
+    } else {
+        println!("wrote {written} records to {table}");
+    }
+    Ok(())
+}
+
+/// serde_json messages end in " at line L column C"; callers say where themselves.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn os_message(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn init_logging() {
+    let level = std::env::var("P8_LOG_LEVEL").unwrap_or_else(|_| "warn".into()).to_ascii_lowercase();
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if std::env::var("P8_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,28 @@
+//! RocksDB storage for the REM database.
+//!
+//! This crate is the only one in the workspace that names `rocksdb`. It owns:
+//! - the column families, one per concern ([`ColumnFamily`]);
+//! - order-preserving binary key codecs ([`KeyBuf`], [`KeyReader`]);
+//! - atomic write batches that always carry change-log records ([`Batch`], [`Store::commit`]);
+//! - the change log with its monotonic sequence numbers;
+//! - the value codec through which every stored value passes ([`ValueCodec`]);
+//! - in-memory and read-only modes, and the RocksDB tunables ([`StoreOptions`]).
+//!
+//! The engine above it never sees RocksDB types: it writes bytes under keys.
+
+mod cf;
+mod codec;
+mod error;
+mod keys;
+mod options;
+mod store;
+
+pub use cf::ColumnFamily;
+pub use codec::{PlainCodec, ValueCodec};
+pub use error::StorageError;
+pub use keys::{prefix_successor, KeyBuf, KeyReader};
+pub use options::{Compression, StoreOptions};
+pub use store::{Batch, CfStats, OpenMode, ScanIter, Store};
+
+/// Result alias for storage operations.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -1,0 +1,505 @@
+//! The store: a RocksDB database with the REM column families, an atomic commit that
+//! appends change-log records, and scans that decode values through the codec.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBRawIterator, Env,
+    Options, ReadOptions, WriteBatch, WriteOptions, DB,
+};
+
+use crate::{prefix_successor, ColumnFamily, Compression, PlainCodec, Result, StorageError,
+    StoreOptions, ValueCodec};
+
+/// Format version written to `meta/format_version` when a database is created.
+pub const FORMAT_VERSION: u32 = 1;
+const META_FORMAT_VERSION: &[u8] = b"format_version";
+const META_LAST_SEQ: &[u8] = b"last_seq";
+
+/// How to open a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpenMode {
+    /// Create the database if it does not exist; open it read-write.
+    Create,
+    /// Open an existing database read-write; fail with [`StorageError::Missing`] otherwise.
+    Existing,
+    /// Open an existing database read-only. Does not take the lock, so it works while
+    /// another process writes (it sees the state as of opening).
+    ReadOnly,
+}
+
+/// Size figures of one column family, from RocksDB's estimates.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CfStats {
+    /// Estimated number of keys.
+    pub estimated_keys: u64,
+    /// Bytes in SST files.
+    pub sst_bytes: u64,
+    /// Bytes in memtables.
+    pub memtable_bytes: u64,
+}
+
+/// A RocksDB database holding the REM column families.
+///
+/// Invariant: `last_seq` equals the largest change-log sequence number committed, and
+/// commits are serialised by `commit_lock`, so change-log order is commit order.
+pub struct Store {
+    db: DB,
+    // Kept alive for in-memory stores: the database's files live in this environment.
+    _env: Option<Env>,
+    codec: Arc<dyn ValueCodec>,
+    path: PathBuf,
+    read_only: bool,
+    in_memory: bool,
+    sync_writes: bool,
+    commit_lock: Mutex<()>,
+    last_seq: AtomicU64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("read_only", &self.read_only)
+            .field("in_memory", &self.in_memory)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates, per `mode`) the database at `path` with the plain codec.
+    pub fn open(path: &Path, mode: OpenMode, options: &StoreOptions) -> Result<Store> {
+        Self::open_with_codec(path, mode, options, Arc::new(PlainCodec))
+    }
+
+    /// Opens the database at `path`, passing every value through `codec`.
+    pub fn open_with_codec(
+        path: &Path,
+        mode: OpenMode,
+        options: &StoreOptions,
+        codec: Arc<dyn ValueCodec>,
+    ) -> Result<Store> {
+        let exists = path.join("CURRENT").is_file();
+        if !exists && mode != OpenMode::Create {
+            return Err(StorageError::Missing { path: path.to_path_buf() });
+        }
+        if mode == OpenMode::Create {
+            std::fs::create_dir_all(path).map_err(|e| {
+                StorageError::Backend(format!("cannot create {}: {e}", path.display()))
+            })?;
+        }
+        let (db_opts, cfs) = rocks_options(options, mode == OpenMode::Create, None);
+        let db = if mode == OpenMode::ReadOnly {
+            DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false)
+        } else {
+            DB::open_cf_descriptors(&db_opts, path, cfs)
+        }
+        .map_err(|e| StorageError::from_rocksdb(e, path))?;
+        Self::finish_open(db, None, codec, path.to_path_buf(), mode, options, false)
+    }
+
+    /// Creates an empty database that lives in memory only (RocksDB's memory environment).
+    /// Everything is lost when the store is dropped.
+    pub fn open_in_memory(options: &StoreOptions) -> Result<Store> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let env = Env::mem_env()?;
+        let path = PathBuf::from(format!(
+            "/rem-in-memory/{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let (db_opts, cfs) = rocks_options(options, true, Some(&env));
+        let db = DB::open_cf_descriptors(&db_opts, &path, cfs)?;
+        Self::finish_open(db, Some(env), Arc::new(PlainCodec), path, OpenMode::Create, options, true)
+    }
+
+    fn finish_open(
+        db: DB,
+        env: Option<Env>,
+        codec: Arc<dyn ValueCodec>,
+        path: PathBuf,
+        mode: OpenMode,
+        options: &StoreOptions,
+        in_memory: bool,
+    ) -> Result<Store> {
+        let mut store = Store {
+            db,
+            _env: env,
+            codec,
+            path,
+            read_only: mode == OpenMode::ReadOnly,
+            in_memory,
+            sync_writes: options.sync_writes,
+            commit_lock: Mutex::new(()),
+            last_seq: AtomicU64::new(0),
+        };
+        match store.get(ColumnFamily::Meta, META_FORMAT_VERSION)? {
+            Some(v) => {
+                let version = u32::from_be_bytes(fixed(&v, "format version")?);
+                if version != FORMAT_VERSION {
+                    return Err(StorageError::Corrupt(format!(
+                        "database format version {version} is not supported (expected {FORMAT_VERSION})"
+                    )));
+                }
+            }
+            None if store.read_only => {
+                return Err(StorageError::Corrupt(format!(
+                    "{} is not a REM database (no format version)",
+                    store.path.display()
+                )))
+            }
+            None => {
+                if store.any_key(ColumnFamily::Entities)? {
+                    return Err(StorageError::Corrupt(format!(
+                        "{} is not a REM database (no format version)",
+                        store.path.display()
+                    )));
+                }
+                let mut batch = store.batch();
+                batch.put(ColumnFamily::Meta, META_FORMAT_VERSION, &FORMAT_VERSION.to_be_bytes());
+                store.write_raw(batch)?;
+            }
+        }
+        let last = match store.get(ColumnFamily::Meta, META_LAST_SEQ)? {
+            Some(v) => u64::from_be_bytes(fixed(&v, "last sequence")?),
+            None => 0,
+        };
+        store.last_seq = AtomicU64::new(last);
+        Ok(store)
+    }
+
+    /// The database directory (a virtual path for in-memory stores).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when opened with [`OpenMode::ReadOnly`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// True for stores made by [`Store::open_in_memory`].
+    pub fn is_in_memory(&self) -> bool {
+        self.in_memory
+    }
+
+    /// The sequence number of the last committed change-log record (0 when none).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Starts an empty write batch.
+    pub fn batch(&self) -> Batch<'_> {
+        Batch { store: self, inner: WriteBatch::default(), puts: 0 }
+    }
+
+    /// Commits `batch` atomically together with one change-log record per entry of
+    /// `changes`, numbered consecutively after the last committed sequence number.
+    ///
+    /// Returns the sequence number of the last record (or the current one when `changes`
+    /// is empty). Either the whole batch, its change-log records and the new last
+    /// sequence number are durable, or none of them is.
+    pub fn commit(&self, mut batch: Batch<'_>, changes: &[Vec<u8>]) -> Result<u64> {
+        if self.read_only {
+            return Err(StorageError::ReadOnly);
+        }
+        // Sequence assignment and the write happen under one lock so that the order of
+        // sequence numbers is the order in which batches become visible.
+        let _guard = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seq = self.last_seq.load(Ordering::Acquire);
+        for change in changes {
+            seq += 1;
+            batch.put(ColumnFamily::ChangeLog, &seq.to_be_bytes(), change);
+        }
+        batch.put(ColumnFamily::Meta, META_LAST_SEQ, &seq.to_be_bytes());
+        self.write_raw(batch)?;
+        self.last_seq.store(seq, Ordering::Release);
+        Ok(seq)
+    }
+
+    fn write_raw(&self, batch: Batch<'_>) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync_writes);
+        self.db.write_opt(batch.inner, &wo)?;
+        Ok(())
+    }
+
+    fn cf(&self, cf: ColumnFamily) -> Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(cf.name())
+            .ok_or_else(|| StorageError::Corrupt(format!("column family {} is missing", cf.name())))
+    }
+
+    /// Reads and decodes one value.
+    pub fn get(&self, cf: ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.db.get_pinned_cf(self.cf(cf)?, key)? {
+            Some(stored) => Ok(Some(self.codec.decode(&stored)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// True when `key` exists in `cf`, without decoding its value.
+    pub fn contains(&self, cf: ColumnFamily, key: &[u8]) -> Result<bool> {
+        Ok(self.db.get_pinned_cf(self.cf(cf)?, key)?.is_some())
+    }
+
+    /// Reads several values of one column family in one call (RocksDB's batched MultiGet).
+    pub fn multi_get<K: AsRef<[u8]>>(
+        &self,
+        cf: ColumnFamily,
+        keys: &[K],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let handle = self.cf(cf)?;
+        self.db
+            .batched_multi_get_cf(handle, keys.iter().map(|k| k.as_ref()), false)
+            .into_iter()
+            .map(|r| match r? {
+                Some(stored) => Ok(Some(self.codec.decode(&stored)?)),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Iterates over every entry whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, cf: ColumnFamily, prefix: &[u8]) -> Result<ScanIter<'_>> {
+        self.scan_range(cf, prefix, prefix_successor(prefix).as_deref())
+    }
+
+    /// Iterates over entries with `start <= key < end` (`end = None`: to the last key).
+    pub fn scan_range(&self, cf: ColumnFamily, start: &[u8], end: Option<&[u8]>) -> Result<ScanIter<'_>> {
+        let mut ro = ReadOptions::default();
+        if let Some(end) = end {
+            ro.set_iterate_upper_bound(end.to_vec());
+        }
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
+        iter.seek(start);
+        Ok(ScanIter { iter, codec: self.codec.as_ref(), started: false })
+    }
+
+    fn any_key(&self, cf: ColumnFamily) -> Result<bool> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(cf)?);
+        iter.seek_to_first();
+        iter.status()?;
+        Ok(iter.valid())
+    }
+
+    /// RocksDB's size estimates for a column family.
+    pub fn cf_stats(&self, cf: ColumnFamily) -> Result<CfStats> {
+        let handle = self.cf(cf)?;
+        let prop = |name: &str| -> Result<u64> {
+            Ok(self.db.property_int_value_cf(handle, name)?.unwrap_or(0))
+        };
+        Ok(CfStats {
+            estimated_keys: prop("rocksdb.estimate-num-keys")?,
+            sst_bytes: prop("rocksdb.total-sst-files-size")?,
+            memtable_bytes: prop("rocksdb.cur-size-all-mem-tables")?,
+        })
+    }
+
+    /// Flushes all memtables to SST files.
+    pub fn flush(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        for cf in ColumnFamily::ALL {
+            self.db.flush_cf(self.cf(cf)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// An atomic group of writes, committed with [`Store::commit`].
+pub struct Batch<'a> {
+    store: &'a Store,
+    inner: WriteBatch,
+    puts: usize,
+}
+
+impl Batch<'_> {
+    /// Puts `value` (encoded by the store's codec) under `key`.
+    pub fn put(&mut self, cf: ColumnFamily, key: &[u8], value: &[u8]) {
+        // A missing family is impossible after open (all are created together); the
+        // write then fails at commit time instead of panicking here.
+        if let Ok(handle) = self.store.cf(cf) {
+            self.inner.put_cf(handle, key, self.store.codec.encode(value));
+            self.puts += 1;
+        }
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&mut self, cf: ColumnFamily, key: &[u8]) {
+        if let Ok(handle) = self.store.cf(cf) {
+            self.inner.delete_cf(handle, key);
+            self.puts += 1;
+        }
+    }
+
+    /// Number of puts and deletes in the batch.
+    pub fn len(&self) -> usize {
+        self.puts
+    }
+
+    /// True when the batch holds no operation.
+    pub fn is_empty(&self) -> bool {
+        self.puts == 0
+    }
+}
+
+/// An iterator over `(key, decoded value)` pairs of a scan.
+pub struct ScanIter<'a> {
+    iter: DBRawIterator<'a>,
+    codec: &'a dyn ValueCodec,
+    started: bool,
+}
+
+impl Iterator for ScanIter<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.started {
+            self.iter.next();
+        }
+        self.started = true;
+        if !self.iter.valid() {
+            return match self.iter.status() {
+                Ok(()) => None,
+                Err(e) => Some(Err(e.into())),
+            };
+        }
+        let key = self.iter.key()?.to_vec();
+        let value = match self.iter.value().map(|v| self.codec.decode(v)) {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => return Some(Err(e)),
+            None => return None,
+        };
+        Some(Ok((key, value)))
+    }
+}
+
+impl ScanIter<'_> {
+    /// Advances to the next key without decoding its value (index scans whose values
+    /// are empty). Returns `None` at the end.
+    pub fn next_key(&mut self) -> Option<Result<Vec<u8>>> {
+        if self.started {
+            self.iter.next();
+        }
+        self.started = true;
+        if !self.iter.valid() {
+            return self.iter.status().err().map(|e| Err(e.into()));
+        }
+        self.iter.key().map(|k| Ok(k.to_vec()))
+    }
+}
+
+fn fixed<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N]> {
+    bytes
+        .try_into()
+        .map_err(|_| StorageError::Corrupt(format!("{what} has {} bytes, expected {N}", bytes.len())))
+}
+
+fn rocks_options(
+    options: &StoreOptions,
+    create: bool,
+    env: Option<&Env>,
+) -> (Options, Vec<ColumnFamilyDescriptor>) {
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(create);
+    db_opts.create_missing_column_families(create);
+    db_opts.set_max_background_jobs(options.max_background_jobs);
+    db_opts.set_max_open_files(options.max_open_files);
+    if let Some(env) = env {
+        db_opts.set_env(env);
+    }
+    let cache = Cache::new_lru_cache(options.block_cache_size);
+    let compression = match options.compression {
+        Compression::None => DBCompressionType::None,
+        Compression::Lz4 => DBCompressionType::Lz4,
+        Compression::Zstd => DBCompressionType::Zstd,
+        Compression::Snappy => DBCompressionType::Snappy,
+    };
+    let cfs = ColumnFamily::ALL
+        .iter()
+        .map(|cf| {
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            // Whole-key bloom filters make point gets of absent keys (new entities on
+            // insert) skip SST files.
+            table.set_bloom_filter(10.0, false);
+            table.set_format_version(5);
+            let mut cf_opts = Options::default();
+            cf_opts.set_block_based_table_factory(&table);
+            cf_opts.set_compression_type(compression);
+            cf_opts.set_write_buffer_size(options.write_buffer_size);
+            ColumnFamilyDescriptor::new(cf.name(), cf_opts)
+        })
+        .collect();
+    (db_opts, cfs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_numbers_changes_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions::default();
+        {
+            let store = Store::open(dir.path(), OpenMode::Create, &opts).unwrap();
+            let mut b = store.batch();
+            b.put(ColumnFamily::Entities, b"k1", b"v1");
+            assert_eq!(store.commit(b, &[b"c1".to_vec(), b"c2".to_vec()]).unwrap(), 2);
+            let b = store.batch();
+            assert_eq!(store.commit(b, &[b"c3".to_vec()]).unwrap(), 3);
+        }
+        let store = Store::open(dir.path(), OpenMode::Existing, &opts).unwrap();
+        assert_eq!(store.last_seq(), 3);
+        assert_eq!(store.get(ColumnFamily::Entities, b"k1").unwrap().unwrap(), b"v1");
+        let log: Vec<_> = store
+            .scan_prefix(ColumnFamily::ChangeLog, b"")
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(log.len(), 3);
+        assert_eq!(log[2].0, 3u64.to_be_bytes());
+        assert_eq!(log[2].1, b"c3");
+    }
+
+    #[test]
+    fn second_open_is_locked_and_read_only_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions::default();
+        let _first = Store::open(dir.path(), OpenMode::Create, &opts).unwrap();
+        let err = Store::open(dir.path(), OpenMode::Existing, &opts).unwrap_err();
+        assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+        let ro = Store::open(dir.path(), OpenMode::ReadOnly, &opts).unwrap();
+        assert!(matches!(ro.commit(ro.batch(), &[]), Err(StorageError::ReadOnly)));
+    }
+
+    #[test]
+    fn missing_database_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Store::open(&dir.path().join("nope"), OpenMode::Existing, &StoreOptions::default())
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Missing { .. }));
+    }
+
+    #[test]
+    fn in_memory_prefix_scan() {
+        let store = Store::open_in_memory(&StoreOptions::default()).unwrap();
+        let mut b = store.batch();
+        for k in [&b"a1"[..], b"a2", b"b1"] {
+            b.put(ColumnFamily::KeyIndex, k, b"");
+        }
+        store.commit(b, &[]).unwrap();
+        let keys: Vec<_> = store
+            .scan_prefix(ColumnFamily::KeyIndex, b"a")
+            .unwrap()
+            .map(|r| r.unwrap().0)
+            .collect();
+        assert_eq!(keys, vec![b"a1".to_vec(), b"a2".to_vec()]);
+    }
+}

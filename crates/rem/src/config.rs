@@ -1,0 +1,253 @@
+//! Configuration: `P8_*` environment variables over `$P8_HOME/config.toml` over
+//! defaults, each value remembering where it came from (`rem config show`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rem_storage::{Compression, StoreOptions};
+
+use crate::{Error, Result};
+
+/// Where a configuration value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// Built-in default.
+    Default,
+    /// `$P8_HOME/config.toml`.
+    File,
+    /// Environment variable.
+    Env,
+    /// Command-line flag.
+    Flag,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Default => "default",
+            Source::File => "config file",
+            Source::Env => "environment",
+            Source::Flag => "flag",
+        })
+    }
+}
+
+/// One setting: its environment name, its place in `config.toml` and its default.
+struct Setting {
+    env: &'static str,
+    section: &'static str,
+    key: &'static str,
+    default: &'static str,
+    help: &'static str,
+}
+
+/// The settings in effect so far. Later features add theirs here.
+const SETTINGS: &[Setting] = &[
+    Setting { env: "P8_DB_PATH", section: "database", key: "path", default: "$P8_HOME/db", help: "database directory" },
+    Setting { env: "P8_DEFAULT_TENANT", section: "core", key: "default_tenant", default: "default", help: "tenant of every operation" },
+    Setting { env: "P8_ROCKSDB_WRITE_BUFFER_SIZE", section: "database", key: "rocksdb_write_buffer_size", default: "64", help: "memtable size per column family, MB" },
+    Setting { env: "P8_ROCKSDB_MAX_BACKGROUND_JOBS", section: "database", key: "rocksdb_max_background_jobs", default: "2", help: "flush and compaction threads" },
+    Setting { env: "P8_ROCKSDB_MAX_OPEN_FILES", section: "database", key: "rocksdb_max_open_files", default: "1000", help: "open file limit (-1: unlimited)" },
+    Setting { env: "P8_ROCKSDB_COMPRESSION", section: "database", key: "rocksdb_compression", default: "lz4", help: "none, lz4, zstd or snappy" },
+    Setting { env: "P8_ROCKSDB_BLOCK_CACHE_SIZE", section: "database", key: "rocksdb_block_cache_size", default: "128", help: "block cache, MB" },
+    Setting { env: "P8_ROCKSDB_SYNC", section: "database", key: "rocksdb_sync", default: "false", help: "fsync the log on every commit (power-loss safety)" },
+    Setting { env: "P8_BATCH_SIZE", section: "database", key: "batch_size", default: "1000", help: "records per atomic batch for `rem insert --batch`" },
+    Setting { env: "P8_LOG_LEVEL", section: "logging", key: "level", default: "warn", help: "error, warn, info, debug or trace" },
+    Setting { env: "P8_LOG_FORMAT", section: "logging", key: "format", default: "text", help: "text or json" },
+];
+
+/// One effective configuration value.
+#[derive(Debug, Clone)]
+pub struct ConfigValue {
+    /// Environment variable name (also the lookup key).
+    pub env: &'static str,
+    /// `section.key` in `config.toml`.
+    pub file_key: String,
+    /// Effective value.
+    pub value: String,
+    /// Where it came from.
+    pub source: Source,
+    /// What it does.
+    pub help: &'static str,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    home: (PathBuf, Source),
+    values: BTreeMap<&'static str, ConfigValue>,
+}
+
+impl Config {
+    /// Loads from the process environment and `$P8_HOME/config.toml`.
+    pub fn load() -> Result<Config> {
+        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("P8_")).collect();
+        Config::load_from(&env)
+    }
+
+    /// Loads with `env` standing in for the environment (tests).
+    pub fn load_from(env: &BTreeMap<String, String>) -> Result<Config> {
+        let home = match env.get("P8_HOME") {
+            Some(h) => (expand_home(h), Source::Env),
+            None => (expand_home("~/.p8"), Source::Default),
+        };
+        let file_path = home.0.join("config.toml");
+        let file: toml::Table = match std::fs::read_to_string(&file_path) {
+            Ok(text) => text.parse().map_err(|e: toml::de::Error| {
+                Error::Config(format!("{} is not valid TOML: {}", file_path.display(), e.message()))
+            })?,
+            Err(_) => toml::Table::new(),
+        };
+        let mut values = BTreeMap::new();
+        for s in SETTINGS {
+            let from_file = file.get(s.section).and_then(|t| t.get(s.key)).map(|v| match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            let (value, source) = match (env.get(s.env), from_file) {
+                (Some(v), _) => (v.clone(), Source::Env),
+                (None, Some(v)) => (v, Source::File),
+                (None, None) => (s.default.replace("$P8_HOME", &home.0.display().to_string()), Source::Default),
+            };
+            values.insert(
+                s.env,
+                ConfigValue { env: s.env, file_key: format!("{}.{}", s.section, s.key), value, source, help: s.help },
+            );
+        }
+        let config = Config { home, values };
+        config.store_options()?;
+        Ok(config)
+    }
+
+    /// Overrides a value from a command-line flag.
+    pub fn set_flag(&mut self, env: &str, value: &str) {
+        if let Some(v) = self.values.get_mut(env) {
+            v.value = value.to_string();
+            v.source = Source::Flag;
+        }
+    }
+
+    /// `P8_HOME` (default `~/.p8`).
+    pub fn home(&self) -> &Path {
+        &self.home.0
+    }
+
+    /// A value by environment name (`None` for unknown names).
+    pub fn get(&self, env: &str) -> Option<&str> {
+        self.values.get(env).map(|v| v.value.as_str())
+    }
+
+    /// The database path (`--path`, `P8_DB_PATH`, `$P8_HOME/db`).
+    pub fn db_path(&self) -> PathBuf {
+        expand_home(self.get("P8_DB_PATH").unwrap_or("~/.p8/db"))
+    }
+
+    /// The tenant (`--tenant`, `P8_DEFAULT_TENANT`, `default`).
+    pub fn tenant(&self) -> &str {
+        self.get("P8_DEFAULT_TENANT").unwrap_or("default")
+    }
+
+    /// Every value with its source, `P8_HOME` first.
+    pub fn entries(&self) -> Vec<ConfigValue> {
+        let mut out = vec![ConfigValue {
+            env: "P8_HOME",
+            file_key: "-".into(),
+            value: self.home.0.display().to_string(),
+            source: self.home.1,
+            help: "home of the database, models and config.toml",
+        }];
+        out.extend(self.values.values().cloned());
+        out
+    }
+
+    fn number<T: std::str::FromStr>(&self, env: &str) -> Result<T> {
+        let raw = self.get(env).unwrap_or_default();
+        raw.trim()
+            .parse()
+            .map_err(|_| Error::Config(format!("{env} must be a number, not '{raw}'")))
+    }
+
+    fn boolean(&self, env: &str) -> Result<bool> {
+        match self.get(env).unwrap_or_default().trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" | "" => Ok(false),
+            other => Err(Error::Config(format!("{env} must be true or false, not '{other}'"))),
+        }
+    }
+
+    /// Records per atomic batch for streamed inserts.
+    pub fn batch_size(&self) -> Result<usize> {
+        let n: usize = self.number("P8_BATCH_SIZE")?;
+        if n == 0 {
+            return Err(Error::Config("P8_BATCH_SIZE must be at least 1".into()));
+        }
+        Ok(n)
+    }
+
+    /// RocksDB options from the `P8_ROCKSDB_*` values.
+    pub fn store_options(&self) -> Result<StoreOptions> {
+        let compression_raw = self.get("P8_ROCKSDB_COMPRESSION").unwrap_or("lz4");
+        let compression = Compression::parse(compression_raw).ok_or_else(|| {
+            Error::Config(format!(
+                "P8_ROCKSDB_COMPRESSION must be none, lz4, zstd or snappy, not '{compression_raw}'"
+            ))
+        })?;
+        Ok(StoreOptions {
+            write_buffer_size: self.number::<usize>("P8_ROCKSDB_WRITE_BUFFER_SIZE")?.max(1) << 20,
+            max_background_jobs: self.number("P8_ROCKSDB_MAX_BACKGROUND_JOBS")?,
+            max_open_files: self.number("P8_ROCKSDB_MAX_OPEN_FILES")?,
+            compression,
+            block_cache_size: self.number::<usize>("P8_ROCKSDB_BLOCK_CACHE_SIZE")?.max(1) << 20,
+            sync_writes: self.boolean("P8_ROCKSDB_SYNC")?,
+        })
+    }
+}
+
+/// Expands a leading `~` to the home directory.
+pub fn expand_home(p: &str) -> PathBuf {
+    match p.strip_prefix('~') {
+        Some(rest) => {
+            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+            home.join(rest.trim_start_matches('/'))
+        }
+        None => PathBuf::from(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_overrides_default() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join("config.toml"),
+            "[database]\nrocksdb_max_open_files = 500\nrocksdb_compression = \"zstd\"\n[core]\ndefault_tenant = \"acme\"\n",
+        )
+        .unwrap();
+        let mut env = BTreeMap::new();
+        env.insert("P8_HOME".to_string(), home.path().display().to_string());
+        env.insert("P8_ROCKSDB_COMPRESSION".to_string(), "snappy".to_string());
+        let c = Config::load_from(&env).unwrap();
+        let by = |k: &str| c.entries().into_iter().find(|e| e.env == k).unwrap();
+        assert_eq!((by("P8_ROCKSDB_MAX_OPEN_FILES").value, by("P8_ROCKSDB_MAX_OPEN_FILES").source), ("500".into(), Source::File));
+        assert_eq!((by("P8_ROCKSDB_COMPRESSION").value, by("P8_ROCKSDB_COMPRESSION").source), ("snappy".into(), Source::Env));
+        assert_eq!(by("P8_ROCKSDB_WRITE_BUFFER_SIZE").source, Source::Default);
+        assert_eq!(c.tenant(), "acme");
+        assert_eq!(c.db_path(), home.path().join("db"));
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let home = tempfile::tempdir().unwrap();
+        let mut env = BTreeMap::new();
+        env.insert("P8_HOME".to_string(), home.path().display().to_string());
+        env.insert("P8_ROCKSDB_COMPRESSION".to_string(), "rar".to_string());
+        assert!(Config::load_from(&env).unwrap_err().to_string().contains("P8_ROCKSDB_COMPRESSION"));
+        std::fs::write(home.path().join("config.toml"), "[database\n").unwrap();
+        env.remove("P8_ROCKSDB_COMPRESSION");
+        assert!(Config::load_from(&env).unwrap_err().to_string().contains("not valid TOML"));
+    }
+}

@@ -1,0 +1,95 @@
+//! Errors of the engine. Every message is one sentence a user can act on.
+
+use rem_storage::StorageError;
+
+/// An error from the engine. The CLI prints its `Display` form as is.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No database at the path; create one with `rem init`.
+    #[error("no database at {path}; create one with `rem init --path {path}`")]
+    NotInitialized {
+        /// Database path as given.
+        path: String,
+    },
+    /// Another process holds the database; stop it or open read-only.
+    #[error("the database at {path} is locked by another process")]
+    Locked {
+        /// Database path.
+        path: String,
+    },
+    /// A write on a read-only database.
+    #[error("the database is open read-only; writes are refused")]
+    ReadOnly,
+    /// The table is not registered for this tenant.
+    #[error("unknown table '{0}'; register it with `rem schema add` (see `rem schema list`)")]
+    UnknownTable(String),
+    /// No entity has this id (for this tenant).
+    #[error("no entity with id {0}")]
+    NotFound(String),
+    /// Input text is not valid JSON (or YAML).
+    #[error("invalid JSON{}: {message}", location.as_deref().map(|l| format!(" {l}")).unwrap_or_default())]
+    InvalidJson {
+        /// Where (e.g. "on line 3"), when known.
+        location: Option<String>,
+        /// Parser message.
+        message: String,
+    },
+    /// A record violates its table's schema; nothing was written.
+    #[error("record violates schema '{table}': {detail}")]
+    Validation {
+        /// Table name.
+        table: String,
+        /// Field and rule, e.g. "field 'age': \"x\" is not of type \"integer\"".
+        detail: String,
+    },
+    /// A schema document cannot be registered.
+    #[error("invalid schema: {0}")]
+    InvalidSchema(String),
+    /// An argument or value is not acceptable (bad id, bad tenant name, ...).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// Loading a schema from Python failed (python3 or pydantic missing, import error).
+    #[error("{0}")]
+    Python(String),
+    /// Reading a file failed.
+    #[error("cannot read {path}: {message}")]
+    Io {
+        /// File path.
+        path: String,
+        /// OS message.
+        message: String,
+    },
+    /// A configuration value is malformed.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// One record of a batch was refused; nothing of the batch was written.
+    #[error("record {} of the batch: {source}", index + 1)]
+    Record {
+        /// Zero-based position of the record in the batch.
+        index: usize,
+        /// Why it was refused.
+        source: Box<Error>,
+    },
+    /// Stored data is corrupt or the storage backend failed.
+    #[error("{0}")]
+    Storage(StorageError),
+}
+
+impl From<StorageError> for Error {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::Locked { path } => Error::Locked {
+                path: path.display().to_string(),
+            },
+            StorageError::Missing { path } => Error::NotInitialized {
+                path: path.display().to_string(),
+            },
+            StorageError::ReadOnly => Error::ReadOnly,
+            other => Error::Storage(other),
+        }
+    }
+}
+
+/// Result alias for engine operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,31 @@
+//! The REM database engine: an embedded store for AI agents' memory.
+//!
+//! A [`Database`] holds tables defined by JSON Schemas ([`Schema`]); records are
+//! validated, given deterministic ids ([`EntityId`]), and stored as [`Entity`] values
+//! with secondary indexes, a global key index ([`Database::lookup`]) and a change log.
+//! Every write is one atomic batch. The API is synchronous and batch-first.
+//!
+//! See `ARCHITECTURE.md` for the map and `docs/format.md` for the on-disk layout.
+
+mod change;
+mod config;
+mod db;
+mod entity;
+mod error;
+mod id;
+mod index;
+mod query;
+mod schema;
+mod verify;
+mod write;
+
+pub use change::{decode_change, Change};
+pub use config::{expand_home, Config, ConfigValue, Source};
+pub use db::{Database, OpenOptions, ScanResult, Stats};
+pub use entity::{format_ts, parse_ts, Entity, SYSTEM_FIELDS};
+pub use error::{Error, Result};
+pub use id::EntityId;
+pub use query::{AccessPath, Filter, ScanOptions};
+pub use rem_storage::StoreOptions;
+pub use schema::{builtin_schemas, canonical_table_name, load_pydantic_schema, template, FieldType, Schema, TEMPLATES};
+pub use verify::VerifyReport;

@@ -1,0 +1,279 @@
+//! The write path. Every logical write stages the entity, the difference between its
+//! old and new index entries, and one change-log record per entity into one batch,
+//! committed atomically by the store.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rem_storage::{Batch, ColumnFamily};
+use serde_json::{Map, Value};
+
+use crate::change::encode_put;
+use crate::entity::{now, SYSTEM_FIELDS};
+use crate::id::entity_key;
+use crate::index::{entity_key_bytes, entity_prefix, id_key, index_entries};
+use crate::schema::canonical_table_name;
+use crate::{Database, Entity, EntityId, Error, Result, Schema};
+
+/// A validated record waiting to be written.
+struct Prepared {
+    id: EntityId,
+    properties: Map<String, Value>,
+    edges: Option<Vec<String>>,
+}
+
+impl Database {
+    /// Inserts (or upserts, when its key or id exists) one record; returns its id.
+    pub fn insert(&self, table: &str, record: Value) -> Result<EntityId> {
+        let ids = self.insert_batch(table, vec![record]).map_err(|e| match e {
+            Error::Record { source, .. } => *source,
+            other => other,
+        })?;
+        ids.into_iter().next().ok_or_else(|| Error::InvalidInput("nothing was written".into()))
+    }
+
+    /// Inserts or upserts `records` into `table` in one atomic batch: either all are
+    /// written or, on the first invalid record ([`Error::Record`] says which), none.
+    pub fn insert_batch(&self, table: &str, records: Vec<Value>) -> Result<Vec<EntityId>> {
+        self.check_writable()?;
+        let schema = self.schema(table)?;
+        if schema.name == "schemas" {
+            // Rows of `schemas` are schema documents: register them as such.
+            let mut parsed = Vec::with_capacity(records.len());
+            for (index, doc) in records.into_iter().enumerate() {
+                let s = Schema::from_document(doc).map_err(|e| Error::Record { index, source: Box::new(e) })?;
+                parsed.push(Arc::new(s));
+            }
+            let ids = parsed.iter().map(|s| EntityId::from_key(&self.tenant, "schemas", &s.name)).collect();
+            self.register_parsed(parsed)?;
+            return Ok(ids);
+        }
+        let prepared = records
+            .into_iter()
+            .enumerate()
+            .map(|(index, r)| self.prepare(&schema, r).map_err(|e| Error::Record { index, source: Box::new(e) }))
+            .collect::<Result<Vec<_>>>()?;
+        let _guard = self.inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = self.store().batch();
+        let mut changes = Vec::with_capacity(prepared.len());
+        let ids = self.stage(&mut batch, &mut changes, &schema, prepared)?;
+        self.store().commit(batch, &changes)?;
+        Ok(ids)
+    }
+
+    /// Registers (or re-registers) a table from its JSON Schema document. Existing
+    /// data is kept; index entries are rebuilt in the same batch when the indexed
+    /// fields or the key field change.
+    pub fn register_schema(&self, document: Value) -> Result<Arc<Schema>> {
+        let schema = Arc::new(Schema::from_document(document)?);
+        self.register_parsed(vec![schema.clone()])?;
+        Ok(schema)
+    }
+
+    pub(crate) fn register_parsed(&self, schemas: Vec<Arc<Schema>>) -> Result<()> {
+        self.check_writable()?;
+        let meta = match schemas.iter().find(|s| s.name == "schemas") {
+            Some(s) => s.clone(),
+            None => self.schema("schemas")?,
+        };
+        let _guard = self.inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = self.store().batch();
+        let mut changes = Vec::new();
+        let mut prepared = Vec::with_capacity(schemas.len());
+        for (index, schema) in schemas.iter().enumerate() {
+            if schema.name == "schemas" && schema.category != "system" {
+                return Err(Error::InvalidSchema("the built-in 'schemas' table cannot be replaced".into()));
+            }
+            let p = self
+                .prepare(&meta, schema.document.clone())
+                .map_err(|e| Error::Record { index, source: Box::new(e) })?;
+            prepared.push(p);
+            let old = match self.schema(&schema.name) {
+                Ok(old) => Some(old),
+                Err(Error::UnknownTable(_)) => None,
+                Err(e) => return Err(e),
+            };
+            if let Some(old) = old {
+                if needs_reindex(&old, schema) {
+                    self.stage_reindex(&mut batch, &old, schema)?;
+                }
+            }
+        }
+        self.stage(&mut batch, &mut changes, &meta, prepared)?;
+        self.store().commit(batch, &changes)?;
+        for s in schemas {
+            self.cache_schema(s);
+        }
+        Ok(())
+    }
+
+    /// Soft-deletes the entity with `id`: it keeps its data but is hidden from reads.
+    pub fn delete(&self, id: &EntityId) -> Result<Entity> {
+        self.check_writable()?;
+        let _guard = self.inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let entity = self.get(id)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+        if entity.table == "schemas" {
+            return Err(Error::InvalidInput("schemas cannot be deleted with delete; tables stay registered".into()));
+        }
+        let mut deleted = entity;
+        let t = now();
+        deleted.deleted_at = Some(t);
+        deleted.modified_at = t;
+        let mut batch = self.store().batch();
+        batch.put(
+            ColumnFamily::Entities,
+            &entity_key_bytes(&self.tenant, &deleted.table, &deleted.id),
+            &deleted.encode(),
+        );
+        self.store().commit(batch, &[encode_put(&self.tenant, &deleted)])?;
+        Ok(deleted)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.is_read_only() {
+            Err(Error::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Splits system fields off a record, validates the rest and derives the id.
+    fn prepare(&self, schema: &Schema, record: Value) -> Result<Prepared> {
+        let Value::Object(mut props) = record else {
+            return Err(Error::InvalidInput("a record must be a JSON object".into()));
+        };
+        let explicit_id = match props.remove("id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(EntityId::parse(&s)?),
+            Some(other) => return Err(Error::InvalidInput(format!("'id' must be a UUID string, not {other}"))),
+        };
+        let edges = match props.remove("edges") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok(s),
+                        other => Err(Error::InvalidInput(format!("'edges' must list ids or keys, found {other}"))),
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            Some(other) => return Err(Error::InvalidInput(format!("'edges' must be a list, not {other}"))),
+        };
+        for f in SYSTEM_FIELDS {
+            props.remove(f);
+        }
+        let props = Value::Object(props);
+        schema.validate(&props)?;
+        let Value::Object(properties) = props else { unreachable!("constructed as an object above") };
+        let id = match explicit_id {
+            Some(id) => id,
+            None => match entity_key(schema.key_field.as_deref(), &properties) {
+                Some(key) => EntityId::from_key(&self.tenant, &schema.name, &key.value),
+                None => EntityId::random(),
+            },
+        };
+        Ok(Prepared { id, properties, edges })
+    }
+
+    /// Stages entities and their index changes into `batch`. The caller holds the
+    /// write lock and commits. Later records with the same id see earlier ones.
+    fn stage(
+        &self,
+        batch: &mut Batch<'_>,
+        changes: &mut Vec<Vec<u8>>,
+        schema: &Schema,
+        prepared: Vec<Prepared>,
+    ) -> Result<Vec<EntityId>> {
+        let table = schema.name.as_str();
+        let store = self.store();
+        let id_keys: Vec<Vec<u8>> = prepared.iter().map(|p| id_key(&self.tenant, &p.id)).collect();
+        let owners = store.multi_get(ColumnFamily::Ids, &id_keys)?;
+        let mut existing_keys = Vec::new();
+        for (index, (p, owner)) in prepared.iter().zip(&owners).enumerate() {
+            if let Some(owner) = owner {
+                if owner.as_slice() != table.as_bytes() {
+                    let other = String::from_utf8_lossy(owner);
+                    return Err(Error::Record {
+                        index,
+                        source: Box::new(Error::InvalidInput(format!(
+                            "id {} already belongs to an entity of table '{other}'",
+                            p.id
+                        ))),
+                    });
+                }
+                existing_keys.push(entity_key_bytes(&self.tenant, table, &p.id));
+            }
+        }
+        let mut stored: HashMap<EntityId, Entity> = HashMap::new();
+        for bytes in store.multi_get(ColumnFamily::Entities, &existing_keys)?.into_iter().flatten() {
+            let e = Entity::decode(table, &bytes)?;
+            stored.insert(e.id, e);
+        }
+        let t = now();
+        let mut order = Vec::with_capacity(prepared.len());
+        let mut latest: HashMap<EntityId, Entity> = HashMap::with_capacity(prepared.len());
+        for p in prepared {
+            let previous = latest.get(&p.id).or_else(|| stored.get(&p.id));
+            let entity = Entity {
+                id: p.id,
+                table: table.to_string(),
+                created_at: previous.map(|e| e.created_at).unwrap_or(t),
+                modified_at: t,
+                deleted_at: None,
+                edges: p.edges.or_else(|| previous.map(|e| e.edges.clone())).unwrap_or_default(),
+                properties: p.properties,
+            };
+            if !latest.contains_key(&p.id) {
+                order.push(p.id);
+            }
+            latest.insert(p.id, entity);
+        }
+        for id in &order {
+            let new = &latest[id];
+            let new_entries = index_entries(&self.tenant, schema, new);
+            if let Some(old) = stored.get(id) {
+                let new_keys: HashSet<&[u8]> = new_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
+                for (cf, k, _) in index_entries(&self.tenant, schema, old) {
+                    if !new_keys.contains(k.as_slice()) {
+                        batch.delete(cf, &k);
+                    }
+                }
+            }
+            for (cf, k, v) in &new_entries {
+                batch.put(*cf, k, v);
+            }
+            batch.put(ColumnFamily::Entities, &entity_key_bytes(&self.tenant, table, id), &new.encode());
+            changes.push(encode_put(&self.tenant, new));
+        }
+        Ok(order)
+    }
+
+    /// Stages the rewrite of every index entry of `new.name` from `old`'s layout to
+    /// `new`'s (for re-registration with other indexed fields or key field).
+    fn stage_reindex(&self, batch: &mut Batch<'_>, old: &Schema, new: &Schema) -> Result<()> {
+        let table = canonical_table_name(&new.name);
+        for item in self.store().scan_prefix(ColumnFamily::Entities, &entity_prefix(&self.tenant, &table))? {
+            let (_, bytes) = item?;
+            let entity = Entity::decode(&table, &bytes)?;
+            let new_entries = index_entries(&self.tenant, new, &entity);
+            let new_keys: HashSet<&[u8]> = new_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
+            for (cf, k, _) in index_entries(&self.tenant, old, &entity) {
+                if !new_keys.contains(k.as_slice()) {
+                    batch.delete(cf, &k);
+                }
+            }
+            for (cf, k, v) in &new_entries {
+                batch.put(*cf, k, v);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// True when index entries depend on something that changed between the versions.
+fn needs_reindex(old: &Schema, new: &Schema) -> bool {
+    old.key_field != new.key_field
+        || old.indexed_fields != new.indexed_fields
+        || old.indexed_fields.iter().any(|f| old.field_type(f) != new.field_type(f))
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One command from a fresh clone to a working `rem`: installs the system packages,
+# builds and installs the `rem` binary (cargo install), then runs a short session:
+# init a database, add a schema, insert, get, lookup.
+#
+#   ./scripts/install.sh
+#
+# The demo uses its own database under $DEMO_HOME (default: a temp dir), so it never
+# touches ~/.p8. Set CARGO_TARGET_DIR to reuse an existing build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/deps.sh
+echo "building and installing rem (the first build compiles RocksDB: ~10 minutes on 2 cores)"
+cargo install --locked --path crates/rem-cli --root "${REM_INSTALL_ROOT:-$HOME/.cargo}" --quiet
+REM="${REM_INSTALL_ROOT:-$HOME/.cargo}/bin/rem"
+
+DEMO_HOME="${DEMO_HOME:-$(mktemp -d)}"
+export P8_HOME="$DEMO_HOME"
+unset P8_DB_PATH
+set -x
+"$REM" init
+cat > "$DEMO_HOME/person.yaml" <<'YAML'
+title: Person
+description: A person the agent knows about.
+key_field: email
+indexed_fields: [role]
+properties:
+  name: {type: string}
+  email: {type: string}
+  role: {type: string}
+required: [name, email]
+YAML
+"$REM" schema add "$DEMO_HOME/person.yaml"
+ID=$("$REM" insert person '{"name": "Ada Lovelace", "email": "ada@example.com", "role": "engineer"}')
+"$REM" get "$ID" --format json
+"$REM" lookup ada@example.com --format table
+"$REM" verify
+set +x
+echo
+echo "rem is installed at $REM; the demo database is $DEMO_HOME/db."
+echo "Try: P8_HOME=$DEMO_HOME $REM schema list"
