@@ -8,7 +8,10 @@ mod storage;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "rem-bench", about = "REM database benchmarks with reference runs")]
+#[command(
+    name = "rem-bench",
+    about = "REM database benchmarks with reference runs"
+)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
@@ -35,6 +38,11 @@ enum Scenario {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
-        Scenario::Storage { n, single, gets, lookups } => storage::run(n, single, gets, lookups),
+        Scenario::Storage {
+            n,
+            single,
+            gets,
+            lookups,
+        } => storage::run(n, single, gets, lookups),
     }
 }

@@ -69,7 +69,13 @@ pub(crate) fn run(n: usize, single: usize, gets: usize, lookups: usize) -> Resul
     let avg_bytes = records.iter().map(|r| r.to_string().len()).sum::<usize>() / n.max(1);
     println!("storage benchmark: {n} records of ~{avg_bytes} bytes, 2 indexed fields, batches of {BATCH}");
 
-    let db = Database::open(dir.path().join("rem"), &OpenOptions { create: true, ..OpenOptions::default() })?;
+    let db = Database::open(
+        dir.path().join("rem"),
+        &OpenOptions {
+            create: true,
+            ..OpenOptions::default()
+        },
+    )?;
     db.register_schema(json!({
         "name": "bench", "key_field": "name", "indexed_fields": ["category", "code"],
         "properties": {
@@ -92,7 +98,12 @@ pub(crate) fn run(n: usize, single: usize, gets: usize, lookups: usize) -> Resul
         .iter()
         .zip(&ids)
         .map(|(r, id)| {
-            (*id, r.to_string().into_bytes(), r["category"].as_str().unwrap_or("").to_string(), r["code"].as_str().unwrap_or("").to_string())
+            (
+                *id,
+                r.to_string().into_bytes(),
+                r["category"].as_str().unwrap_or("").to_string(),
+                r["code"].as_str().unwrap_or("").to_string(),
+            )
         })
         .collect();
     let t = Instant::now();
@@ -106,7 +117,13 @@ pub(crate) fn run(n: usize, single: usize, gets: usize, lookups: usize) -> Resul
         raw.write(b)?;
     }
     let raw_rate = n as f64 / t.elapsed().as_secs_f64();
-    lines.push(Line { what: "batch insert", engine: engine_rate, raw: raw_rate, unit: "records/s", extra: String::new() });
+    lines.push(Line {
+        what: "batch insert",
+        engine: engine_rate,
+        raw: raw_rate,
+        unit: "records/s",
+        extra: String::new(),
+    });
 
     // 2. Single inserts, one commit each (new keys).
     let singles: Vec<Value> = (n..n + single).map(|i| record(i, &mut rng)).collect();
@@ -126,8 +143,24 @@ pub(crate) fn run(n: usize, single: usize, gets: usize, lookups: usize) -> Resul
         let key = EntityId::from_key("raw", "bench", &i.to_string());
         let mut b = WriteBatch::default();
         b.put(key.as_bytes(), r.to_string().as_bytes());
-        b.put([b"i1", r["category"].as_str().unwrap_or("").as_bytes(), key.as_bytes()].concat(), b"");
-        b.put([b"i2", r["code"].as_str().unwrap_or("").as_bytes(), key.as_bytes()].concat(), b"");
+        b.put(
+            [
+                b"i1",
+                r["category"].as_str().unwrap_or("").as_bytes(),
+                key.as_bytes(),
+            ]
+            .concat(),
+            b"",
+        );
+        b.put(
+            [
+                b"i2",
+                r["code"].as_str().unwrap_or("").as_bytes(),
+                key.as_bytes(),
+            ]
+            .concat(),
+            b"",
+        );
         raw.write(b)?;
         raw_lat.0.push(s.elapsed());
     }
@@ -137,17 +170,29 @@ pub(crate) fn run(n: usize, single: usize, gets: usize, lookups: usize) -> Resul
         engine: engine_rate,
         raw: raw_rate,
         unit: "records/s",
-        extra: format!("engine p50 {:.1} µs p99 {:.1} µs; raw p50 {:.1} µs", us(p50), us(p99), us(raw_lat.pct(0.5))),
+        extra: format!(
+            "engine p50 {:.1} µs p99 {:.1} µs; raw p50 {:.1} µs",
+            us(p50),
+            us(p99),
+            us(raw_lat.pct(0.5))
+        ),
     });
 
     // 3. Get by id, random order, single thread.
     let picks: Vec<usize> = (0..gets).map(|_| rng.gen_range(0..n)).collect();
-    for (label, with_table) in [("get by id (table known)", true), ("get by id (bare id)", false)] {
+    for (label, with_table) in [
+        ("get by id (table known)", true),
+        ("get by id (bare id)", false),
+    ] {
         let mut lat = Latencies(Vec::with_capacity(gets));
         let t = Instant::now();
         for &i in &picks {
             let s = Instant::now();
-            let e = if with_table { db.get_in("bench", &ids[i])? } else { db.get(&ids[i])? };
+            let e = if with_table {
+                db.get_in("bench", &ids[i])?
+            } else {
+                db.get(&ids[i])?
+            };
             std::hint::black_box(e);
             lat.0.push(s.elapsed());
         }
@@ -171,19 +216,28 @@ pub(crate) fn run(n: usize, single: usize, gets: usize, lookups: usize) -> Resul
             unit: "gets/s",
             extra: format!(
                 "engine p50 {:.2} µs p99 {:.2} µs; raw p50 {:.2} µs p99 {:.2} µs",
-                us(p50), us(p99), us(raw_lat.pct(0.5)), us(raw_lat.pct(0.99))
+                us(p50),
+                us(p99),
+                us(raw_lat.pct(0.5)),
+                us(raw_lat.pct(0.99))
             ),
         });
     }
 
     // 4. Indexed equality lookup returning 10 rows.
-    let codes: Vec<String> = (0..lookups).map(|_| format!("code-{:07}", rng.gen_range(0..n / 10))).collect();
+    let codes: Vec<String> = (0..lookups)
+        .map(|_| format!("code-{:07}", rng.gen_range(0..n / 10)))
+        .collect();
     let mut lat = Latencies(Vec::with_capacity(lookups));
     let mut rows = 0usize;
     let t = Instant::now();
     for c in &codes {
         let s = Instant::now();
-        let r = db.scan("bench", &Filter::eq("code", c.as_str()), &ScanOptions::default())?;
+        let r = db.scan(
+            "bench",
+            &Filter::eq("code", c.as_str()),
+            &ScanOptions::default(),
+        )?;
         rows += r.entities.len();
         lat.0.push(s.elapsed());
     }
@@ -215,7 +269,11 @@ pub(crate) fn run(n: usize, single: usize, gets: usize, lookups: usize) -> Resul
         unit: "lookups/s",
         extra: format!(
             "engine p50 {:.1} µs p99 {:.1} µs ({} rows/lookup); raw p50 {:.1} µs ({} rows/lookup)",
-            us(p50), us(p99), rows / lookups.max(1), us(raw_lat.pct(0.5)), raw_rows / lookups.max(1)
+            us(p50),
+            us(p99),
+            rows / lookups.max(1),
+            us(raw_lat.pct(0.5)),
+            raw_rows / lookups.max(1)
         ),
     });
 
@@ -225,10 +283,20 @@ pub(crate) fn run(n: usize, single: usize, gets: usize, lookups: usize) -> Resul
     for l in &lines {
         println!(
             "| {} | {:.0} {} | {:.0} {} | {:.2} | {} |",
-            l.what, l.engine, l.unit, l.raw, l.unit, l.engine / l.raw, l.extra
+            l.what,
+            l.engine,
+            l.unit,
+            l.raw,
+            l.unit,
+            l.engine / l.raw,
+            l.extra
         );
     }
     let report = db.verify()?;
-    println!("\nverify after the run: {} entities, {} problems", report.entities, report.problems.len());
+    println!(
+        "\nverify after the run: {} entities, {} problems",
+        report.entities,
+        report.problems.len()
+    );
     Ok(())
 }

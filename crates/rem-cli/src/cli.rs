@@ -53,7 +53,9 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Schema(SchemaCommand),
     /// Insert or upsert records: one JSON object, or JSONL on stdin with --batch.
-    #[command(after_help = "Examples:\n  rem insert person '{\"name\": \"Ada\"}'\n  cat people.jsonl | rem insert person --batch\n  cat people.jsonl | rem insert person --batch --batch-size 500 --ids")]
+    #[command(
+        after_help = "Examples:\n  rem insert person '{\"name\": \"Ada\"}'\n  cat people.jsonl | rem insert person --batch\n  cat people.jsonl | rem insert person --batch --batch-size 500 --ids"
+    )]
     Insert(InsertArgs),
     /// Upsert records from a JSONL file into a table.
     #[command(after_help = "Example:\n  rem upsert people.jsonl --schema person")]
@@ -74,7 +76,9 @@ pub(crate) enum Command {
         id: String,
     },
     /// Find every entity, in any table, whose key equals KEY.
-    #[command(after_help = "Examples:\n  rem lookup TAP-1234\n  rem lookup ada@example.com --format json")]
+    #[command(
+        after_help = "Examples:\n  rem lookup TAP-1234\n  rem lookup ada@example.com --format json"
+    )]
     Lookup {
         /// Key value (a key field, uri, key or name).
         key: String,
@@ -93,7 +97,9 @@ pub(crate) enum Command {
 #[derive(Debug, Subcommand)]
 pub(crate) enum SchemaCommand {
     /// Register a schema from a file (JSON, YAML, models.py::Class) or a template.
-    #[command(after_help = "Examples:\n  rem schema add person.json\n  rem schema add person.yaml\n  rem schema add models.py::Person\n  rem schema add --name my_docs --template resources\n  rem schema add --name my_docs --template resources --output my_docs.yaml")]
+    #[command(
+        after_help = "Examples:\n  rem schema add person.json\n  rem schema add person.yaml\n  rem schema add models.py::Person\n  rem schema add --name my_docs --template resources\n  rem schema add --name my_docs --template resources --output my_docs.yaml"
+    )]
     Add {
         /// Schema file: .json, .yaml/.yml, or models.py::ClassName.
         source: Option<String>,

@@ -34,7 +34,11 @@ impl Ctx {
         if let Some(t) = &global.tenant {
             config.set_flag("P8_DEFAULT_TENANT", t);
         }
-        let format = global.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Json });
+        let format = global.format.unwrap_or(if std::io::stdout().is_terminal() {
+            Format::Table
+        } else {
+            Format::Json
+        });
         Ok(Ctx { config, format })
     }
 
@@ -58,7 +62,11 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             let path = ctx.config.db_path();
             let db = ctx.open(Access::Create)?;
             let tables = db.schemas()?.len();
-            println!("initialized {} ({tables} tables, tenant '{}')", path.display(), db.tenant());
+            println!(
+                "initialized {} ({tables} tables, tenant '{}')",
+                path.display(),
+                db.tenant()
+            );
         }
         Command::Schema(cmd) => schema_command(&ctx, cmd)?,
         Command::Insert(args) => {
@@ -68,10 +76,11 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
                 write_jsonl(&ctx, &db, &args.table, stdin.lock(), &args.batching)?;
             } else {
                 let text = args.json.unwrap_or_default();
-                let record: Value = serde_json::from_str(&text).map_err(|e| rem::Error::InvalidJson {
-                    location: Some(format!("at line {} column {}", e.line(), e.column())),
-                    message: strip_position(&e.to_string()),
-                })?;
+                let record: Value =
+                    serde_json::from_str(&text).map_err(|e| rem::Error::InvalidJson {
+                        location: Some(format!("at line {} column {}", e.line(), e.column())),
+                        message: strip_position(&e.to_string()),
+                    })?;
                 let db = ctx.open(Access::Write)?;
                 let id = db.insert(&args.table, record)?;
                 println!("{id}");
@@ -81,12 +90,25 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             let file = std::fs::File::open(&args.file)
                 .map_err(|e| anyhow!("cannot read {}: {}", args.file.display(), os_message(&e)))?;
             let db = ctx.open(Access::Write)?;
-            write_jsonl(&ctx, &db, &args.schema, BufReader::new(file), &args.batching)?;
+            write_jsonl(
+                &ctx,
+                &db,
+                &args.schema,
+                BufReader::new(file),
+                &args.batching,
+            )?;
         }
-        Command::Get { id, include_deleted } => {
+        Command::Get {
+            id,
+            include_deleted,
+        } => {
             let id = EntityId::parse(&id)?;
             let db = ctx.open(Access::Read)?;
-            let entity = if include_deleted { db.get_including_deleted(&id)? } else { db.get(&id)? };
+            let entity = if include_deleted {
+                db.get_including_deleted(&id)?
+            } else {
+                db.get(&id)?
+            };
             let entity = entity.ok_or_else(|| rem::Error::NotFound(id.to_string()))?;
             print_rows(ctx.format, &Rows::single(entity.to_json()))?;
         }
@@ -111,7 +133,11 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
                 for p in &report.problems {
                     eprintln!("problem: {p}");
                 }
-                bail!("verification found {} problem(s) in {}", report.problems.len(), db.path().display());
+                bail!(
+                    "verification found {} problem(s) in {}",
+                    report.problems.len(),
+                    db.path().display()
+                );
             }
             println!(
                 "ok: {} entities, {} index entries and {} change records agree",
@@ -132,12 +158,29 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
                 });
                 print_json(ctx.format, &v)?;
             } else {
-                let rows = s.tables.iter().map(|(t, live, del)| vec![json!(t), json!(live), json!(del)]).collect();
-                print_rows(ctx.format, &Rows::new(vec!["table", "rows", "deleted"], rows))?;
+                let rows = s
+                    .tables
+                    .iter()
+                    .map(|(t, live, del)| vec![json!(t), json!(live), json!(del)])
+                    .collect();
+                print_rows(
+                    ctx.format,
+                    &Rows::new(vec!["table", "rows", "deleted"], rows),
+                )?;
                 if ctx.format == Format::Table {
-                    let rows = s.column_families.iter().map(|(cf, k, b)| vec![json!(cf), json!(k), json!(b)]).collect();
-                    print_rows(ctx.format, &Rows::new(vec!["column family", "estimated keys", "bytes"], rows))?;
-                    println!("disk use: {} bytes; last sequence number: {}", s.disk_bytes, s.last_seq);
+                    let rows = s
+                        .column_families
+                        .iter()
+                        .map(|(cf, k, b)| vec![json!(cf), json!(k), json!(b)])
+                        .collect();
+                    print_rows(
+                        ctx.format,
+                        &Rows::new(vec!["column family", "estimated keys", "bytes"], rows),
+                    )?;
+                    println!(
+                        "disk use: {} bytes; last sequence number: {}",
+                        s.disk_bytes, s.last_seq
+                    );
                 }
             }
         }
@@ -146,9 +189,23 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
                 .config
                 .entries()
                 .into_iter()
-                .map(|e| vec![json!(e.env), json!(e.value), json!(e.source.to_string()), json!(e.file_key), json!(e.help)])
+                .map(|e| {
+                    vec![
+                        json!(e.env),
+                        json!(e.value),
+                        json!(e.source.to_string()),
+                        json!(e.file_key),
+                        json!(e.help),
+                    ]
+                })
                 .collect();
-            print_rows(ctx.format, &Rows::new(vec!["setting", "value", "source", "config.toml key", "meaning"], rows))?;
+            print_rows(
+                ctx.format,
+                &Rows::new(
+                    vec!["setting", "value", "source", "config.toml key", "meaning"],
+                    rows,
+                ),
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -156,7 +213,12 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
 
 fn schema_command(ctx: &Ctx, cmd: SchemaCommand) -> Result<()> {
     match cmd {
-        SchemaCommand::Add { source, name, template, output } => {
+        SchemaCommand::Add {
+            source,
+            name,
+            template,
+            output,
+        } => {
             let doc = match (source, template) {
                 (Some(src), None) => Schema::from_source(&src)?.document,
                 (None, Some(t)) => {
@@ -168,7 +230,11 @@ fn schema_command(ctx: &Ctx, cmd: SchemaCommand) -> Result<()> {
                     Schema::from_document(doc.clone())?;
                     if let Some(out) = output {
                         write_schema_file(&out, &doc)?;
-                        println!("wrote schema '{}' to {}", doc["name"].as_str().unwrap_or(""), out.display());
+                        println!(
+                            "wrote schema '{}' to {}",
+                            doc["name"].as_str().unwrap_or(""),
+                            out.display()
+                        );
                         return Ok(());
                     }
                     doc
@@ -200,7 +266,16 @@ fn schema_command(ctx: &Ctx, cmd: SchemaCommand) -> Result<()> {
             print_rows(
                 ctx.format,
                 &Rows::new(
-                    vec!["name", "category", "version", "key_field", "indexed_fields", "embedding_fields", "fully_qualified_name", "description"],
+                    vec![
+                        "name",
+                        "category",
+                        "version",
+                        "key_field",
+                        "indexed_fields",
+                        "embedding_fields",
+                        "fully_qualified_name",
+                        "description",
+                    ],
                     rows,
                 ),
             )?;
@@ -213,8 +288,14 @@ fn schema_command(ctx: &Ctx, cmd: SchemaCommand) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&schema.document)?);
         }
         SchemaCommand::Templates => {
-            let rows = rem::TEMPLATES.iter().map(|(n, d)| vec![json!(n), json!(d)]).collect();
-            print_rows(ctx.format, &Rows::new(vec!["template", "description"], rows))?;
+            let rows = rem::TEMPLATES
+                .iter()
+                .map(|(n, d)| vec![json!(n), json!(d)])
+                .collect();
+            print_rows(
+                ctx.format,
+                &Rows::new(vec!["template", "description"], rows),
+            )?;
         }
     }
     Ok(())
@@ -225,12 +306,19 @@ fn write_schema_file(out: &Path, doc: &Value) -> Result<()> {
         Some("yaml" | "yml") => serde_yaml::to_string(doc)?,
         _ => serde_json::to_string_pretty(doc)? + "\n",
     };
-    std::fs::write(out, text).map_err(|e| anyhow!("cannot write {}: {}", out.display(), os_message(&e)))
+    std::fs::write(out, text)
+        .map_err(|e| anyhow!("cannot write {}: {}", out.display(), os_message(&e)))
 }
 
 /// Reads JSONL and writes it in atomic batches. A bad line stops the run: its batch is
 /// not written (earlier batches are, and the message says how many records that was).
-fn write_jsonl(ctx: &Ctx, db: &Database, table: &str, input: impl Read, args: &BatchArgs) -> Result<()> {
+fn write_jsonl(
+    ctx: &Ctx,
+    db: &Database,
+    table: &str,
+    input: impl Read,
+    args: &BatchArgs,
+) -> Result<()> {
     let batch_size = match args.batch_size {
         Some(0) => bail!("--batch-size must be at least 1"),
         Some(n) => n,
@@ -242,7 +330,10 @@ fn write_jsonl(ctx: &Ctx, db: &Database, table: &str, input: impl Read, args: &B
     let mut batch: Vec<Value> = Vec::with_capacity(batch_size);
     let mut lines: Vec<usize> = Vec::with_capacity(batch_size);
     let stdout = std::io::stdout();
-    let mut flush = |batch: &mut Vec<Value>, lines: &mut Vec<usize>, written: &mut usize| -> Result<()> {
+    let flush = |batch: &mut Vec<Value>,
+                 lines: &mut Vec<usize>,
+                 written: &mut usize|
+     -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -312,10 +403,14 @@ fn os_message(e: &std::io::Error) -> String {
 }
 
 fn init_logging() {
-    let level = std::env::var("P8_LOG_LEVEL").unwrap_or_else(|_| "warn".into()).to_ascii_lowercase();
+    let level = std::env::var("P8_LOG_LEVEL")
+        .unwrap_or_else(|_| "warn".into())
+        .to_ascii_lowercase();
     let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if std::env::var("P8_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
         builder.json().try_init()
     } else {

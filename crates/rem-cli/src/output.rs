@@ -19,7 +19,12 @@ pub(crate) struct Rows {
 
 impl Rows {
     pub(crate) fn new(columns: Vec<&str>, rows: Vec<Vec<Value>>) -> Rows {
-        Rows { columns: columns.into_iter().map(String::from).collect(), rows, objects: None, single: false }
+        Rows {
+            columns: columns.into_iter().map(String::from).collect(),
+            rows,
+            objects: None,
+            single: false,
+        }
     }
 
     /// Rows from JSON objects; columns are the union of their keys, in first-seen order.
@@ -36,9 +41,19 @@ impl Rows {
         }
         let rows = objects
             .iter()
-            .map(|o| columns.iter().map(|c| o.get(c).cloned().unwrap_or(Value::Null)).collect())
+            .map(|o| {
+                columns
+                    .iter()
+                    .map(|c| o.get(c).cloned().unwrap_or(Value::Null))
+                    .collect()
+            })
             .collect();
-        Rows { columns, rows, objects: Some(objects), single: false }
+        Rows {
+            columns,
+            rows,
+            objects: Some(objects),
+            single: false,
+        }
     }
 
     /// One object, printed as an object (not a list) in JSON.
@@ -55,7 +70,12 @@ impl Rows {
                 .rows
                 .iter()
                 .map(|r| {
-                    let m: Map<String, Value> = self.columns.iter().cloned().zip(r.iter().cloned()).collect();
+                    let m: Map<String, Value> = self
+                        .columns
+                        .iter()
+                        .cloned()
+                        .zip(r.iter().cloned())
+                        .collect();
                     Value::Object(m)
                 })
                 .collect(),
@@ -69,7 +89,11 @@ pub(crate) fn print_rows(format: Format, rows: &Rows) -> Result<()> {
     match format {
         Format::Json => {
             let objects = rows.objects();
-            let v = if rows.single { objects.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(objects) };
+            let v = if rows.single {
+                objects.into_iter().next().unwrap_or(Value::Null)
+            } else {
+                Value::Array(objects)
+            };
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         }
         Format::Jsonl => {
@@ -90,7 +114,11 @@ pub(crate) fn print_rows(format: Format, rows: &Rows) -> Result<()> {
                 // One entity: a field/value listing reads better than a wide table.
                 let mut t = new_table();
                 t.set_header(vec!["field", "value"]);
-                for (c, v) in rows.columns.iter().zip(rows.rows.first().into_iter().flatten()) {
+                for (c, v) in rows
+                    .columns
+                    .iter()
+                    .zip(rows.rows.first().into_iter().flatten())
+                {
                     t.add_row(vec![c.clone(), truncate(&cell(v), 200)]);
                 }
                 writeln!(out, "{t}")?;
@@ -101,7 +129,12 @@ pub(crate) fn print_rows(format: Format, rows: &Rows) -> Result<()> {
                     t.add_row(r.iter().map(|v| truncate(&cell(v), 60)).collect::<Vec<_>>());
                 }
                 writeln!(out, "{t}")?;
-                writeln!(out, "({} row{})", rows.rows.len(), if rows.rows.len() == 1 { "" } else { "s" })?;
+                writeln!(
+                    out,
+                    "({} row{})",
+                    rows.rows.len(),
+                    if rows.rows.len() == 1 { "" } else { "s" }
+                )?;
             }
         }
     }
@@ -120,7 +153,8 @@ pub(crate) fn print_json(format: Format, v: &Value) -> Result<()> {
 
 fn new_table() -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
     t
 }
 

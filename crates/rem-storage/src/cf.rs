@@ -3,7 +3,7 @@
 /// A column family of the store. The set is fixed for format version 1; families that a
 /// later feature fills (edges, embeddings, trigrams) exist from the start so that opening
 /// an older database never needs to create them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum ColumnFamily {
     /// `tenant, table, id` → encoded entity.

@@ -85,7 +85,11 @@ impl KeyBuf {
     /// Appends a float in place.
     pub fn push_f64(&mut self, v: f64) {
         let bits = v.to_bits();
-        let ordered = if bits >> 63 == 1 { !bits } else { bits ^ (1 << 63) };
+        let ordered = if bits >> 63 == 1 {
+            !bits
+        } else {
+            bits ^ (1 << 63)
+        };
         self.0.extend_from_slice(&ordered.to_be_bytes());
     }
 
@@ -171,7 +175,10 @@ impl<'a> KeyReader<'a> {
 
     /// Reads a one-byte tag.
     pub fn tag(&mut self) -> Result<u8, StorageError> {
-        let (&t, rest) = self.rest.split_first().ok_or_else(|| corrupt("missing tag"))?;
+        let (&t, rest) = self
+            .rest
+            .split_first()
+            .ok_or_else(|| corrupt("missing tag"))?;
         self.rest = rest;
         Ok(t)
     }
@@ -236,11 +243,26 @@ mod tests {
     fn golden_encodings() {
         // These bytes are part of the on-disk format (docs/format.md).
         assert_eq!(KeyBuf::new().str("ab").into_bytes(), b"ab\x00\x01");
-        assert_eq!(KeyBuf::new().str("a\0b").into_bytes(), b"a\x00\xffb\x00\x01");
-        assert_eq!(KeyBuf::new().i64(-1).into_bytes(), [0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
-        assert_eq!(KeyBuf::new().i64(0).into_bytes(), [0x80, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(KeyBuf::new().f64(1.0).into_bytes(), [0xBF, 0xF0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(KeyBuf::new().f64(-1.0).into_bytes(), [0x40, 0x0F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+        assert_eq!(
+            KeyBuf::new().str("a\0b").into_bytes(),
+            b"a\x00\xffb\x00\x01"
+        );
+        assert_eq!(
+            KeyBuf::new().i64(-1).into_bytes(),
+            [0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
+        );
+        assert_eq!(
+            KeyBuf::new().i64(0).into_bytes(),
+            [0x80, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(
+            KeyBuf::new().f64(1.0).into_bytes(),
+            [0xBF, 0xF0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(
+            KeyBuf::new().f64(-1.0).into_bytes(),
+            [0x40, 0x0F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
+        );
     }
 
     #[test]

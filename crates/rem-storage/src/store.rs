@@ -10,8 +10,10 @@ use rocksdb::{
     Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 
-use crate::{prefix_successor, ColumnFamily, Compression, PlainCodec, Result, StorageError,
-    StoreOptions, ValueCodec};
+use crate::{
+    prefix_successor, ColumnFamily, Compression, PlainCodec, Result, StorageError, StoreOptions,
+    ValueCodec,
+};
 
 /// Format version written to `meta/format_version` when a database is created.
 pub const FORMAT_VERSION: u32 = 1;
@@ -84,7 +86,9 @@ impl Store {
     ) -> Result<Store> {
         let exists = path.join("CURRENT").is_file();
         if !exists && mode != OpenMode::Create {
-            return Err(StorageError::Missing { path: path.to_path_buf() });
+            return Err(StorageError::Missing {
+                path: path.to_path_buf(),
+            });
         }
         if mode == OpenMode::Create {
             std::fs::create_dir_all(path).map_err(|e| {
@@ -113,7 +117,15 @@ impl Store {
         ));
         let (db_opts, cfs) = rocks_options(options, true, Some(&env));
         let db = DB::open_cf_descriptors(&db_opts, &path, cfs)?;
-        Self::finish_open(db, Some(env), Arc::new(PlainCodec), path, OpenMode::Create, options, true)
+        Self::finish_open(
+            db,
+            Some(env),
+            Arc::new(PlainCodec),
+            path,
+            OpenMode::Create,
+            options,
+            true,
+        )
     }
 
     fn finish_open(
@@ -159,7 +171,11 @@ impl Store {
                     )));
                 }
                 let mut batch = store.batch();
-                batch.put(ColumnFamily::Meta, META_FORMAT_VERSION, &FORMAT_VERSION.to_be_bytes());
+                batch.put(
+                    ColumnFamily::Meta,
+                    META_FORMAT_VERSION,
+                    &FORMAT_VERSION.to_be_bytes(),
+                );
                 store.write_raw(batch)?;
             }
         }
@@ -193,7 +209,11 @@ impl Store {
 
     /// Starts an empty write batch.
     pub fn batch(&self) -> Batch<'_> {
-        Batch { store: self, inner: WriteBatch::default(), puts: 0 }
+        Batch {
+            store: self,
+            inner: WriteBatch::default(),
+            puts: 0,
+        }
     }
 
     /// Commits `batch` atomically together with one change-log record per entry of
@@ -269,14 +289,23 @@ impl Store {
     }
 
     /// Iterates over entries with `start <= key < end` (`end = None`: to the last key).
-    pub fn scan_range(&self, cf: ColumnFamily, start: &[u8], end: Option<&[u8]>) -> Result<ScanIter<'_>> {
+    pub fn scan_range(
+        &self,
+        cf: ColumnFamily,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<ScanIter<'_>> {
         let mut ro = ReadOptions::default();
         if let Some(end) = end {
             ro.set_iterate_upper_bound(end.to_vec());
         }
         let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
         iter.seek(start);
-        Ok(ScanIter { iter, codec: self.codec.as_ref(), started: false })
+        Ok(ScanIter {
+            iter,
+            codec: self.codec.as_ref(),
+            started: false,
+        })
     }
 
     fn any_key(&self, cf: ColumnFamily) -> Result<bool> {
@@ -324,7 +353,8 @@ impl Batch<'_> {
         // A missing family is impossible after open (all are created together); the
         // write then fails at commit time instead of panicking here.
         if let Ok(handle) = self.store.cf(cf) {
-            self.inner.put_cf(handle, key, self.store.codec.encode(value));
+            self.inner
+                .put_cf(handle, key, self.store.codec.encode(value));
             self.puts += 1;
         }
     }
@@ -395,9 +425,9 @@ impl ScanIter<'_> {
 }
 
 fn fixed<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N]> {
-    bytes
-        .try_into()
-        .map_err(|_| StorageError::Corrupt(format!("{what} has {} bytes, expected {N}", bytes.len())))
+    bytes.try_into().map_err(|_| {
+        StorageError::Corrupt(format!("{what} has {} bytes, expected {N}", bytes.len()))
+    })
 }
 
 fn rocks_options(
@@ -451,13 +481,19 @@ mod tests {
             let store = Store::open(dir.path(), OpenMode::Create, &opts).unwrap();
             let mut b = store.batch();
             b.put(ColumnFamily::Entities, b"k1", b"v1");
-            assert_eq!(store.commit(b, &[b"c1".to_vec(), b"c2".to_vec()]).unwrap(), 2);
+            assert_eq!(
+                store.commit(b, &[b"c1".to_vec(), b"c2".to_vec()]).unwrap(),
+                2
+            );
             let b = store.batch();
             assert_eq!(store.commit(b, &[b"c3".to_vec()]).unwrap(), 3);
         }
         let store = Store::open(dir.path(), OpenMode::Existing, &opts).unwrap();
         assert_eq!(store.last_seq(), 3);
-        assert_eq!(store.get(ColumnFamily::Entities, b"k1").unwrap().unwrap(), b"v1");
+        assert_eq!(
+            store.get(ColumnFamily::Entities, b"k1").unwrap().unwrap(),
+            b"v1"
+        );
         let log: Vec<_> = store
             .scan_prefix(ColumnFamily::ChangeLog, b"")
             .unwrap()
@@ -476,14 +512,21 @@ mod tests {
         let err = Store::open(dir.path(), OpenMode::Existing, &opts).unwrap_err();
         assert!(matches!(err, StorageError::Locked { .. }), "{err}");
         let ro = Store::open(dir.path(), OpenMode::ReadOnly, &opts).unwrap();
-        assert!(matches!(ro.commit(ro.batch(), &[]), Err(StorageError::ReadOnly)));
+        assert!(matches!(
+            ro.commit(ro.batch(), &[]),
+            Err(StorageError::ReadOnly)
+        ));
     }
 
     #[test]
     fn missing_database_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Store::open(&dir.path().join("nope"), OpenMode::Existing, &StoreOptions::default())
-            .unwrap_err();
+        let err = Store::open(
+            &dir.path().join("nope"),
+            OpenMode::Existing,
+            &StoreOptions::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, StorageError::Missing { .. }));
     }
 

@@ -24,7 +24,11 @@ pub enum Change {
 }
 
 pub(crate) fn encode_put(tenant: &str, entity: &Entity) -> Vec<u8> {
-    let mut out = KeyBuf::new().tag(OP_PUT).str(tenant).str(&entity.table).into_bytes();
+    let mut out = KeyBuf::new()
+        .tag(OP_PUT)
+        .str(tenant)
+        .str(&entity.table)
+        .into_bytes();
     out.extend_from_slice(&entity.encode());
     out
 }

@@ -44,17 +44,83 @@ struct Setting {
 
 /// The settings in effect so far. Later features add theirs here.
 const SETTINGS: &[Setting] = &[
-    Setting { env: "P8_DB_PATH", section: "database", key: "path", default: "$P8_HOME/db", help: "database directory" },
-    Setting { env: "P8_DEFAULT_TENANT", section: "core", key: "default_tenant", default: "default", help: "tenant of every operation" },
-    Setting { env: "P8_ROCKSDB_WRITE_BUFFER_SIZE", section: "database", key: "rocksdb_write_buffer_size", default: "64", help: "memtable size per column family, MB" },
-    Setting { env: "P8_ROCKSDB_MAX_BACKGROUND_JOBS", section: "database", key: "rocksdb_max_background_jobs", default: "2", help: "flush and compaction threads" },
-    Setting { env: "P8_ROCKSDB_MAX_OPEN_FILES", section: "database", key: "rocksdb_max_open_files", default: "1000", help: "open file limit (-1: unlimited)" },
-    Setting { env: "P8_ROCKSDB_COMPRESSION", section: "database", key: "rocksdb_compression", default: "lz4", help: "none, lz4, zstd or snappy" },
-    Setting { env: "P8_ROCKSDB_BLOCK_CACHE_SIZE", section: "database", key: "rocksdb_block_cache_size", default: "128", help: "block cache, MB" },
-    Setting { env: "P8_ROCKSDB_SYNC", section: "database", key: "rocksdb_sync", default: "false", help: "fsync the log on every commit (power-loss safety)" },
-    Setting { env: "P8_BATCH_SIZE", section: "database", key: "batch_size", default: "1000", help: "records per atomic batch for `rem insert --batch`" },
-    Setting { env: "P8_LOG_LEVEL", section: "logging", key: "level", default: "warn", help: "error, warn, info, debug or trace" },
-    Setting { env: "P8_LOG_FORMAT", section: "logging", key: "format", default: "text", help: "text or json" },
+    Setting {
+        env: "P8_DB_PATH",
+        section: "database",
+        key: "path",
+        default: "$P8_HOME/db",
+        help: "database directory",
+    },
+    Setting {
+        env: "P8_DEFAULT_TENANT",
+        section: "core",
+        key: "default_tenant",
+        default: "default",
+        help: "tenant of every operation",
+    },
+    Setting {
+        env: "P8_ROCKSDB_WRITE_BUFFER_SIZE",
+        section: "database",
+        key: "rocksdb_write_buffer_size",
+        default: "64",
+        help: "memtable size per column family, MB",
+    },
+    Setting {
+        env: "P8_ROCKSDB_MAX_BACKGROUND_JOBS",
+        section: "database",
+        key: "rocksdb_max_background_jobs",
+        default: "2",
+        help: "flush and compaction threads",
+    },
+    Setting {
+        env: "P8_ROCKSDB_MAX_OPEN_FILES",
+        section: "database",
+        key: "rocksdb_max_open_files",
+        default: "1000",
+        help: "open file limit (-1: unlimited)",
+    },
+    Setting {
+        env: "P8_ROCKSDB_COMPRESSION",
+        section: "database",
+        key: "rocksdb_compression",
+        default: "lz4",
+        help: "none, lz4, zstd or snappy",
+    },
+    Setting {
+        env: "P8_ROCKSDB_BLOCK_CACHE_SIZE",
+        section: "database",
+        key: "rocksdb_block_cache_size",
+        default: "128",
+        help: "block cache, MB",
+    },
+    Setting {
+        env: "P8_ROCKSDB_SYNC",
+        section: "database",
+        key: "rocksdb_sync",
+        default: "false",
+        help: "fsync the log on every commit (power-loss safety)",
+    },
+    Setting {
+        env: "P8_BATCH_SIZE",
+        section: "database",
+        key: "batch_size",
+        default: "1000",
+        help: "records per atomic batch for `rem insert --batch`",
+    },
+    Setting {
+        env: "P8_LOG_LEVEL",
+        section: "logging",
+        key: "level",
+        default: "warn",
+        help: "error, warn, info, debug or trace",
+    },
+    Setting {
+        env: "P8_LOG_FORMAT",
+        section: "logging",
+        key: "format",
+        default: "text",
+        help: "text or json",
+    },
 ];
 
 /// One effective configuration value.
@@ -82,7 +148,9 @@ pub struct Config {
 impl Config {
     /// Loads from the process environment and `$P8_HOME/config.toml`.
     pub fn load() -> Result<Config> {
-        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("P8_")).collect();
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("P8_"))
+            .collect();
         Config::load_from(&env)
     }
 
@@ -95,24 +163,40 @@ impl Config {
         let file_path = home.0.join("config.toml");
         let file: toml::Table = match std::fs::read_to_string(&file_path) {
             Ok(text) => text.parse().map_err(|e: toml::de::Error| {
-                Error::Config(format!("{} is not valid TOML: {}", file_path.display(), e.message()))
+                Error::Config(format!(
+                    "{} is not valid TOML: {}",
+                    file_path.display(),
+                    e.message()
+                ))
             })?,
             Err(_) => toml::Table::new(),
         };
         let mut values = BTreeMap::new();
         for s in SETTINGS {
-            let from_file = file.get(s.section).and_then(|t| t.get(s.key)).map(|v| match v {
-                toml::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            });
+            let from_file = file
+                .get(s.section)
+                .and_then(|t| t.get(s.key))
+                .map(|v| match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
             let (value, source) = match (env.get(s.env), from_file) {
                 (Some(v), _) => (v.clone(), Source::Env),
                 (None, Some(v)) => (v, Source::File),
-                (None, None) => (s.default.replace("$P8_HOME", &home.0.display().to_string()), Source::Default),
+                (None, None) => (
+                    s.default.replace("$P8_HOME", &home.0.display().to_string()),
+                    Source::Default,
+                ),
             };
             values.insert(
                 s.env,
-                ConfigValue { env: s.env, file_key: format!("{}.{}", s.section, s.key), value, source, help: s.help },
+                ConfigValue {
+                    env: s.env,
+                    file_key: format!("{}.{}", s.section, s.key),
+                    value,
+                    source,
+                    help: s.help,
+                },
             );
         }
         let config = Config { home, values };
@@ -169,10 +253,18 @@ impl Config {
     }
 
     fn boolean(&self, env: &str) -> Result<bool> {
-        match self.get(env).unwrap_or_default().trim().to_ascii_lowercase().as_str() {
+        match self
+            .get(env)
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "1" | "true" | "yes" | "on" => Ok(true),
             "0" | "false" | "no" | "off" | "" => Ok(false),
-            other => Err(Error::Config(format!("{env} must be true or false, not '{other}'"))),
+            other => Err(Error::Config(format!(
+                "{env} must be true or false, not '{other}'"
+            ))),
         }
     }
 
@@ -208,7 +300,9 @@ impl Config {
 pub fn expand_home(p: &str) -> PathBuf {
     match p.strip_prefix('~') {
         Some(rest) => {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/"));
             home.join(rest.trim_start_matches('/'))
         }
         None => PathBuf::from(p),
@@ -232,8 +326,20 @@ mod tests {
         env.insert("P8_ROCKSDB_COMPRESSION".to_string(), "snappy".to_string());
         let c = Config::load_from(&env).unwrap();
         let by = |k: &str| c.entries().into_iter().find(|e| e.env == k).unwrap();
-        assert_eq!((by("P8_ROCKSDB_MAX_OPEN_FILES").value, by("P8_ROCKSDB_MAX_OPEN_FILES").source), ("500".into(), Source::File));
-        assert_eq!((by("P8_ROCKSDB_COMPRESSION").value, by("P8_ROCKSDB_COMPRESSION").source), ("snappy".into(), Source::Env));
+        assert_eq!(
+            (
+                by("P8_ROCKSDB_MAX_OPEN_FILES").value,
+                by("P8_ROCKSDB_MAX_OPEN_FILES").source
+            ),
+            ("500".into(), Source::File)
+        );
+        assert_eq!(
+            (
+                by("P8_ROCKSDB_COMPRESSION").value,
+                by("P8_ROCKSDB_COMPRESSION").source
+            ),
+            ("snappy".into(), Source::Env)
+        );
         assert_eq!(by("P8_ROCKSDB_WRITE_BUFFER_SIZE").source, Source::Default);
         assert_eq!(c.tenant(), "acme");
         assert_eq!(c.db_path(), home.path().join("db"));
@@ -245,9 +351,15 @@ mod tests {
         let mut env = BTreeMap::new();
         env.insert("P8_HOME".to_string(), home.path().display().to_string());
         env.insert("P8_ROCKSDB_COMPRESSION".to_string(), "rar".to_string());
-        assert!(Config::load_from(&env).unwrap_err().to_string().contains("P8_ROCKSDB_COMPRESSION"));
+        assert!(Config::load_from(&env)
+            .unwrap_err()
+            .to_string()
+            .contains("P8_ROCKSDB_COMPRESSION"));
         std::fs::write(home.path().join("config.toml"), "[database\n").unwrap();
         env.remove("P8_ROCKSDB_COMPRESSION");
-        assert!(Config::load_from(&env).unwrap_err().to_string().contains("not valid TOML"));
+        assert!(Config::load_from(&env)
+            .unwrap_err()
+            .to_string()
+            .contains("not valid TOML"));
     }
 }

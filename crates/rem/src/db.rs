@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use rem_storage::{ColumnFamily, OpenMode, Store, StoreOptions};
 use serde_json::Value;
 
-use crate::index::{entity_key_bytes, entity_prefix, field_prefix, id_key, key_index_prefix,
-    parse_key_index_suffix, trailing_id};
+use crate::index::{
+    entity_key_bytes, entity_prefix, field_prefix, id_key, key_index_prefix,
+    parse_key_index_suffix, trailing_id,
+};
 use crate::query::plan;
 use crate::schema::{builtin_schemas, canonical_table_name, BUILTIN_TABLES};
 use crate::{AccessPath, Entity, EntityId, Error, Filter, Result, ScanOptions, Schema};
@@ -29,7 +31,12 @@ pub struct OpenOptions {
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { tenant: "default".into(), read_only: false, create: false, store: StoreOptions::default() }
+        OpenOptions {
+            tenant: "default".into(),
+            read_only: false,
+            create: false,
+            store: StoreOptions::default(),
+        }
     }
 }
 
@@ -66,7 +73,10 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("path", &self.inner.store.path()).field("tenant", &self.tenant).finish()
+        f.debug_struct("Database")
+            .field("path", &self.inner.store.path())
+            .field("tenant", &self.tenant)
+            .finish()
     }
 }
 
@@ -103,7 +113,9 @@ impl Database {
             (false, false) => OpenMode::Existing,
         };
         let store = Store::open(path, mode, &options.store).map_err(|e| match Error::from(e) {
-            Error::NotInitialized { .. } => Error::NotInitialized { path: path.display().to_string() },
+            Error::NotInitialized { .. } => Error::NotInitialized {
+                path: path.display().to_string(),
+            },
             other => other,
         })?;
         Self::from_store(store, &options.tenant)
@@ -116,7 +128,11 @@ impl Database {
 
     fn from_store(store: Store, tenant: &str) -> Result<Database> {
         let db = Database {
-            inner: Arc::new(Inner { store, schemas: RwLock::new(HashMap::new()), write_lock: Mutex::new(()) }),
+            inner: Arc::new(Inner {
+                store,
+                schemas: RwLock::new(HashMap::new()),
+                write_lock: Mutex::new(()),
+            }),
             tenant: tenant.to_string(),
         };
         db.ensure_builtins()?;
@@ -126,7 +142,10 @@ impl Database {
     /// A handle on the same database for another tenant.
     pub fn for_tenant(&self, tenant: &str) -> Result<Database> {
         validate_tenant(tenant)?;
-        let db = Database { inner: self.inner.clone(), tenant: tenant.to_string() };
+        let db = Database {
+            inner: self.inner.clone(),
+            tenant: tenant.to_string(),
+        };
         db.ensure_builtins()?;
         Ok(db)
     }
@@ -166,7 +185,10 @@ impl Database {
             return Ok(());
         }
         let id = EntityId::from_key(&self.tenant, "schemas", "schemas");
-        if self.store().contains(ColumnFamily::Entities, &entity_key_bytes(&self.tenant, "schemas", &id))? {
+        if self.store().contains(
+            ColumnFamily::Entities,
+            &entity_key_bytes(&self.tenant, "schemas", &id),
+        )? {
             return Ok(());
         }
         let docs = builtin_schemas()
@@ -182,12 +204,21 @@ impl Database {
     pub fn schema(&self, table: &str) -> Result<Arc<Schema>> {
         let name = canonical_table_name(table);
         let cache_key = (self.tenant.clone(), name.clone());
-        if let Some(s) = self.inner.schemas.read().unwrap_or_else(|p| p.into_inner()).get(&cache_key) {
+        if let Some(s) = self
+            .inner
+            .schemas
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&cache_key)
+        {
             return Ok(s.clone());
         }
         let schema = match self.load_stored_schema(&name)? {
             Some(s) => s,
-            None => match builtin_schemas().into_iter().find(|d| d["name"] == name.as_str()) {
+            None => match builtin_schemas()
+                .into_iter()
+                .find(|d| d["name"] == name.as_str())
+            {
                 // Read-only handles on a tenant that never wrote see the built-ins too.
                 Some(doc) => Arc::new(Schema::from_document(doc)?),
                 None => return Err(Error::UnknownTable(name)),
@@ -199,7 +230,10 @@ impl Database {
 
     fn load_stored_schema(&self, name: &str) -> Result<Option<Arc<Schema>>> {
         let id = EntityId::from_key(&self.tenant, "schemas", name);
-        let Some(bytes) = self.store().get(ColumnFamily::Entities, &entity_key_bytes(&self.tenant, "schemas", &id))?
+        let Some(bytes) = self.store().get(
+            ColumnFamily::Entities,
+            &entity_key_bytes(&self.tenant, "schemas", &id),
+        )?
         else {
             return Ok(None);
         };
@@ -207,7 +241,9 @@ impl Database {
         if entity.is_deleted() {
             return Ok(None);
         }
-        Ok(Some(Arc::new(Schema::from_document(Value::Object(entity.properties))?)))
+        Ok(Some(Arc::new(Schema::from_document(Value::Object(
+            entity.properties,
+        ))?)))
     }
 
     pub(crate) fn cache_schema(&self, schema: Arc<Schema>) {
@@ -222,7 +258,10 @@ impl Database {
     pub fn schemas(&self) -> Result<Vec<Arc<Schema>>> {
         let mut out = Vec::new();
         let mut seen = HashSet::new();
-        for item in self.store().scan_prefix(ColumnFamily::Entities, &entity_prefix(&self.tenant, "schemas"))? {
+        for item in self.store().scan_prefix(
+            ColumnFamily::Entities,
+            &entity_prefix(&self.tenant, "schemas"),
+        )? {
             let (_, bytes) = item?;
             let entity = Entity::decode("schemas", &bytes)?;
             if entity.is_deleted() {
@@ -250,22 +289,33 @@ impl Database {
 
     /// The entity with `id`, soft-deleted or not.
     pub fn get_including_deleted(&self, id: &EntityId) -> Result<Option<Entity>> {
-        let Some(table) = self.store().get(ColumnFamily::Ids, &id_key(&self.tenant, id))? else {
+        let Some(table) = self
+            .store()
+            .get(ColumnFamily::Ids, &id_key(&self.tenant, id))?
+        else {
             return Ok(None);
         };
-        let table = String::from_utf8(table)
-            .map_err(|_| Error::Storage(rem_storage::StorageError::Corrupt("table name not UTF-8".into())))?;
+        let table = String::from_utf8(table).map_err(|_| {
+            Error::Storage(rem_storage::StorageError::Corrupt(
+                "table name not UTF-8".into(),
+            ))
+        })?;
         self.get_in_including_deleted(&table, id)
     }
 
     /// The entity with `id` in `table` (one point read), or `None`.
     pub fn get_in(&self, table: &str, id: &EntityId) -> Result<Option<Entity>> {
         let table = canonical_table_name(table);
-        Ok(self.get_in_including_deleted(&table, id)?.filter(|e| !e.is_deleted()))
+        Ok(self
+            .get_in_including_deleted(&table, id)?
+            .filter(|e| !e.is_deleted()))
     }
 
     fn get_in_including_deleted(&self, table: &str, id: &EntityId) -> Result<Option<Entity>> {
-        match self.store().get(ColumnFamily::Entities, &entity_key_bytes(&self.tenant, table, id))? {
+        match self.store().get(
+            ColumnFamily::Entities,
+            &entity_key_bytes(&self.tenant, table, id),
+        )? {
             Some(bytes) => Ok(Some(Entity::decode(table, &bytes)?)),
             None => Ok(None),
         }
@@ -279,9 +329,14 @@ impl Database {
         let mut seen = HashSet::new();
         for item in self.store().scan_prefix(ColumnFamily::KeyIndex, &prefix)? {
             let (k, _) = item?;
-            let Some((table, id)) = parse_key_index_suffix(&k[prefix.len()..]) else { continue };
+            let Some((table, id)) = parse_key_index_suffix(&k[prefix.len()..]) else {
+                continue;
+            };
             if seen.insert(id) {
-                if let Some(e) = self.get_in_including_deleted(&table, &id)?.filter(|e| !e.is_deleted()) {
+                if let Some(e) = self
+                    .get_in_including_deleted(&table, &id)?
+                    .filter(|e| !e.is_deleted())
+                {
                     out.push(e);
                 }
             }
@@ -296,7 +351,8 @@ impl Database {
 
     /// The access path a scan of `table` with `filter` would use.
     pub fn explain(&self, table: &str, filter: &Filter) -> Result<AccessPath> {
-        Ok(plan(&self.schema(table)?, filter))
+        let schema = self.schema(table)?;
+        Ok(plan(&schema, filter))
     }
 
     /// Entities of `table` matching `filter`, read through an index when one applies.
@@ -336,7 +392,10 @@ impl Database {
         };
         match &path {
             AccessPath::FullScan => {
-                for item in self.store().scan_prefix(ColumnFamily::Entities, &entity_prefix(&self.tenant, table))? {
+                for item in self
+                    .store()
+                    .scan_prefix(ColumnFamily::Entities, &entity_prefix(&self.tenant, table))?
+                {
                     let (_, bytes) = item?;
                     if !offer(Entity::decode(table, &bytes)?) {
                         break;
@@ -366,7 +425,10 @@ impl Database {
                 self.offer_ids(table, ids.into_iter(), &mut offer)?;
             }
             AccessPath::IndexEq { field, values } => {
-                let ty = schema.field_type(field).cloned().unwrap_or(crate::FieldType::Any);
+                let ty = schema
+                    .field_type(field)
+                    .cloned()
+                    .unwrap_or(crate::FieldType::Any);
                 let scalar = match &ty {
                     crate::FieldType::Array(inner) => (**inner).clone(),
                     other => other.clone(),
@@ -374,28 +436,36 @@ impl Database {
                 let base = field_prefix(&self.tenant, table, field);
                 let mut ids = Vec::new();
                 for v in values {
-                    let Some(enc) = crate::index::encode_scalar(&scalar, v) else { continue };
+                    let Some(enc) = crate::index::encode_scalar(&scalar, v) else {
+                        continue;
+                    };
                     let mut prefix = base.clone();
                     prefix.extend_from_slice(&enc);
-                    let mut iter = self.store().scan_prefix(ColumnFamily::FieldIndex, &prefix)?;
+                    let mut iter = self
+                        .store()
+                        .scan_prefix(ColumnFamily::FieldIndex, &prefix)?;
                     while let Some(k) = iter.next_key() {
                         ids.extend(trailing_id(&k?));
                     }
                 }
                 self.offer_ids(table, ids.into_iter(), &mut offer)?;
             }
-            AccessPath::IndexRange { field, lower, upper } => {
+            AccessPath::IndexRange {
+                field,
+                lower,
+                upper,
+            } => {
                 let (start, end) = self.range_bounds(&schema, table, field, lower, upper);
-                let mut iter = self.store().scan_range(ColumnFamily::FieldIndex, &start, end.as_deref())?;
+                let mut iter =
+                    self.store()
+                        .scan_range(ColumnFamily::FieldIndex, &start, end.as_deref())?;
                 let mut chunk = Vec::with_capacity(256);
                 let mut stopped = false;
                 while let Some(k) = iter.next_key() {
                     chunk.extend(trailing_id(&k?));
-                    if chunk.len() == 256 {
-                        if !self.offer_ids(table, chunk.drain(..), &mut offer)? {
-                            stopped = true;
-                            break;
-                        }
+                    if chunk.len() == 256 && !self.offer_ids(table, chunk.drain(..), &mut offer)? {
+                        stopped = true;
+                        break;
                     }
                 }
                 if !stopped {
@@ -416,8 +486,16 @@ impl Database {
         let mut seen = HashSet::new();
         let unique: Vec<EntityId> = ids.filter(|id| seen.insert(*id)).collect();
         for chunk in unique.chunks(256) {
-            let keys: Vec<Vec<u8>> = chunk.iter().map(|id| entity_key_bytes(&self.tenant, table, id)).collect();
-            for bytes in self.store().multi_get(ColumnFamily::Entities, &keys)?.into_iter().flatten() {
+            let keys: Vec<Vec<u8>> = chunk
+                .iter()
+                .map(|id| entity_key_bytes(&self.tenant, table, id))
+                .collect();
+            for bytes in self
+                .store()
+                .multi_get(ColumnFamily::Entities, &keys)?
+                .into_iter()
+                .flatten()
+            {
                 if !offer(Entity::decode(table, &bytes)?) {
                     return Ok(false);
                 }
@@ -435,7 +513,10 @@ impl Database {
         upper: &std::ops::Bound<Value>,
     ) -> (Vec<u8>, Option<Vec<u8>>) {
         use std::ops::Bound;
-        let ty = schema.field_type(field).cloned().unwrap_or(crate::FieldType::Any);
+        let ty = schema
+            .field_type(field)
+            .cloned()
+            .unwrap_or(crate::FieldType::Any);
         let scalar = match &ty {
             crate::FieldType::Array(inner) => (**inner).clone(),
             other => other.clone(),
@@ -465,10 +546,16 @@ impl Database {
 
     /// Row counts per table (this tenant) and sizes (whole database).
     pub fn stats(&self) -> Result<Stats> {
-        let mut stats = Stats { last_seq: self.last_seq(), ..Stats::default() };
+        let mut stats = Stats {
+            last_seq: self.last_seq(),
+            ..Stats::default()
+        };
         for schema in self.schemas()? {
             let (mut live, mut deleted) = (0, 0);
-            for item in self.store().scan_prefix(ColumnFamily::Entities, &entity_prefix(&self.tenant, &schema.name))? {
+            for item in self.store().scan_prefix(
+                ColumnFamily::Entities,
+                &entity_prefix(&self.tenant, &schema.name),
+            )? {
                 let (_, bytes) = item?;
                 if Entity::raw_is_deleted(&bytes) {
                     deleted += 1;
@@ -480,7 +567,11 @@ impl Database {
         }
         for cf in ColumnFamily::ALL {
             let s = self.store().cf_stats(cf)?;
-            stats.column_families.push((cf.name().to_string(), s.estimated_keys, s.sst_bytes + s.memtable_bytes));
+            stats.column_families.push((
+                cf.name().to_string(),
+                s.estimated_keys,
+                s.sst_bytes + s.memtable_bytes,
+            ));
         }
         stats.disk_bytes = dir_size(self.path());
         Ok(stats)
@@ -488,7 +579,9 @@ impl Database {
 }
 
 fn dir_size(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.metadata() {
@@ -503,7 +596,9 @@ fn dir_size(path: &Path) -> u64 {
 pub(crate) fn validate_tenant(tenant: &str) -> Result<()> {
     let ok = !tenant.is_empty()
         && tenant.len() <= 64
-        && tenant.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if ok {
         Ok(())
     } else {

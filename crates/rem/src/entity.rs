@@ -48,11 +48,20 @@ impl Entity {
         let mut out = Map::with_capacity(self.properties.len() + 6);
         out.insert("id".into(), Value::String(self.id.to_string()));
         out.insert("entity_type".into(), Value::String(self.table.clone()));
-        out.insert("created_at".into(), Value::String(format_ts(&self.created_at)));
-        out.insert("modified_at".into(), Value::String(format_ts(&self.modified_at)));
+        out.insert(
+            "created_at".into(),
+            Value::String(format_ts(&self.created_at)),
+        );
+        out.insert(
+            "modified_at".into(),
+            Value::String(format_ts(&self.modified_at)),
+        );
         out.insert(
             "deleted_at".into(),
-            self.deleted_at.as_ref().map(|t| Value::String(format_ts(t))).unwrap_or(Value::Null),
+            self.deleted_at
+                .as_ref()
+                .map(|t| Value::String(format_ts(t)))
+                .unwrap_or(Value::Null),
         );
         out.insert(
             "edges".into(),
@@ -72,9 +81,14 @@ impl Entity {
             "created_at" => Some(Value::String(format_ts(&self.created_at))),
             "modified_at" => Some(Value::String(format_ts(&self.modified_at))),
             "deleted_at" => Some(
-                self.deleted_at.as_ref().map(|t| Value::String(format_ts(t))).unwrap_or(Value::Null),
+                self.deleted_at
+                    .as_ref()
+                    .map(|t| Value::String(format_ts(t)))
+                    .unwrap_or(Value::Null),
             ),
-            "edges" => Some(Value::Array(self.edges.iter().cloned().map(Value::String).collect())),
+            "edges" => Some(Value::Array(
+                self.edges.iter().cloned().map(Value::String).collect(),
+            )),
             _ => self.properties.get(name).cloned(),
         }
     }
@@ -89,7 +103,10 @@ impl Entity {
         out.extend_from_slice(self.id.as_bytes());
         out.extend_from_slice(&self.created_at.timestamp_micros().to_be_bytes());
         out.extend_from_slice(&self.modified_at.timestamp_micros().to_be_bytes());
-        let deleted = self.deleted_at.map(|t| t.timestamp_micros()).unwrap_or(i64::MIN);
+        let deleted = self
+            .deleted_at
+            .map(|t| t.timestamp_micros())
+            .unwrap_or(i64::MIN);
         out.extend_from_slice(&deleted.to_be_bytes());
         out.extend_from_slice(&(self.edges.len() as u32).to_be_bytes());
         for e in &self.edges {
@@ -110,7 +127,11 @@ impl Entity {
         let created_at = micros_to_ts(r.i64()?)?;
         let modified_at = micros_to_ts(r.i64()?)?;
         let deleted = r.i64()?;
-        let deleted_at = if deleted == i64::MIN { None } else { Some(micros_to_ts(deleted)?) };
+        let deleted_at = if deleted == i64::MIN {
+            None
+        } else {
+            Some(micros_to_ts(deleted)?)
+        };
         let n = r.u32()? as usize;
         let mut edges = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
@@ -156,7 +177,9 @@ impl<'a> Reader<'a> {
 }
 
 fn corrupt(what: &str) -> Error {
-    Error::Storage(rem_storage::StorageError::Corrupt(format!("entity: {what}")))
+    Error::Storage(rem_storage::StorageError::Corrupt(format!(
+        "entity: {what}"
+    )))
 }
 
 /// Formats a timestamp as RFC 3339 in UTC with microseconds, e.g.
@@ -171,7 +194,12 @@ pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
             return Some(Utc.from_utc_datetime(&t));
         }
@@ -190,6 +218,16 @@ fn micros_to_ts(micros: i64) -> Result<DateTime<Utc>> {
 pub(crate) fn now() -> DateTime<Utc> {
     let t = Utc::now();
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+impl Entity {
+    /// Reads `deleted_at` straight from encoded bytes (counting rows without decoding).
+    pub(crate) fn raw_is_deleted(bytes: &[u8]) -> bool {
+        bytes
+            .get(33..41)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .is_some_and(|b| i64::from_be_bytes(b) != i64::MIN)
+    }
 }
 
 #[cfg(test)]
@@ -219,17 +257,10 @@ mod tests {
     fn timestamps() {
         let t = parse_ts("2025-10-24T10:30:00Z").unwrap();
         assert_eq!(format_ts(&t), "2025-10-24T10:30:00.000000Z");
-        assert_eq!(parse_ts("2025-10-24").unwrap(), parse_ts("2025-10-24T00:00:00+00:00").unwrap());
+        assert_eq!(
+            parse_ts("2025-10-24").unwrap(),
+            parse_ts("2025-10-24T00:00:00+00:00").unwrap()
+        );
         assert!(parse_ts("yesterday").is_none());
-    }
-}
-
-impl Entity {
-    /// Reads `deleted_at` straight from encoded bytes (counting rows without decoding).
-    pub(crate) fn raw_is_deleted(bytes: &[u8]) -> bool {
-        bytes
-            .get(33..41)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .is_some_and(|b| i64::from_be_bytes(b) != i64::MIN)
     }
 }

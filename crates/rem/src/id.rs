@@ -67,7 +67,10 @@ pub(crate) fn entity_key(key_field: Option<&str>, props: &Map<String, Value>) ->
                 return Some(k);
             }
         } else if let Some(v) = props.get(field).and_then(key_text) {
-            return Some(EntityKey { value: v, aliases: vec![] });
+            return Some(EntityKey {
+                value: v,
+                aliases: vec![],
+            });
         }
     }
     if let Some(k) = uri_key(props) {
@@ -75,7 +78,10 @@ pub(crate) fn entity_key(key_field: Option<&str>, props: &Map<String, Value>) ->
     }
     for field in ["key", "name"] {
         if let Some(v) = props.get(field).and_then(key_text) {
-            return Some(EntityKey { value: v, aliases: vec![] });
+            return Some(EntityKey {
+                value: v,
+                aliases: vec![],
+            });
         }
     }
     None
@@ -88,8 +94,14 @@ fn uri_key(props: &Map<String, Value>) -> Option<EntityKey> {
         .or_else(|| props.get("chunk_ordinal"))
         .and_then(key_text);
     Some(match ordinal {
-        Some(ord) => EntityKey { value: format!("{uri}#{ord}"), aliases: vec![uri] },
-        None => EntityKey { value: uri, aliases: vec![] },
+        Some(ord) => EntityKey {
+            value: format!("{uri}#{ord}"),
+            aliases: vec![uri],
+        },
+        None => EntityKey {
+            value: uri,
+            aliases: vec![],
+        },
     })
 }
 
@@ -135,13 +147,31 @@ mod tests {
         assert_eq!(entity_key(None, &p).unwrap().value, "u");
         let p = props(json!({"uri": "u", "ordinal": 3, "key": "k"}));
         let k = entity_key(None, &p).unwrap();
-        assert_eq!((k.value.as_str(), k.aliases), ("u#3", vec!["u".to_string()]));
+        assert_eq!(
+            (k.value.as_str(), k.aliases),
+            ("u#3", vec!["u".to_string()])
+        );
         let p = props(json!({"uri": "u", "chunk_ordinal": 0}));
         assert_eq!(entity_key(Some("uri"), &p).unwrap().value, "u#0");
-        assert_eq!(entity_key(None, &props(json!({"key": "k", "name": "n"}))).unwrap().value, "k");
-        assert_eq!(entity_key(None, &props(json!({"name": "n"}))).unwrap().value, "n");
+        assert_eq!(
+            entity_key(None, &props(json!({"key": "k", "name": "n"})))
+                .unwrap()
+                .value,
+            "k"
+        );
+        assert_eq!(
+            entity_key(None, &props(json!({"name": "n"})))
+                .unwrap()
+                .value,
+            "n"
+        );
         assert_eq!(entity_key(None, &props(json!({"title": "t"}))), None);
         // A key field absent from the record falls through to the default precedence.
-        assert_eq!(entity_key(Some("email"), &props(json!({"name": "n"}))).unwrap().value, "n");
+        assert_eq!(
+            entity_key(Some("email"), &props(json!({"name": "n"})))
+                .unwrap()
+                .value,
+            "n"
+        );
     }
 }

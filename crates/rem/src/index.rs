@@ -24,7 +24,11 @@ pub(crate) mod tag {
 
 /// `entities`: `tenant, table, id[16]`.
 pub(crate) fn entity_key_bytes(tenant: &str, table: &str, id: &EntityId) -> Vec<u8> {
-    KeyBuf::new().str(tenant).str(table).raw(id.as_bytes()).into_bytes()
+    KeyBuf::new()
+        .str(tenant)
+        .str(table)
+        .raw(id.as_bytes())
+        .into_bytes()
 }
 
 /// Prefix of all entities of a table.
@@ -39,7 +43,12 @@ pub(crate) fn id_key(tenant: &str, id: &EntityId) -> Vec<u8> {
 
 /// `key_index`: `tenant, key value, table, id[16]`.
 pub(crate) fn key_index_key(tenant: &str, key: &str, table: &str, id: &EntityId) -> Vec<u8> {
-    KeyBuf::new().str(tenant).str(key).str(table).raw(id.as_bytes()).into_bytes()
+    KeyBuf::new()
+        .str(tenant)
+        .str(key)
+        .str(table)
+        .raw(id.as_bytes())
+        .into_bytes()
 }
 
 /// Prefix of every key-index entry for `key`, across tables.
@@ -62,7 +71,9 @@ pub(crate) fn parse_key_index_suffix(rest: &[u8]) -> Option<(String, EntityId)> 
 
 /// The id at the end of any index key.
 pub(crate) fn trailing_id(key: &[u8]) -> Option<EntityId> {
-    key.len().checked_sub(16).and_then(|start| EntityId::from_slice(&key[start..]))
+    key.len()
+        .checked_sub(16)
+        .and_then(|start| EntityId::from_slice(&key[start..]))
 }
 
 /// Encodes one scalar for a field of type `ty`: tag byte, then the order-preserving
@@ -73,14 +84,16 @@ pub(crate) fn encode_scalar(ty: &FieldType, v: &Value) -> Option<Vec<u8>> {
         (_, Value::Bool(x)) => KeyBuf::new().tag(tag::BOOL).tag(*x as u8),
         (FieldType::Integer, Value::Number(n)) => {
             let i = n.as_i64().or_else(|| {
-                n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i64)
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+                    .map(|f| f as i64)
             })?;
             KeyBuf::new().tag(tag::INT).i64(i)
         }
         (_, Value::Number(n)) => KeyBuf::new().tag(tag::FLOAT).f64(n.as_f64()?),
-        (FieldType::Timestamp, Value::String(s)) => {
-            KeyBuf::new().tag(tag::TIMESTAMP).i64(parse_ts(s)?.timestamp_micros())
-        }
+        (FieldType::Timestamp, Value::String(s)) => KeyBuf::new()
+            .tag(tag::TIMESTAMP)
+            .i64(parse_ts(s)?.timestamp_micros()),
         (_, Value::String(s)) => KeyBuf::new().tag(tag::STRING).str(s),
         _ => return None,
     };
@@ -105,12 +118,17 @@ pub(crate) fn tag_of(ty: &FieldType) -> Option<u8> {
 pub(crate) fn index_values(ty: &FieldType, v: &Value) -> Vec<Vec<u8>> {
     match (ty, v) {
         (FieldType::Array(inner), Value::Array(items)) => {
-            let set: BTreeSet<Vec<u8>> = items.iter().filter_map(|i| encode_scalar(inner, i)).collect();
+            let set: BTreeSet<Vec<u8>> = items
+                .iter()
+                .filter_map(|i| encode_scalar(inner, i))
+                .collect();
             set.into_iter().collect()
         }
         (_, Value::Array(items)) => {
-            let set: BTreeSet<Vec<u8>> =
-                items.iter().filter_map(|i| encode_scalar(&FieldType::Any, i)).collect();
+            let set: BTreeSet<Vec<u8>> = items
+                .iter()
+                .filter_map(|i| encode_scalar(&FieldType::Any, i))
+                .collect();
             set.into_iter().collect()
         }
         _ => encode_scalar(ty, v).into_iter().collect(),
@@ -125,14 +143,24 @@ pub(crate) fn index_entries(
     entity: &Entity,
 ) -> Vec<(ColumnFamily, Vec<u8>, Vec<u8>)> {
     let mut out = Vec::with_capacity(4 + schema.indexed_fields.len());
-    out.push((ColumnFamily::Ids, id_key(tenant, &entity.id), entity.table.as_bytes().to_vec()));
+    out.push((
+        ColumnFamily::Ids,
+        id_key(tenant, &entity.id),
+        entity.table.as_bytes().to_vec(),
+    ));
     if let Some(key) = entity_key(schema.key_field.as_deref(), &entity.properties) {
         for k in std::iter::once(&key.value).chain(key.aliases.iter()) {
-            out.push((ColumnFamily::KeyIndex, key_index_key(tenant, k, &entity.table, &entity.id), vec![]));
+            out.push((
+                ColumnFamily::KeyIndex,
+                key_index_key(tenant, k, &entity.table, &entity.id),
+                vec![],
+            ));
         }
     }
     for field in &schema.indexed_fields {
-        let Some(v) = entity.properties.get(field) else { continue };
+        let Some(v) = entity.properties.get(field) else {
+            continue;
+        };
         let ty = schema.field_type(field).unwrap_or(&FieldType::Any);
         for enc in index_values(ty, v) {
             let mut key = KeyBuf::new().str(tenant).str(&entity.table).str(field);

@@ -27,5 +27,8 @@ pub use error::{Error, Result};
 pub use id::EntityId;
 pub use query::{AccessPath, Filter, ScanOptions};
 pub use rem_storage::StoreOptions;
-pub use schema::{builtin_schemas, canonical_table_name, load_pydantic_schema, template, FieldType, Schema, TEMPLATES};
+pub use schema::{
+    builtin_schemas, canonical_table_name, load_pydantic_schema, template, FieldType, Schema,
+    TEMPLATES,
+};
 pub use verify::VerifyReport;

@@ -46,7 +46,11 @@ impl Filter {
 
     /// `lower <= field < upper` style ranges.
     pub fn range(field: &str, lower: Bound<Value>, upper: Bound<Value>) -> Filter {
-        Filter::Range { field: field.to_string(), lower, upper }
+        Filter::Range {
+            field: field.to_string(),
+            lower,
+            upper,
+        }
     }
 
     /// True when `entity` satisfies the filter.
@@ -58,17 +62,30 @@ impl Filter {
                 .any(|x| compare(schema, f, x, v) == Some(Ordering::Equal)),
             Filter::In(f, vs) => {
                 let xs = field_values(entity, f);
-                vs.iter().any(|v| xs.iter().any(|x| compare(schema, f, x, v) == Some(Ordering::Equal)))
+                vs.iter().any(|v| {
+                    xs.iter()
+                        .any(|x| compare(schema, f, x, v) == Some(Ordering::Equal))
+                })
             }
-            Filter::Range { field, lower, upper } => field_values(entity, field).iter().any(|x| {
+            Filter::Range {
+                field,
+                lower,
+                upper,
+            } => field_values(entity, field).iter().any(|x| {
                 let lo = match lower {
                     Bound::Unbounded => true,
-                    Bound::Included(v) => matches!(compare(schema, field, x, v), Some(Ordering::Greater | Ordering::Equal)),
+                    Bound::Included(v) => matches!(
+                        compare(schema, field, x, v),
+                        Some(Ordering::Greater | Ordering::Equal)
+                    ),
                     Bound::Excluded(v) => compare(schema, field, x, v) == Some(Ordering::Greater),
                 };
                 let hi = match upper {
                     Bound::Unbounded => true,
-                    Bound::Included(v) => matches!(compare(schema, field, x, v), Some(Ordering::Less | Ordering::Equal)),
+                    Bound::Included(v) => matches!(
+                        compare(schema, field, x, v),
+                        Some(Ordering::Less | Ordering::Equal)
+                    ),
                     Bound::Excluded(v) => compare(schema, field, x, v) == Some(Ordering::Less),
                 };
                 lo && hi
@@ -154,8 +171,12 @@ impl std::fmt::Display for AccessPath {
         match self {
             AccessPath::FullScan => write!(f, "full scan"),
             AccessPath::Ids(ids) => write!(f, "id lookup ({} ids)", ids.len()),
-            AccessPath::KeyIndex { field, values } => write!(f, "key index on {field} ({} values)", values.len()),
-            AccessPath::IndexEq { field, values } => write!(f, "index on {field} (equality, {} values)", values.len()),
+            AccessPath::KeyIndex { field, values } => {
+                write!(f, "key index on {field} ({} values)", values.len())
+            }
+            AccessPath::IndexEq { field, values } => {
+                write!(f, "index on {field} (equality, {} values)", values.len())
+            }
             AccessPath::IndexRange { field, .. } => write!(f, "index on {field} (range)"),
         }
     }
@@ -189,8 +210,10 @@ pub(crate) fn plan(schema: &Schema, filter: &Filter) -> AccessPath {
     for c in &conjuncts {
         if let Some((field, values)) = eq_values(c) {
             if field == "id" {
-                let ids: Option<Vec<EntityId>> =
-                    values.iter().map(|v| v.as_str().and_then(|s| EntityId::parse(s).ok())).collect();
+                let ids: Option<Vec<EntityId>> = values
+                    .iter()
+                    .map(|v| v.as_str().and_then(|s| EntityId::parse(s).ok()))
+                    .collect();
                 // An unparseable id matches nothing: an empty id list is exact.
                 return AccessPath::Ids(ids.unwrap_or_default());
             }
@@ -222,7 +245,12 @@ pub(crate) fn plan(schema: &Schema, filter: &Filter) -> AccessPath {
             }
             let (mut lower, mut upper) = (Bound::Unbounded, Bound::Unbounded);
             for other in &conjuncts {
-                if let Filter::Range { field: f2, lower: l, upper: u } = other {
+                if let Filter::Range {
+                    field: f2,
+                    lower: l,
+                    upper: u,
+                } = other
+                {
                     if f2 == field {
                         if !matches!(l, Bound::Unbounded) {
                             lower = l.clone();
@@ -241,7 +269,11 @@ pub(crate) fn plan(schema: &Schema, filter: &Filter) -> AccessPath {
                 })
                 .collect();
             if encodable(schema, field, &bounds) {
-                return AccessPath::IndexRange { field: field.clone(), lower, upper };
+                return AccessPath::IndexRange {
+                    field: field.clone(),
+                    lower,
+                    upper,
+                };
             }
         }
     }
@@ -251,12 +283,16 @@ pub(crate) fn plan(schema: &Schema, filter: &Filter) -> AccessPath {
 /// True when every value encodes exactly under the field's index type (otherwise the
 /// index could miss rows and a full scan is used instead).
 fn encodable(schema: &Schema, field: &str, values: &[Value]) -> bool {
-    let Some(ty) = schema.field_type(field) else { return false };
+    let Some(ty) = schema.field_type(field) else {
+        return false;
+    };
     let scalar = match ty {
         FieldType::Array(inner) => inner.as_ref(),
         other => other,
     };
-    let Some(tag) = crate::index::tag_of(scalar) else { return false };
+    let Some(tag) = crate::index::tag_of(scalar) else {
+        return false;
+    };
     values.iter().all(|v| {
         crate::index::encode_scalar(scalar, v).is_some_and(|enc| enc.first() == Some(&tag))
     })

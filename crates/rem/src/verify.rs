@@ -8,7 +8,7 @@ use rem_storage::{ColumnFamily, KeyReader};
 
 use crate::change::decode_change;
 use crate::index::index_entries;
-use crate::{Database, Entity, EntityId, Error, Result, Schema};
+use crate::{Database, Entity, EntityId, Result, Schema};
 
 /// The outcome of [`Database::verify`].
 #[derive(Debug, Clone, Default)]
@@ -41,7 +41,7 @@ impl Database {
         let mut report = VerifyReport::default();
         let mut expected: BTreeSet<(ColumnFamily, Vec<u8>)> = BTreeSet::new();
         let mut schemas: HashMap<(String, String), Option<Arc<Schema>>> = HashMap::new();
-        let mut problem = |report: &mut VerifyReport, p: String| {
+        let problem = |report: &mut VerifyReport, p: String| {
             if report.problems.len() < MAX_PROBLEMS {
                 report.problems.push(p);
             }
@@ -58,60 +58,93 @@ impl Database {
             let entity = match Entity::decode(&table, &bytes) {
                 Ok(e) => e,
                 Err(e) => {
-                    problem(&mut report, format!("entity in {tenant}/{table} does not decode: {e}"));
+                    problem(
+                        &mut report,
+                        format!("entity in {tenant}/{table} does not decode: {e}"),
+                    );
                     continue;
                 }
             };
             if key_id != Some(entity.id) {
-                problem(&mut report, format!("entity {} is stored under another id's key", entity.id));
+                problem(
+                    &mut report,
+                    format!("entity {} is stored under another id's key", entity.id),
+                );
             }
             let schema = schemas
                 .entry((tenant.clone(), table.clone()))
                 .or_insert_with(|| {
-                    let handle = Database { inner: self.inner.clone(), tenant: tenant.clone() };
+                    let handle = Database {
+                        inner: self.inner.clone(),
+                        tenant: tenant.clone(),
+                    };
                     handle.schema(&table).ok()
                 })
                 .clone();
             let Some(schema) = schema else {
-                problem(&mut report, format!("entity {} belongs to unregistered table {tenant}/{table}", entity.id));
+                problem(
+                    &mut report,
+                    format!(
+                        "entity {} belongs to unregistered table {tenant}/{table}",
+                        entity.id
+                    ),
+                );
                 continue;
             };
             for (cf, k, _) in index_entries(&tenant, &schema, &entity) {
                 expected.insert((cf, k));
             }
         }
-        for cf in [ColumnFamily::Ids, ColumnFamily::KeyIndex, ColumnFamily::FieldIndex] {
+        for cf in [
+            ColumnFamily::Ids,
+            ColumnFamily::KeyIndex,
+            ColumnFamily::FieldIndex,
+        ] {
             for item in store.scan_prefix(cf, b"")? {
                 let (key, _) = item?;
                 report.index_entries += 1;
                 if !expected.remove(&(cf, key.clone())) {
-                    problem(&mut report, format!("stale {} entry {}", cf.name(), printable(&key)));
+                    problem(
+                        &mut report,
+                        format!("stale {} entry {}", cf.name(), printable(&key)),
+                    );
                 }
             }
         }
         for (cf, key) in &expected {
-            problem(&mut report, format!("missing {} entry {}", cf.name(), printable(key)));
+            problem(
+                &mut report,
+                format!("missing {} entry {}", cf.name(), printable(key)),
+            );
         }
         let last = store.last_seq();
         let mut prev: Option<u64> = None;
         for item in store.scan_prefix(ColumnFamily::ChangeLog, b"")? {
             let (key, value) = item?;
             report.change_records += 1;
-            let seq = <[u8; 8]>::try_from(key.as_slice()).map(u64::from_be_bytes).unwrap_or(0);
+            let seq = <[u8; 8]>::try_from(key.as_slice())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
             if let Some(p) = prev {
                 if seq != p + 1 {
                     problem(&mut report, format!("change log jumps from {p} to {seq}"));
                 }
             }
             if let Err(e) = decode_change(&value) {
-                problem(&mut report, format!("change record {seq} does not decode: {e}"));
+                problem(
+                    &mut report,
+                    format!("change record {seq} does not decode: {e}"),
+                );
             }
             prev = Some(seq);
         }
         if prev.unwrap_or(0) != last {
             problem(
                 &mut report,
-                format!("last sequence number is {last} but the change log ends at {}", prev.unwrap_or(0)),
+                format!(
+                    "last sequence number is {last} but the change log ends at {}",
+                    prev.unwrap_or(0)
+                ),
             );
         }
         Ok(report)
@@ -120,7 +153,12 @@ impl Database {
 
 fn printable(key: &[u8]) -> String {
     key.iter()
-        .map(|&b| if b.is_ascii_graphic() { (b as char).to_string() } else { format!("\\x{b:02x}") })
+        .map(|&b| {
+            if b.is_ascii_graphic() {
+                (b as char).to_string()
+            } else {
+                format!("\\x{b:02x}")
+            }
+        })
         .collect()
 }
-

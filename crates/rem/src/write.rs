@@ -25,15 +25,21 @@ struct Prepared {
 impl Database {
     /// Inserts (or upserts, when its key or id exists) one record; returns its id.
     pub fn insert(&self, table: &str, record: Value) -> Result<EntityId> {
-        let ids = self.insert_batch(table, vec![record]).map_err(|e| match e {
-            Error::Record { source, .. } => *source,
-            other => other,
-        })?;
-        ids.into_iter().next().ok_or_else(|| Error::InvalidInput("nothing was written".into()))
+        let ids = self
+            .insert_batch(table, vec![record])
+            .map_err(|e| match e {
+                Error::Record { source, .. } => *source,
+                other => other,
+            })?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| Error::InvalidInput("nothing was written".into()))
     }
 
     /// Inserts or upserts `records` into `table` in one atomic batch: either all are
     /// written or, on the first invalid record ([`Error::Record`] says which), none.
+    /// Returns one id per record, in input order (a key repeated in the batch repeats
+    /// its id; the last record with that key wins).
     pub fn insert_batch(&self, table: &str, records: Vec<Value>) -> Result<Vec<EntityId>> {
         self.check_writable()?;
         let schema = self.schema(table)?;
@@ -41,19 +47,34 @@ impl Database {
             // Rows of `schemas` are schema documents: register them as such.
             let mut parsed = Vec::with_capacity(records.len());
             for (index, doc) in records.into_iter().enumerate() {
-                let s = Schema::from_document(doc).map_err(|e| Error::Record { index, source: Box::new(e) })?;
+                let s = Schema::from_document(doc).map_err(|e| Error::Record {
+                    index,
+                    source: Box::new(e),
+                })?;
                 parsed.push(Arc::new(s));
             }
-            let ids = parsed.iter().map(|s| EntityId::from_key(&self.tenant, "schemas", &s.name)).collect();
+            let ids = parsed
+                .iter()
+                .map(|s| EntityId::from_key(&self.tenant, "schemas", &s.name))
+                .collect();
             self.register_parsed(parsed)?;
             return Ok(ids);
         }
         let prepared = records
             .into_iter()
             .enumerate()
-            .map(|(index, r)| self.prepare(&schema, r).map_err(|e| Error::Record { index, source: Box::new(e) }))
+            .map(|(index, r)| {
+                self.prepare(&schema, r).map_err(|e| Error::Record {
+                    index,
+                    source: Box::new(e),
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
-        let _guard = self.inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self
+            .inner
+            .write_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let mut batch = self.store().batch();
         let mut changes = Vec::with_capacity(prepared.len());
         let ids = self.stage(&mut batch, &mut changes, &schema, prepared)?;
@@ -76,17 +97,26 @@ impl Database {
             Some(s) => s.clone(),
             None => self.schema("schemas")?,
         };
-        let _guard = self.inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self
+            .inner
+            .write_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let mut batch = self.store().batch();
         let mut changes = Vec::new();
         let mut prepared = Vec::with_capacity(schemas.len());
         for (index, schema) in schemas.iter().enumerate() {
             if schema.name == "schemas" && schema.category != "system" {
-                return Err(Error::InvalidSchema("the built-in 'schemas' table cannot be replaced".into()));
+                return Err(Error::InvalidSchema(
+                    "the built-in 'schemas' table cannot be replaced".into(),
+                ));
             }
             let p = self
                 .prepare(&meta, schema.document.clone())
-                .map_err(|e| Error::Record { index, source: Box::new(e) })?;
+                .map_err(|e| Error::Record {
+                    index,
+                    source: Box::new(e),
+                })?;
             prepared.push(p);
             let old = match self.schema(&schema.name) {
                 Ok(old) => Some(old),
@@ -110,10 +140,18 @@ impl Database {
     /// Soft-deletes the entity with `id`: it keeps its data but is hidden from reads.
     pub fn delete(&self, id: &EntityId) -> Result<Entity> {
         self.check_writable()?;
-        let _guard = self.inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let entity = self.get(id)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let _guard = self
+            .inner
+            .write_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let entity = self
+            .get(id)?
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
         if entity.table == "schemas" {
-            return Err(Error::InvalidInput("schemas cannot be deleted with delete; tables stay registered".into()));
+            return Err(Error::InvalidInput(
+                "schemas cannot be deleted with delete; tables stay registered".into(),
+            ));
         }
         let mut deleted = entity;
         let t = now();
@@ -125,7 +163,8 @@ impl Database {
             &entity_key_bytes(&self.tenant, &deleted.table, &deleted.id),
             &deleted.encode(),
         );
-        self.store().commit(batch, &[encode_put(&self.tenant, &deleted)])?;
+        self.store()
+            .commit(batch, &[encode_put(&self.tenant, &deleted)])?;
         Ok(deleted)
     }
 
@@ -145,7 +184,11 @@ impl Database {
         let explicit_id = match props.remove("id") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(EntityId::parse(&s)?),
-            Some(other) => return Err(Error::InvalidInput(format!("'id' must be a UUID string, not {other}"))),
+            Some(other) => {
+                return Err(Error::InvalidInput(format!(
+                    "'id' must be a UUID string, not {other}"
+                )))
+            }
         };
         let edges = match props.remove("edges") {
             None | Some(Value::Null) => None,
@@ -154,18 +197,26 @@ impl Database {
                     .into_iter()
                     .map(|v| match v {
                         Value::String(s) => Ok(s),
-                        other => Err(Error::InvalidInput(format!("'edges' must list ids or keys, found {other}"))),
+                        other => Err(Error::InvalidInput(format!(
+                            "'edges' must list ids or keys, found {other}"
+                        ))),
                     })
                     .collect::<Result<Vec<_>>>()?,
             ),
-            Some(other) => return Err(Error::InvalidInput(format!("'edges' must be a list, not {other}"))),
+            Some(other) => {
+                return Err(Error::InvalidInput(format!(
+                    "'edges' must be a list, not {other}"
+                )))
+            }
         };
         for f in SYSTEM_FIELDS {
             props.remove(f);
         }
         let props = Value::Object(props);
         schema.validate(&props)?;
-        let Value::Object(properties) = props else { unreachable!("constructed as an object above") };
+        let Value::Object(properties) = props else {
+            unreachable!("constructed as an object above")
+        };
         let id = match explicit_id {
             Some(id) => id,
             None => match entity_key(schema.key_field.as_deref(), &properties) {
@@ -173,7 +224,11 @@ impl Database {
                 None => EntityId::random(),
             },
         };
-        Ok(Prepared { id, properties, edges })
+        Ok(Prepared {
+            id,
+            properties,
+            edges,
+        })
     }
 
     /// Stages entities and their index changes into `batch`. The caller holds the
@@ -187,7 +242,10 @@ impl Database {
     ) -> Result<Vec<EntityId>> {
         let table = schema.name.as_str();
         let store = self.store();
-        let id_keys: Vec<Vec<u8>> = prepared.iter().map(|p| id_key(&self.tenant, &p.id)).collect();
+        let id_keys: Vec<Vec<u8>> = prepared
+            .iter()
+            .map(|p| id_key(&self.tenant, &p.id))
+            .collect();
         let owners = store.multi_get(ColumnFamily::Ids, &id_keys)?;
         let mut existing_keys = Vec::new();
         for (index, (p, owner)) in prepared.iter().zip(&owners).enumerate() {
@@ -206,11 +264,17 @@ impl Database {
             }
         }
         let mut stored: HashMap<EntityId, Entity> = HashMap::new();
-        for bytes in store.multi_get(ColumnFamily::Entities, &existing_keys)?.into_iter().flatten() {
+        for bytes in store
+            .multi_get(ColumnFamily::Entities, &existing_keys)?
+            .into_iter()
+            .flatten()
+        {
             let e = Entity::decode(table, &bytes)?;
             stored.insert(e.id, e);
         }
         let t = now();
+        // One id per input record (repeats included), so callers can align ids with input.
+        let input_ids: Vec<EntityId> = prepared.iter().map(|p| p.id).collect();
         let mut order = Vec::with_capacity(prepared.len());
         let mut latest: HashMap<EntityId, Entity> = HashMap::with_capacity(prepared.len());
         for p in prepared {
@@ -221,7 +285,10 @@ impl Database {
                 created_at: previous.map(|e| e.created_at).unwrap_or(t),
                 modified_at: t,
                 deleted_at: None,
-                edges: p.edges.or_else(|| previous.map(|e| e.edges.clone())).unwrap_or_default(),
+                edges: p
+                    .edges
+                    .or_else(|| previous.map(|e| e.edges.clone()))
+                    .unwrap_or_default(),
                 properties: p.properties,
             };
             if !latest.contains_key(&p.id) {
@@ -233,7 +300,8 @@ impl Database {
             let new = &latest[id];
             let new_entries = index_entries(&self.tenant, schema, new);
             if let Some(old) = stored.get(id) {
-                let new_keys: HashSet<&[u8]> = new_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
+                let new_keys: HashSet<&[u8]> =
+                    new_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
                 for (cf, k, _) in index_entries(&self.tenant, schema, old) {
                     if !new_keys.contains(k.as_slice()) {
                         batch.delete(cf, &k);
@@ -243,21 +311,29 @@ impl Database {
             for (cf, k, v) in &new_entries {
                 batch.put(*cf, k, v);
             }
-            batch.put(ColumnFamily::Entities, &entity_key_bytes(&self.tenant, table, id), &new.encode());
+            batch.put(
+                ColumnFamily::Entities,
+                &entity_key_bytes(&self.tenant, table, id),
+                &new.encode(),
+            );
             changes.push(encode_put(&self.tenant, new));
         }
-        Ok(order)
+        Ok(input_ids)
     }
 
     /// Stages the rewrite of every index entry of `new.name` from `old`'s layout to
     /// `new`'s (for re-registration with other indexed fields or key field).
     fn stage_reindex(&self, batch: &mut Batch<'_>, old: &Schema, new: &Schema) -> Result<()> {
         let table = canonical_table_name(&new.name);
-        for item in self.store().scan_prefix(ColumnFamily::Entities, &entity_prefix(&self.tenant, &table))? {
+        for item in self
+            .store()
+            .scan_prefix(ColumnFamily::Entities, &entity_prefix(&self.tenant, &table))?
+        {
             let (_, bytes) = item?;
             let entity = Entity::decode(&table, &bytes)?;
             let new_entries = index_entries(&self.tenant, new, &entity);
-            let new_keys: HashSet<&[u8]> = new_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
+            let new_keys: HashSet<&[u8]> =
+                new_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
             for (cf, k, _) in index_entries(&self.tenant, old, &entity) {
                 if !new_keys.contains(k.as_slice()) {
                     batch.delete(cf, &k);
@@ -275,5 +351,8 @@ impl Database {
 fn needs_reindex(old: &Schema, new: &Schema) -> bool {
     old.key_field != new.key_field
         || old.indexed_fields != new.indexed_fields
-        || old.indexed_fields.iter().any(|f| old.field_type(f) != new.field_type(f))
+        || old
+            .indexed_fields
+            .iter()
+            .any(|f| old.field_type(f) != new.field_type(f))
 }

@@ -8,9 +8,15 @@ use crate::{path_str, Rem, PERSON_YAML};
 fn init_schema_insert_get_lookup() {
     let rem = Rem::init();
     let schema = rem.write_file("person.yaml", PERSON_YAML);
-    assert!(rem.ok(&["schema", "add", path_str(&schema)]).contains("registered schema 'person'"));
+    assert!(rem
+        .ok(&["schema", "add", path_str(&schema)])
+        .contains("registered schema 'person'"));
 
-    let id = rem.ok(&["insert", "person", r#"{"name": "Ada", "email": "ada@example.com", "role": "engineer", "age": 36}"#]);
+    let id = rem.ok(&[
+        "insert",
+        "person",
+        r#"{"name": "Ada", "email": "ada@example.com", "role": "engineer", "age": 36}"#,
+    ]);
     let id = id.trim();
     assert_eq!(id.len(), 36, "prints the id: {id}");
 
@@ -22,14 +28,27 @@ fn init_schema_insert_get_lookup() {
     assert_eq!(got["deleted_at"], json!(null));
 
     // A resource whose name collides with the key: lookup finds both tables.
-    rem.ok(&["insert", "resources", r#"{"name": "ada@example.com", "content": "notes", "key": "ada@example.com"}"#]);
+    rem.ok(&[
+        "insert",
+        "resources",
+        r#"{"name": "ada@example.com", "content": "notes", "key": "ada@example.com"}"#,
+    ]);
     let found = rem.json(&["lookup", "ada@example.com"]);
-    let tables: Vec<&str> = found.as_array().unwrap().iter().map(|e| e["entity_type"].as_str().unwrap()).collect();
+    let tables: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["entity_type"].as_str().unwrap())
+        .collect();
     assert_eq!(tables.len(), 2, "{found}");
     assert!(tables.contains(&"person") && tables.contains(&"resources"));
 
     // Upsert with the same key: same id, created_at kept, modified_at bumped.
-    let id2 = rem.ok(&["insert", "person", r#"{"name": "Ada L.", "email": "ada@example.com", "role": "lead"}"#]);
+    let id2 = rem.ok(&[
+        "insert",
+        "person",
+        r#"{"name": "Ada L.", "email": "ada@example.com", "role": "lead"}"#,
+    ]);
     assert_eq!(id2.trim(), id);
     let after = rem.json(&["get", id]);
     assert_eq!(after["name"], "Ada L.");
@@ -42,19 +61,42 @@ fn init_schema_insert_get_lookup() {
     assert!(rem.fails(&["get", id]).contains("no entity with id"));
     let deleted = rem.json(&["get", id, "--include-deleted"]);
     assert!(deleted["deleted_at"].is_string());
-    assert_eq!(rem.json(&["lookup", "ada@example.com"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        rem.json(&["lookup", "ada@example.com"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(rem.ok(&["verify"]).starts_with("ok:"));
 }
 
 #[test]
 fn batch_insert_and_upsert_file() {
     let rem = Rem::init();
-    rem.ok(&["schema", "add", path_str(&rem.write_file("p.yaml", PERSON_YAML))]);
+    rem.ok(&[
+        "schema",
+        "add",
+        path_str(&rem.write_file("p.yaml", PERSON_YAML)),
+    ]);
     let lines: String = (0..2500)
-        .map(|i| format!("{{\"name\": \"n{i}\", \"email\": \"u{i}@x\", \"role\": \"r{}\", \"age\": {}}}\n", i % 7, i % 90))
+        .map(|i| {
+            format!(
+                "{{\"name\": \"n{i}\", \"email\": \"u{i}@x\", \"role\": \"r{}\", \"age\": {}}}\n",
+                i % 7,
+                i % 90
+            )
+        })
         .collect();
-    let out = rem.run_with_stdin(&["insert", "person", "--batch", "--batch-size", "1000"], &lines);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = rem.run_with_stdin(
+        &["insert", "person", "--batch", "--batch-size", "1000"],
+        &lines,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("wrote 2500 records"));
     assert_eq!(rem.rows("person"), 2500);
 
@@ -70,8 +112,16 @@ fn batch_insert_and_upsert_file() {
 #[test]
 fn output_formats() {
     let rem = Rem::init();
-    rem.ok(&["insert", "resources", r#"{"name": "a", "content": "x, \"quoted\"", "uri": "file:///a.md", "ordinal": 0}"#]);
-    rem.ok(&["insert", "resources", r#"{"name": "b", "content": "y", "uri": "file:///a.md", "ordinal": 1}"#]);
+    rem.ok(&[
+        "insert",
+        "resources",
+        r#"{"name": "a", "content": "x, \"quoted\"", "uri": "file:///a.md", "ordinal": 0}"#,
+    ]);
+    rem.ok(&[
+        "insert",
+        "resources",
+        r#"{"name": "b", "content": "y", "uri": "file:///a.md", "ordinal": 1}"#,
+    ]);
     // The bare uri finds every chunk of the document; uri#ordinal finds one.
     let jsonl = rem.ok(&["lookup", "file:///a.md", "--format", "jsonl"]);
     assert_eq!(jsonl.lines().count(), 2);
@@ -86,7 +136,10 @@ fn output_formats() {
     let content = headers.iter().position(|h| h == "content").unwrap();
     assert_eq!(&row[content], "x, \"quoted\"");
     let table = rem.ok(&["schema", "list", "--format", "table"]);
-    assert!(table.contains("resources") && table.contains("moments"), "{table}");
+    assert!(
+        table.contains("resources") && table.contains("moments"),
+        "{table}"
+    );
     let templates = rem.json(&["schema", "templates"]);
     assert_eq!(templates.as_array().unwrap().len(), 4);
 }
@@ -94,22 +147,62 @@ fn output_formats() {
 #[test]
 fn stats_and_config_show() {
     let rem = Rem::init();
-    std::fs::write(rem.home.path().join("config.toml"), "[database]\nrocksdb_max_open_files = 321\n").unwrap();
+    std::fs::write(
+        rem.home.path().join("config.toml"),
+        "[database]\nrocksdb_max_open_files = 321\n",
+    )
+    .unwrap();
     let cfg = rem.json(&["config", "show"]);
-    let find = |k: &str| cfg.as_array().unwrap().iter().find(|e| e["setting"] == k).unwrap().clone();
+    let find = |k: &str| {
+        cfg.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["setting"] == k)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(find("P8_ROCKSDB_MAX_OPEN_FILES")["value"], "321");
     assert_eq!(find("P8_ROCKSDB_MAX_OPEN_FILES")["source"], "config file");
     assert_eq!(find("P8_HOME")["source"], "environment");
-    let out = rem.command().args(["config", "show", "--format", "json"]).env("P8_ROCKSDB_MAX_OPEN_FILES", "77").output().unwrap();
+    let out = rem
+        .command()
+        .args(["config", "show", "--format", "json"])
+        .env("P8_ROCKSDB_MAX_OPEN_FILES", "77")
+        .output()
+        .unwrap();
     let cfg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let e = cfg.as_array().unwrap().iter().find(|e| e["setting"] == "P8_ROCKSDB_MAX_OPEN_FILES").unwrap();
-    assert_eq!((e["value"].as_str(), e["source"].as_str()), (Some("77"), Some("environment")));
-    let out = rem.command().args(["config", "show", "--tenant", "acme", "--format", "json"]).output().unwrap();
+    let e = cfg
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["setting"] == "P8_ROCKSDB_MAX_OPEN_FILES")
+        .unwrap();
+    assert_eq!(
+        (e["value"].as_str(), e["source"].as_str()),
+        (Some("77"), Some("environment"))
+    );
+    let out = rem
+        .command()
+        .args(["config", "show", "--tenant", "acme", "--format", "json"])
+        .output()
+        .unwrap();
     let cfg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let e = cfg.as_array().unwrap().iter().find(|e| e["setting"] == "P8_DEFAULT_TENANT").unwrap();
-    assert_eq!((e["value"].as_str(), e["source"].as_str()), (Some("acme"), Some("flag")));
+    let e = cfg
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["setting"] == "P8_DEFAULT_TENANT")
+        .unwrap();
+    assert_eq!(
+        (e["value"].as_str(), e["source"].as_str()),
+        (Some("acme"), Some("flag"))
+    );
 
-    rem.ok(&["insert", "moments", r#"{"name": "Sprint 42", "start_time": "2025-10-01T00:00:00Z", "moment_type": "period"}"#]);
+    rem.ok(&[
+        "insert",
+        "moments",
+        r#"{"name": "Sprint 42", "start_time": "2025-10-01T00:00:00Z", "moment_type": "period"}"#,
+    ]);
     let stats = rem.json(&["stats"]);
     assert!(stats["disk_bytes"].as_u64().unwrap() > 0);
     assert_eq!(rem.rows("moments"), 1);
@@ -123,7 +216,18 @@ fn path_flag_and_env_select_the_database() {
     rem.ok(&["init", "--path", path_str(&other)]);
     assert!(other.join("CURRENT").exists());
     assert!(!rem.db_path().exists());
-    let id = rem.ok(&["insert", "resources", r#"{"name": "n", "content": "c"}"#, "--path", path_str(&other)]);
-    let out = rem.command().args(["get", id.trim(), "--format", "json"]).env("P8_DB_PATH", &other).output().unwrap();
+    let id = rem.ok(&[
+        "insert",
+        "resources",
+        r#"{"name": "n", "content": "c"}"#,
+        "--path",
+        path_str(&other),
+    ]);
+    let out = rem
+        .command()
+        .args(["get", id.trim(), "--format", "json"])
+        .env("P8_DB_PATH", &other)
+        .output()
+        .unwrap();
     assert!(out.status.success());
 }

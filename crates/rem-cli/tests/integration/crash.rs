@@ -15,8 +15,15 @@ use crate::{path_str, Rem, PERSON_YAML};
 #[test]
 fn sigkill_during_writes_loses_no_acknowledged_write() {
     let rem = Rem::init();
-    rem.ok(&["schema", "add", path_str(&rem.write_file("p.yaml", PERSON_YAML))]);
-    let seed: u64 = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    rem.ok(&[
+        "schema",
+        "add",
+        path_str(&rem.write_file("p.yaml", PERSON_YAML)),
+    ]);
+    let seed: u64 = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
     eprintln!("crash test seed: {seed} (rerun with CRASH_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     // id -> the role it was last acknowledged with.
@@ -27,7 +34,14 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
         let batch_size = rng.gen_range(1..=8);
         let mut child = rem
             .command()
-            .args(["insert", "person", "--batch", "--ids", "--batch-size", &batch_size.to_string()])
+            .args([
+                "insert",
+                "person",
+                "--batch",
+                "--ids",
+                "--batch-size",
+                &batch_size.to_string(),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -42,7 +56,11 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
             let mut r = rand::rngs::StdRng::seed_from_u64(feeder_seed);
             let mut sent = Vec::new();
             for i in 0..200_000usize {
-                let email = if r.gen_bool(0.5) { format!("shared{}@x", r.gen_range(0..500)) } else { format!("r{round}-{i}@x") };
+                let email = if r.gen_bool(0.5) {
+                    format!("shared{}@x", r.gen_range(0..500))
+                } else {
+                    format!("r{round}-{i}@x")
+                };
                 let role = format!("role-{round}-{i}");
                 let line = format!("{{\"name\": \"n\", \"email\": \"{email}\", \"role\": \"{role}\", \"age\": {}}}\n", i % 100);
                 if stdin.write_all(line.as_bytes()).is_err() {
@@ -69,28 +87,56 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
         total_lines += sent.len();
         // Ids arrive in input order, one per record, after their batch committed.
         // Map each acknowledged id to the record it came from (the i-th line).
-        let ids: Vec<String> = rx.try_iter().filter(|l| EntityId::parse(l).is_ok()).collect();
+        let ids: Vec<String> = rx
+            .try_iter()
+            .filter(|l| EntityId::parse(l).is_ok())
+            .collect();
         assert!(ids.len() <= sent.len());
         for (id, (email, role)) in ids.iter().zip(&sent) {
-            assert_eq!(id, &EntityId::from_key("default", "person", email).to_string());
+            assert_eq!(
+                id,
+                &EntityId::from_key("default", "person", email).to_string()
+            );
             acknowledged.insert(id.clone(), role.clone());
         }
     }
-    assert!(!acknowledged.is_empty(), "no write was acknowledged in any round; the test proved nothing");
-    eprintln!("{} acknowledged entities from {total_lines} lines sent", acknowledged.len());
+    assert!(
+        !acknowledged.is_empty(),
+        "no write was acknowledged in any round; the test proved nothing"
+    );
+    eprintln!(
+        "{} acknowledged entities from {total_lines} lines sent",
+        acknowledged.len()
+    );
 
     // Every acknowledged write is there, with at least the acknowledged state: the role
     // is the acknowledged one or a later one (a write that committed but was not yet
     // printed when the kill came).
-    let db = Database::open(rem.db_path(), &OpenOptions { read_only: true, ..OpenOptions::default() }).expect("reopen");
+    let db = Database::open(
+        rem.db_path(),
+        &OpenOptions {
+            read_only: true,
+            ..OpenOptions::default()
+        },
+    )
+    .expect("reopen");
     for (id, role) in &acknowledged {
-        let e = db.get(&EntityId::parse(id).unwrap()).unwrap().unwrap_or_else(|| panic!("acknowledged {id} lost"));
+        let e = db
+            .get(&EntityId::parse(id).unwrap())
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged {id} lost"));
         let stored = e.properties["role"].as_str().unwrap();
         let round_of = |r: &str| -> (u32, u64) {
             let mut parts = r.trim_start_matches("role-").split('-');
-            (parts.next().unwrap().parse().unwrap(), parts.next().unwrap().parse().unwrap())
+            (
+                parts.next().unwrap().parse().unwrap(),
+                parts.next().unwrap().parse().unwrap(),
+            )
         };
-        assert!(round_of(stored) >= round_of(role), "{id}: stored {stored} is older than acknowledged {role}");
+        assert!(
+            round_of(stored) >= round_of(role),
+            "{id}: stored {stored} is older than acknowledged {role}"
+        );
     }
     drop(db);
     let started = Instant::now();

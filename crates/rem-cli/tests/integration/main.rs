@@ -1,6 +1,9 @@
 //! Integration tests: drive the real `rem` binary against databases in temp dirs.
 //! One test binary, so RocksDB links once.
 
+// Test helpers may panic: a panic is a test failure with its message.
+#![allow(clippy::unwrap_used)]
+
 mod basics;
 mod crash;
 mod errors;
@@ -20,7 +23,9 @@ pub(crate) struct Rem {
 
 impl Rem {
     pub(crate) fn new() -> Rem {
-        Rem { home: tempfile::tempdir().expect("temp dir") }
+        Rem {
+            home: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     /// A sandbox with `rem init` already run.
@@ -54,7 +59,12 @@ impl Rem {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn rem");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
         child.wait_with_output().expect("wait rem")
     }
 
@@ -65,7 +75,11 @@ impl Rem {
     /// Runs and asserts success; returns stdout.
     pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "rem {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "rem {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -93,7 +107,9 @@ impl Rem {
 
     /// The change-log position: unchanged means nothing was written.
     pub(crate) fn last_seq(&self) -> u64 {
-        self.json(&["stats"])["last_seq"].as_u64().expect("last_seq")
+        self.json(&["stats"])["last_seq"]
+            .as_u64()
+            .expect("last_seq")
     }
 
     pub(crate) fn write_file(&self, name: &str, text: &str) -> PathBuf {

@@ -14,9 +14,15 @@ pub(crate) const BUILTIN_TABLES: [(&str, &str); 6] = [
 
 /// Template names with a one-line description, for `rem schema templates`.
 pub const TEMPLATES: [(&str, &str); 4] = [
-    ("resources", "Chunked documents with embeddings (URI-based key)"),
+    (
+        "resources",
+        "Chunked documents with embeddings (URI-based key)",
+    ),
     ("entities", "Generic structured data (name-based key)"),
-    ("agentlets", "AI agent definitions (embedded description, tools, resources)"),
+    (
+        "agentlets",
+        "AI agent definitions (embedded description, tools, resources)",
+    ),
     ("moments", "Temporal classifications (time-range queries)"),
 ];
 

@@ -7,8 +7,8 @@
 mod builtin;
 mod python;
 
-pub use builtin::{builtin_schemas, canonical_table_name, template, TEMPLATES};
 pub(crate) use builtin::BUILTIN_TABLES;
+pub use builtin::{builtin_schemas, canonical_table_name, template, TEMPLATES};
 pub use python::load_pydantic_schema;
 
 use std::collections::BTreeMap;
@@ -76,20 +76,30 @@ impl Schema {
     /// [`Error::InvalidSchema`] on anything unusable; never registers anything itself.
     pub fn from_document(doc: Value) -> Result<Schema> {
         let Value::Object(mut obj) = doc else {
-            return Err(Error::InvalidSchema("a schema must be a JSON object".into()));
+            return Err(Error::InvalidSchema(
+                "a schema must be a JSON object".into(),
+            ));
         };
         if let Some(t) = obj.get("type") {
             if t != "object" {
-                return Err(Error::InvalidSchema(format!("top-level type must be \"object\", not {t}")));
+                return Err(Error::InvalidSchema(format!(
+                    "top-level type must be \"object\", not {t}"
+                )));
             }
         }
-        let extra = obj.get("json_schema_extra").and_then(Value::as_object).cloned().unwrap_or_default();
+        let extra = obj
+            .get("json_schema_extra")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         let ext = |key: &str| obj.get(key).or_else(|| extra.get(key)).cloned();
         let ext_str = |key: &str| -> Result<Option<String>> {
             match ext(key) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s)),
-                Some(other) => Err(Error::InvalidSchema(format!("'{key}' must be a string, not {other}"))),
+                Some(other) => Err(Error::InvalidSchema(format!(
+                    "'{key}' must be a string, not {other}"
+                ))),
             }
         };
         let ext_list = |key: &str| -> Result<Vec<String>> {
@@ -99,10 +109,14 @@ impl Schema {
                     .into_iter()
                     .map(|v| match v {
                         Value::String(s) => Ok(s),
-                        other => Err(Error::InvalidSchema(format!("'{key}' must list field names, found {other}"))),
+                        other => Err(Error::InvalidSchema(format!(
+                            "'{key}' must list field names, found {other}"
+                        ))),
                     })
                     .collect(),
-                Some(other) => Err(Error::InvalidSchema(format!("'{key}' must be a list of field names, not {other}"))),
+                Some(other) => Err(Error::InvalidSchema(format!(
+                    "'{key}' must be a list of field names, not {other}"
+                ))),
             }
         };
 
@@ -122,7 +136,11 @@ impl Schema {
         let properties = match obj.get("properties") {
             None => Map::new(),
             Some(Value::Object(p)) => p.clone(),
-            Some(_) => return Err(Error::InvalidSchema("'properties' must be an object".into())),
+            Some(_) => {
+                return Err(Error::InvalidSchema(
+                    "'properties' must be an object".into(),
+                ))
+            }
         };
         let defs = obj.get("$defs").or_else(|| obj.get("definitions")).cloned();
 
@@ -185,13 +203,17 @@ impl Schema {
         ] {
             for f in list {
                 if !field_types.contains_key(f) {
-                    return Err(Error::InvalidSchema(format!("{what} '{f}' is not a property of the schema")));
+                    return Err(Error::InvalidSchema(format!(
+                        "{what} '{f}' is not a property of the schema"
+                    )));
                 }
             }
         }
         if let Some(k) = &key_field {
             if !field_types.contains_key(k) {
-                return Err(Error::InvalidSchema(format!("key field '{k}' is not a property of the schema")));
+                return Err(Error::InvalidSchema(format!(
+                    "key field '{k}' is not a property of the schema"
+                )));
             }
         }
         let category = ext_str("category")?.unwrap_or_else(|| "user".into());
@@ -206,13 +228,16 @@ impl Schema {
             Some(_) => return Err(Error::InvalidSchema("'tools' must be a list".into())),
         };
 
+        let fully_qualified_name = ext_str("fully_qualified_name")?;
+        let version = ext_str("version")?;
+        let description = ext_str("description")?;
         obj.insert("name".into(), Value::String(name.clone()));
         let document = Value::Object(obj);
         let validator = compile_validator(&document)?;
         Ok(Schema {
-            fully_qualified_name: ext_str("fully_qualified_name")?,
-            version: ext_str("version")?,
-            description: ext_str("description")?,
+            fully_qualified_name,
+            version,
+            description,
             category,
             key_field,
             indexed_fields,
@@ -237,7 +262,11 @@ impl Schema {
             path: source.to_string(),
             message: e.to_string(),
         })?;
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let doc: Value = match ext.as_str() {
             "yaml" | "yml" => serde_yaml::from_str(&text).map_err(|e| Error::InvalidJson {
                 location: Some(format!("(YAML) in {source}")),
@@ -291,7 +320,10 @@ impl Schema {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        Err(Error::Validation { table: self.name.clone(), detail })
+        Err(Error::Validation {
+            table: self.name.clone(),
+            detail,
+        })
     }
 }
 
@@ -307,8 +339,13 @@ fn compile_validator(document: &Value) -> Result<jsonschema::Validator> {
 pub(crate) fn validate_table_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if ok {
         Ok(())
     } else {
@@ -352,7 +389,9 @@ fn field_type_depth(prop: &Value, defs: Option<&Value>, depth: usize) -> FieldTy
     if depth > 8 {
         return FieldType::Any;
     }
-    let Some(p) = prop.as_object() else { return FieldType::Any };
+    let Some(p) = prop.as_object() else {
+        return FieldType::Any;
+    };
     if let Some(r) = p.get("$ref").and_then(Value::as_str) {
         let name = r.rsplit('/').next().unwrap_or("");
         return match defs.and_then(|d| d.get(name)) {
@@ -387,7 +426,9 @@ fn field_type_depth(prop: &Value, defs: Option<&Value>, depth: usize) -> FieldTy
         Some("number") => FieldType::Number,
         Some("boolean") => FieldType::Boolean,
         Some("array") => FieldType::Array(Box::new(
-            p.get("items").map(|i| field_type_depth(i, defs, depth + 1)).unwrap_or(FieldType::Any),
+            p.get("items")
+                .map(|i| field_type_depth(i, defs, depth + 1))
+                .unwrap_or(FieldType::Any),
         )),
         Some("object") => FieldType::Object,
         _ if p.contains_key("properties") => FieldType::Object,
@@ -426,7 +467,10 @@ mod tests {
         assert_eq!(s.category, "public");
         assert_eq!(s.field_type("bio"), Some(&FieldType::String));
         assert_eq!(s.field_type("born"), Some(&FieldType::Timestamp));
-        assert_eq!(s.field_type("tags"), Some(&FieldType::Array(Box::new(FieldType::String))));
+        assert_eq!(
+            s.field_type("tags"),
+            Some(&FieldType::Array(Box::new(FieldType::String)))
+        );
     }
 
     #[test]
@@ -441,7 +485,10 @@ mod tests {
         assert!(msg.contains("'age'") && msg.contains("integer"), "{msg}");
         let msg = s.validate(&json!({})).unwrap_err().to_string();
         assert!(msg.contains("required"), "{msg}");
-        let msg = s.validate(&json!({"age": 1, "when": "not a time"})).unwrap_err().to_string();
+        let msg = s
+            .validate(&json!({"age": 1, "when": "not a time"}))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("'when'") && msg.contains("date-time"), "{msg}");
     }
 
@@ -451,9 +498,18 @@ mod tests {
             (json!([1]), "JSON object"),
             (json!({"properties": {}}), "no name"),
             (json!({"name": "9x"}), "not a valid table name"),
-            (json!({"name": "t", "indexed_fields": ["nope"], "properties": {}}), "'nope'"),
-            (json!({"name": "t", "properties": {"id": {"type": "string"}}}), "system field"),
-            (json!({"name": "t", "properties": {"a": {"type": 5}}}), "invalid schema"),
+            (
+                json!({"name": "t", "indexed_fields": ["nope"], "properties": {}}),
+                "'nope'",
+            ),
+            (
+                json!({"name": "t", "properties": {"id": {"type": "string"}}}),
+                "system field",
+            ),
+            (
+                json!({"name": "t", "properties": {"a": {"type": 5}}}),
+                "invalid schema",
+            ),
             (json!({"name": "t", "category": "weird"}), "category"),
         ] {
             let msg = Schema::from_document(doc).unwrap_err().to_string();

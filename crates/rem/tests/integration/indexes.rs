@@ -10,7 +10,11 @@ use crate::{fill, tasks_db};
 
 fn codes(db: &rem::Database, f: &Filter) -> (AccessPath, Vec<String>) {
     let r = db.scan("tasks", f, &ScanOptions::default()).unwrap();
-    let mut codes: Vec<String> = r.entities.iter().map(|e| e.properties["code"].as_str().unwrap().to_string()).collect();
+    let mut codes: Vec<String> = r
+        .entities
+        .iter()
+        .map(|e| e.properties["code"].as_str().unwrap().to_string())
+        .collect();
     codes.sort();
     (r.path, codes)
 }
@@ -18,7 +22,9 @@ fn codes(db: &rem::Database, f: &Filter) -> (AccessPath, Vec<String>) {
 /// The same filter evaluated on every row, the slow way.
 fn brute(db: &rem::Database, f: &Filter) -> Vec<String> {
     let schema = db.schema("tasks").unwrap();
-    let all = db.scan("tasks", &Filter::All, &ScanOptions::default()).unwrap();
+    let all = db
+        .scan("tasks", &Filter::All, &ScanOptions::default())
+        .unwrap();
     let mut out: Vec<String> = all
         .entities
         .iter()
@@ -35,31 +41,73 @@ fn each_predicate_uses_its_index_and_matches_a_full_scan() {
     fill(&db);
     let cases: Vec<(Filter, &str)> = vec![
         (Filter::eq("status", "done"), "index on status (equality"),
-        (Filter::In("status".into(), vec![json!("done"), json!("blocked")]), "index on status (equality"),
-        (Filter::eq("priority", -3), "index on priority (equality"),
-        (Filter::range("priority", Bound::Included(json!(-2)), Bound::Excluded(json!(2))), "index on priority (range)"),
-        (Filter::range("effort", Bound::Excluded(json!(-5.5)), Bound::Included(json!(10))), "index on effort (range)"),
-        (Filter::range("effort", Bound::Unbounded, Bound::Excluded(json!(-19))), "index on effort (range)"),
         (
-            Filter::range("due", Bound::Included(json!("2025-03-01")), Bound::Excluded(json!("2025-05-01T00:00:00Z"))),
+            Filter::In("status".into(), vec![json!("done"), json!("blocked")]),
+            "index on status (equality",
+        ),
+        (Filter::eq("priority", -3), "index on priority (equality"),
+        (
+            Filter::range(
+                "priority",
+                Bound::Included(json!(-2)),
+                Bound::Excluded(json!(2)),
+            ),
+            "index on priority (range)",
+        ),
+        (
+            Filter::range(
+                "effort",
+                Bound::Excluded(json!(-5.5)),
+                Bound::Included(json!(10)),
+            ),
+            "index on effort (range)",
+        ),
+        (
+            Filter::range("effort", Bound::Unbounded, Bound::Excluded(json!(-19))),
+            "index on effort (range)",
+        ),
+        (
+            Filter::range(
+                "due",
+                Bound::Included(json!("2025-03-01")),
+                Bound::Excluded(json!("2025-05-01T00:00:00Z")),
+            ),
             "index on due (range)",
         ),
         (Filter::eq("tags", "urgent"), "index on tags (equality"),
         (Filter::eq("code", "T-042"), "key index on code"),
         (
-            Filter::And(vec![Filter::eq("status", "open"), Filter::range("priority", Bound::Included(json!(0)), Bound::Unbounded)]),
+            Filter::And(vec![
+                Filter::eq("status", "open"),
+                Filter::range("priority", Bound::Included(json!(0)), Bound::Unbounded),
+            ]),
             "index on status (equality",
         ),
         (Filter::eq("note", "note 7"), "full scan"),
-        (Filter::Or(vec![Filter::eq("status", "open"), Filter::eq("status", "done")]), "full scan"),
+        (
+            Filter::Or(vec![
+                Filter::eq("status", "open"),
+                Filter::eq("status", "done"),
+            ]),
+            "full scan",
+        ),
         // A fractional bound cannot be encoded for an integer index: exact full scan.
-        (Filter::range("priority", Bound::Excluded(json!(2.5)), Bound::Unbounded), "full scan"),
+        (
+            Filter::range("priority", Bound::Excluded(json!(2.5)), Bound::Unbounded),
+            "full scan",
+        ),
     ];
     for (f, expected_path) in cases {
         let (path, got) = codes(&db, &f);
-        assert!(path.to_string().starts_with(expected_path), "{f:?}: path {path}");
+        assert!(
+            path.to_string().starts_with(expected_path),
+            "{f:?}: path {path}"
+        );
         assert_eq!(got, brute(&db, &f), "{f:?}");
-        assert!(!got.is_empty() || expected_path == "full scan", "{f:?} matched nothing");
+        assert!(
+            !got.is_empty() || expected_path == "full scan",
+            "{f:?} matched nothing"
+        );
     }
     // Ranges on two bounds of the same field are merged into one index range.
     let f = Filter::And(vec![
@@ -68,7 +116,10 @@ fn each_predicate_uses_its_index_and_matches_a_full_scan() {
     ]);
     match db.explain("tasks", &f).unwrap() {
         AccessPath::IndexRange { lower, upper, .. } => {
-            assert_eq!((lower, upper), (Bound::Included(json!(1)), Bound::Included(json!(3))));
+            assert_eq!(
+                (lower, upper),
+                (Bound::Included(json!(1)), Bound::Included(json!(3)))
+            );
         }
         other => panic!("expected a range, got {other}"),
     }
@@ -84,14 +135,32 @@ fn id_filter_and_limit() {
     assert!(matches!(path, AccessPath::Ids(_)));
     assert_eq!(got, vec!["T-010"]);
     let r = db
-        .scan("tasks", &Filter::eq("status", "open"), &ScanOptions { limit: Some(7), ..Default::default() })
+        .scan(
+            "tasks",
+            &Filter::eq("status", "open"),
+            &ScanOptions {
+                limit: Some(7),
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(r.entities.len(), 7);
     let r = db
-        .scan("tasks", &Filter::range("priority", Bound::Unbounded, Bound::Unbounded), &ScanOptions { limit: Some(3), ..Default::default() })
+        .scan(
+            "tasks",
+            &Filter::range("priority", Bound::Unbounded, Bound::Unbounded),
+            &ScanOptions {
+                limit: Some(3),
+                ..Default::default()
+            },
+        )
         .unwrap();
     // An index range returns rows in value order.
-    let prios: Vec<i64> = r.entities.iter().map(|e| e.properties["priority"].as_i64().unwrap()).collect();
+    let prios: Vec<i64> = r
+        .entities
+        .iter()
+        .map(|e| e.properties["priority"].as_i64().unwrap())
+        .collect();
     assert_eq!(prios, vec![-3, -3, -3]);
 }
 
@@ -100,26 +169,46 @@ fn upserts_and_deletes_keep_indexes_exact() {
     let db = tasks_db();
     fill(&db);
     // Move T-001 from "done" to "open" and drop its urgent tag: the old entries go.
-    db.insert("tasks", json!({"code": "T-001", "status": "open", "priority": 99, "tags": []})).unwrap();
+    db.insert(
+        "tasks",
+        json!({"code": "T-001", "status": "open", "priority": 99, "tags": []}),
+    )
+    .unwrap();
     let (_, done) = codes(&db, &Filter::eq("status", "done"));
     assert!(!done.contains(&"T-001".to_string()));
     assert_eq!(codes(&db, &Filter::eq("priority", 99)).1, vec!["T-001"]);
     // Soft-deleted rows disappear from scans unless asked for.
     let t2 = db.lookup("T-002").unwrap().remove(0);
     db.delete(&t2.id).unwrap();
-    assert!(!codes(&db, &Filter::eq("status", "blocked")).1.contains(&"T-002".to_string()));
+    assert!(!codes(&db, &Filter::eq("status", "blocked"))
+        .1
+        .contains(&"T-002".to_string()));
     let with_deleted = db
-        .scan("tasks", &Filter::eq("status", "blocked"), &ScanOptions { include_deleted: true, ..Default::default() })
+        .scan(
+            "tasks",
+            &Filter::eq("status", "blocked"),
+            &ScanOptions {
+                include_deleted: true,
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert!(with_deleted.entities.iter().any(|e| e.id == t2.id));
     // Several writes of one key in one batch: the last wins, one row, exact indexes.
     db.insert_batch(
         "tasks",
-        vec![json!({"code": "T-900", "status": "open"}), json!({"code": "T-900", "status": "review"})],
+        vec![
+            json!({"code": "T-900", "status": "open"}),
+            json!({"code": "T-900", "status": "review"}),
+        ],
     )
     .unwrap();
-    assert!(codes(&db, &Filter::eq("status", "review")).1.contains(&"T-900".to_string()));
-    assert!(!codes(&db, &Filter::eq("status", "open")).1.contains(&"T-900".to_string()));
+    assert!(codes(&db, &Filter::eq("status", "review"))
+        .1
+        .contains(&"T-900".to_string()));
+    assert!(!codes(&db, &Filter::eq("status", "open"))
+        .1
+        .contains(&"T-900".to_string()));
     let report = db.verify().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
 }

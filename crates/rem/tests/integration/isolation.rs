@@ -11,9 +11,19 @@ fn no_read_path_crosses_tenants() {
     fill(&db);
     let other = db.for_tenant("other").unwrap();
     // The table is per tenant: not registered for `other`.
-    assert!(matches!(other.scan("tasks", &Filter::All, &ScanOptions::default()), Err(rem::Error::UnknownTable(_))));
-    other.register_schema(db.schema("tasks").unwrap().document.clone()).unwrap();
-    other.insert("tasks", json!({"code": "T-001", "status": "open", "tags": ["urgent"]})).unwrap();
+    assert!(matches!(
+        other.scan("tasks", &Filter::All, &ScanOptions::default()),
+        Err(rem::Error::UnknownTable(_))
+    ));
+    other
+        .register_schema(db.schema("tasks").unwrap().document.clone())
+        .unwrap();
+    other
+        .insert(
+            "tasks",
+            json!({"code": "T-001", "status": "open", "tags": ["urgent"]}),
+        )
+        .unwrap();
 
     let mine = db.lookup("T-001").unwrap();
     let theirs = other.lookup("T-001").unwrap();
@@ -30,9 +40,19 @@ fn no_read_path_crosses_tenants() {
         Filter::eq("id", mine[0].id.to_string()),
     ] {
         let r = other.scan("tasks", &f, &ScanOptions::default()).unwrap();
-        assert!(r.entities.iter().all(|e| e.id == theirs[0].id), "{f:?} leaked");
+        assert!(
+            r.entities.iter().all(|e| e.id == theirs[0].id),
+            "{f:?} leaked"
+        );
     }
-    assert_eq!(other.scan("tasks", &Filter::All, &ScanOptions::default()).unwrap().entities.len(), 1);
+    assert_eq!(
+        other
+            .scan("tasks", &Filter::All, &ScanOptions::default())
+            .unwrap()
+            .entities
+            .len(),
+        1
+    );
     assert!(other.delete(&mine[0].id).is_err());
     let stats = other.stats().unwrap();
     let tasks = stats.tables.iter().find(|(t, _, _)| t == "tasks").unwrap();

@@ -1,5 +1,8 @@
 //! Engine integration tests through the public `Database` API.
 
+// Test helpers may panic: a panic is a test failure with its message.
+#![allow(clippy::unwrap_used)]
+
 mod indexes;
 mod isolation;
 mod lifecycle;
@@ -29,13 +32,15 @@ pub(crate) fn tasks_db() -> Database {
     db
 }
 
+const STATUSES: [&str; 4] = ["open", "done", "blocked", "review"];
+
 /// 200 tasks with predictable field values.
 pub(crate) fn fill(db: &Database) {
     let records = (0..200)
         .map(|i| {
             json!({
                 "code": format!("T-{i:03}"),
-                "status": ["open", "done", "blocked", "review"][i % 4],
+                "status": STATUSES[i % 4],
                 "priority": (i % 10) as i64 - 3,
                 "effort": (i as f64) * 0.5 - 20.0,
                 "due": format!("2025-{:02}-{:02}T12:00:00Z", 1 + i % 12, 1 + i % 28),
