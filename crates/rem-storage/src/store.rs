@@ -440,6 +440,9 @@ fn rocks_options(
     db_opts.create_missing_column_families(create);
     db_opts.set_max_background_jobs(options.max_background_jobs);
     db_opts.set_max_open_files(options.max_open_files);
+    // RocksDB's own info log: warnings only, a few files, not one per open forever.
+    db_opts.set_log_level(rocksdb::LogLevel::Warn);
+    db_opts.set_keep_log_file_num(3);
     if let Some(env) = env {
         db_opts.set_env(env);
     }

@@ -23,13 +23,14 @@ pub enum Change {
     },
 }
 
-pub(crate) fn encode_put(tenant: &str, entity: &Entity) -> Vec<u8> {
+/// A put record for an entity of `table` whose encoding (`Entity::encode`) is `encoded`.
+pub(crate) fn encode_put(tenant: &str, table: &str, encoded: &[u8]) -> Vec<u8> {
     let mut out = KeyBuf::new()
         .tag(OP_PUT)
         .str(tenant)
-        .str(&entity.table)
+        .str(table)
         .into_bytes();
-    out.extend_from_slice(&entity.encode());
+    out.extend_from_slice(encoded);
     out
 }
 

@@ -425,14 +425,7 @@ impl Database {
                 self.offer_ids(table, ids.into_iter(), &mut offer)?;
             }
             AccessPath::IndexEq { field, values } => {
-                let ty = schema
-                    .field_type(field)
-                    .cloned()
-                    .unwrap_or(crate::FieldType::Any);
-                let scalar = match &ty {
-                    crate::FieldType::Array(inner) => (**inner).clone(),
-                    other => other.clone(),
-                };
+                let scalar = crate::index::scalar_type(&schema, field);
                 let base = field_prefix(&self.tenant, table, field);
                 let mut ids = Vec::new();
                 for v in values {
@@ -513,14 +506,7 @@ impl Database {
         upper: &std::ops::Bound<Value>,
     ) -> (Vec<u8>, Option<Vec<u8>>) {
         use std::ops::Bound;
-        let ty = schema
-            .field_type(field)
-            .cloned()
-            .unwrap_or(crate::FieldType::Any);
-        let scalar = match &ty {
-            crate::FieldType::Array(inner) => (**inner).clone(),
-            other => other.clone(),
-        };
+        let scalar = crate::index::scalar_type(schema, field);
         let base = field_prefix(&self.tenant, table, field);
         let tag = crate::index::tag_of(&scalar).unwrap_or(0);
         let with = |enc: Vec<u8>| {

@@ -100,6 +100,15 @@ pub(crate) fn encode_scalar(ty: &FieldType, v: &Value) -> Option<Vec<u8>> {
     Some(b.into_bytes())
 }
 
+/// The type under which a field's values are indexed: the element type for arrays.
+pub(crate) fn scalar_type(schema: &Schema, field: &str) -> FieldType {
+    match schema.field_type(field) {
+        Some(FieldType::Array(inner)) => (**inner).clone(),
+        Some(other) => other.clone(),
+        None => FieldType::Any,
+    }
+}
+
 /// The tag byte under which values of a field type are stored (range scans stay
 /// inside it).
 pub(crate) fn tag_of(ty: &FieldType) -> Option<u8> {

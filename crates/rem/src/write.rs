@@ -70,11 +70,7 @@ impl Database {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let _guard = self
-            .inner
-            .write_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _guard = self.lock_writes();
         let mut batch = self.store().batch();
         let mut changes = Vec::with_capacity(prepared.len());
         let ids = self.stage(&mut batch, &mut changes, &schema, prepared)?;
@@ -97,11 +93,7 @@ impl Database {
             Some(s) => s.clone(),
             None => self.schema("schemas")?,
         };
-        let _guard = self
-            .inner
-            .write_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _guard = self.lock_writes();
         let mut batch = self.store().batch();
         let mut changes = Vec::new();
         let mut prepared = Vec::with_capacity(schemas.len());
@@ -140,11 +132,7 @@ impl Database {
     /// Soft-deletes the entity with `id`: it keeps its data but is hidden from reads.
     pub fn delete(&self, id: &EntityId) -> Result<Entity> {
         self.check_writable()?;
-        let _guard = self
-            .inner
-            .write_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _guard = self.lock_writes();
         let entity = self
             .get(id)?
             .ok_or_else(|| Error::NotFound(id.to_string()))?;
@@ -158,14 +146,21 @@ impl Database {
         deleted.deleted_at = Some(t);
         deleted.modified_at = t;
         let mut batch = self.store().batch();
-        batch.put(
-            ColumnFamily::Entities,
-            &entity_key_bytes(&self.tenant, &deleted.table, &deleted.id),
-            &deleted.encode(),
-        );
-        self.store()
-            .commit(batch, &[encode_put(&self.tenant, &deleted)])?;
+        let encoded = deleted.encode();
+        let key = entity_key_bytes(&self.tenant, &deleted.table, &deleted.id);
+        batch.put(ColumnFamily::Entities, &key, &encoded);
+        let change = encode_put(&self.tenant, &deleted.table, &encoded);
+        self.store().commit(batch, &[change])?;
         Ok(deleted)
+    }
+
+    /// Takes the write lock (a poisoned lock is still usable: the store is consistent
+    /// whatever a panicking writer did, since nothing is written before commit).
+    fn lock_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .write_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -311,12 +306,10 @@ impl Database {
             for (cf, k, v) in &new_entries {
                 batch.put(*cf, k, v);
             }
-            batch.put(
-                ColumnFamily::Entities,
-                &entity_key_bytes(&self.tenant, table, id),
-                &new.encode(),
-            );
-            changes.push(encode_put(&self.tenant, new));
+            let encoded = new.encode();
+            let key = entity_key_bytes(&self.tenant, table, id);
+            batch.put(ColumnFamily::Entities, &key, &encoded);
+            changes.push(encode_put(&self.tenant, table, &encoded));
         }
         Ok(input_ids)
     }

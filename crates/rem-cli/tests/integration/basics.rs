@@ -164,38 +164,37 @@ fn stats_and_config_show() {
     assert_eq!(find("P8_ROCKSDB_MAX_OPEN_FILES")["value"], "321");
     assert_eq!(find("P8_ROCKSDB_MAX_OPEN_FILES")["source"], "config file");
     assert_eq!(find("P8_HOME")["source"], "environment");
-    let out = rem
-        .command()
-        .args(["config", "show", "--format", "json"])
-        .env("P8_ROCKSDB_MAX_OPEN_FILES", "77")
-        .output()
-        .unwrap();
-    let cfg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let e = cfg
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["setting"] == "P8_ROCKSDB_MAX_OPEN_FILES")
-        .unwrap();
+    let entry = |args: &[&str], env: (&str, &str), setting: &str| -> (String, String) {
+        let out = rem.command().args(args).env(env.0, env.1).output().unwrap();
+        let cfg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let e = cfg
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["setting"] == setting)
+            .unwrap()
+            .clone();
+        (
+            e["value"].as_str().unwrap().into(),
+            e["source"].as_str().unwrap().into(),
+        )
+    };
+    let show = ["config", "show", "--format", "json"];
     assert_eq!(
-        (e["value"].as_str(), e["source"].as_str()),
-        (Some("77"), Some("environment"))
+        entry(
+            &show,
+            ("P8_ROCKSDB_MAX_OPEN_FILES", "77"),
+            "P8_ROCKSDB_MAX_OPEN_FILES"
+        ),
+        ("77".into(), "environment".into())
     );
-    let out = rem
-        .command()
-        .args(["config", "show", "--tenant", "acme", "--format", "json"])
-        .output()
-        .unwrap();
-    let cfg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let e = cfg
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["setting"] == "P8_DEFAULT_TENANT")
-        .unwrap();
     assert_eq!(
-        (e["value"].as_str(), e["source"].as_str()),
-        (Some("acme"), Some("flag"))
+        entry(
+            &["config", "show", "--tenant", "acme", "--format", "json"],
+            ("P8_X", ""),
+            "P8_DEFAULT_TENANT"
+        ),
+        ("acme".into(), "flag".into())
     );
 
     rem.ok(&[

@@ -92,3 +92,64 @@ fn read_only_and_reopen() {
     let missing = Database::open(dir.path().join("nope"), &OpenOptions::default()).unwrap_err();
     assert!(matches!(missing, Error::NotInitialized { .. }));
 }
+
+/// A database written by format version 1 (`tests/fixtures/format-v1`, made with the
+/// `rem` CLI: a `person` schema in tenants `default` and `navy`, two people, one
+/// soft-deleted chunk) must keep opening with the same answers.
+#[test]
+fn opens_the_format_v1_fixture() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v1");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let ro = Database::open(
+        dir.path(),
+        &OpenOptions {
+            read_only: true,
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ro.last_seq(), 18);
+    drop(ro);
+    let db = Database::open(dir.path(), &OpenOptions::default()).unwrap();
+    let ada = db.lookup("ada@example.com").unwrap();
+    assert_eq!(ada.len(), 1);
+    assert_eq!(
+        ada[0].id.to_string(),
+        "4d68973b-a5d9-41eb-43fa-07f72d817fae"
+    );
+    assert_eq!(ada[0].properties["role"], "engineer");
+    assert_eq!(rem::format_ts(&ada[0].created_at).len(), 27);
+    let navy = db.for_tenant("navy").unwrap();
+    assert_eq!(
+        navy.lookup("grace@example.com").unwrap()[0].id.to_string(),
+        "8aa6e74d-364a-5057-40bf-3c7cf16edad1"
+    );
+    assert!(db.lookup("grace@example.com").unwrap().is_empty());
+    let chunk = EntityId::parse("0f85eb8b-6c51-9038-2090-2ae638e65df3").unwrap();
+    assert!(db.get(&chunk).unwrap().is_none());
+    assert!(db
+        .get_including_deleted(&chunk)
+        .unwrap()
+        .unwrap()
+        .deleted_at
+        .is_some());
+    let r = db
+        .scan(
+            "person",
+            &rem::Filter::eq("age", 36),
+            &rem::ScanOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            r.path.to_string().starts_with("index on age"),
+            r.entities.len()
+        ),
+        (true, 1)
+    );
+    assert!(db.verify().unwrap().is_ok());
+}
