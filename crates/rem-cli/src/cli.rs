@@ -50,7 +50,10 @@ pub(crate) enum Command {
     #[command(after_help = "Examples:\n  rem init\n  rem init --path ./data")]
     Init,
     /// Register and inspect schemas (tables).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  rem schema add person.yaml\n  rem schema list"
+    )]
     Schema(SchemaCommand),
     /// Insert or upsert records: one JSON object, or JSONL on stdin with --batch.
     #[command(
@@ -90,7 +93,7 @@ pub(crate) enum Command {
     #[command(after_help = "Example:\n  rem stats --format json")]
     Stats,
     /// Configuration.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  rem config show")]
     Config(ConfigCommand),
 }
 
@@ -114,19 +117,27 @@ pub(crate) enum SchemaCommand {
         output: Option<PathBuf>,
     },
     /// List registered schemas.
+    #[command(after_help = "Examples:\n  rem schema list\n  rem schema list --format json")]
     List,
-    /// Show a schema document.
+    /// Show a schema document (JSON, ready to edit and re-add).
+    #[command(
+        after_help = "Example:\n  rem schema show person > person.json && rem schema add person.json"
+    )]
     Show {
         /// Table name.
         name: String,
     },
     /// List schema templates.
+    #[command(after_help = "Example:\n  rem schema templates")]
     Templates,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCommand {
     /// Effective configuration values and where each came from.
+    #[command(
+        after_help = "Examples:\n  rem config show\n  P8_ROCKSDB_COMPRESSION=zstd rem config show --format json"
+    )]
     Show,
 }
 

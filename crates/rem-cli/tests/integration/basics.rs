@@ -230,3 +230,35 @@ fn path_flag_and_env_select_the_database() {
         .unwrap();
     assert!(out.status.success());
 }
+
+#[test]
+fn every_command_has_help_with_examples() {
+    let rem = Rem::new();
+    let commands: [&[&str]; 15] = [
+        &[],
+        &["init"],
+        &["schema"],
+        &["schema", "add"],
+        &["schema", "list"],
+        &["schema", "show"],
+        &["schema", "templates"],
+        &["insert"],
+        &["upsert"],
+        &["get"],
+        &["delete"],
+        &["lookup"],
+        &["verify"],
+        &["stats"],
+        &["config", "show"],
+    ];
+    for c in commands {
+        let mut args = c.to_vec();
+        args.push("--help");
+        let help = rem.ok(&args);
+        assert!(
+            help.contains("Example"),
+            "`rem {}` has no examples:\n{help}",
+            c.join(" ")
+        );
+    }
+}
