@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/deps.sh
+./scripts/install-model.sh   # all-MiniLM-L6-v2 into ~/.p8/models (P8_MODELS_DIR)
 echo "building and installing rem (the first build compiles RocksDB: ~10 minutes on 2 cores)"
 cargo install --locked --path crates/rem-cli --root "${REM_INSTALL_ROOT:-$HOME/.cargo}" --quiet
 REM="${REM_INSTALL_ROOT:-$HOME/.cargo}/bin/rem"
@@ -35,6 +36,12 @@ YAML
 ID=$("$REM" insert person '{"name": "Ada Lovelace", "email": "ada@example.com", "role": "engineer"}')
 "$REM" get "$ID" --format json
 "$REM" lookup ada@example.com --format table
+printf '%s\n' \
+  '{"name": "rust", "content": "Rust is a systems programming language focused on memory safety.", "uri": "demo://rust"}' \
+  '{"name": "pasta", "content": "Boil the pasta in salted water for nine minutes.", "uri": "demo://pasta"}' \
+  '{"name": "rocksdb", "content": "RocksDB is an embeddable persistent key-value store.", "uri": "demo://rocksdb"}' \
+  | "$REM" insert resources --batch
+"$REM" search "which database stores keys and values?" --schema resources --top-k 2 --format table
 "$REM" verify
 set +x
 echo

@@ -86,6 +86,11 @@ pub(crate) enum Command {
         /// Key value (a key field, uri, key or name).
         key: String,
     },
+    /// Semantic search over a table's embedded fields.
+    #[command(
+        after_help = "Examples:\n  rem search \"fast programming languages\" --schema articles --top-k 5\n  rem search \"sprint planning\" --where \"moment_type = 'meeting'\"\n  rem search \"database internals\"   # picks the table by its description"
+    )]
+    Search(SearchArgs),
     /// Check that indexes and entities agree and the change log has no gaps.
     #[command(after_help = "Example:\n  rem verify")]
     Verify,
@@ -153,6 +158,27 @@ pub(crate) struct InsertArgs {
     pub(crate) batch: bool,
     #[command(flatten)]
     pub(crate) batching: BatchArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SearchArgs {
+    /// What to look for, in plain language.
+    pub(crate) query: String,
+    /// Table to search (default: the table whose description is most similar).
+    #[arg(long)]
+    pub(crate) schema: Option<String>,
+    /// Number of results.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) top_k: usize,
+    /// Drop results below this cosine similarity.
+    #[arg(long)]
+    pub(crate) min_score: Option<f32>,
+    /// Only entities matching this SQL predicate, e.g. "category = 'tutorial' AND views > 10".
+    #[arg(long = "where", value_name = "PREDICATE")]
+    pub(crate) predicate: Option<String>,
+    /// Search the alternative embedding (P8_ALT_EMBEDDING).
+    #[arg(long)]
+    pub(crate) alt: bool,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,9 @@ enum Access {
     Create,
     Write,
     Read,
+    /// Read-write when free (so a rebuilt or caught-up vector index is saved on
+    /// close), read-only when another process holds the database.
+    ReadSaving,
 }
 
 struct Ctx {
@@ -46,10 +49,23 @@ impl Ctx {
         let options = OpenOptions {
             tenant: self.config.tenant().to_string(),
             // Reads do not take the lock: they work beside a running writer.
-            read_only: access == Access::Read,
+            read_only: matches!(access, Access::Read),
             create: access == Access::Create,
             store: self.config.store_options()?,
+            embedding: self.config.embedding_options()?,
         };
+        if access == Access::ReadSaving {
+            return match Database::open(self.config.db_path(), &options) {
+                Err(rem::Error::Locked { .. }) => Ok(Database::open(
+                    self.config.db_path(),
+                    &OpenOptions {
+                        read_only: true,
+                        ..options
+                    },
+                )?),
+                other => Ok(other?),
+            };
+        }
         Ok(Database::open(self.config.db_path(), &options)?)
     }
 }
@@ -125,6 +141,48 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("no entity has key '{key}'");
             }
             print_rows(ctx.format, &Rows::from_objects(found))?;
+        }
+        Command::Search(args) => {
+            let filter = match &args.predicate {
+                Some(p) => rem::Filter::parse(p)?,
+                None => rem::Filter::All,
+            };
+            let options = rem::SearchOptions {
+                top_k: args.top_k,
+                min_score: args.min_score,
+                filter,
+                alt: args.alt,
+                ef_search: None,
+            };
+            let db = ctx.open(Access::ReadSaving)?;
+            let result = db.search(args.schema.as_deref(), &args.query, &options)?;
+            if result.table_detected {
+                eprintln!(
+                    "searched table '{}' (chosen by similarity to its description)",
+                    result.table
+                );
+            }
+            let rows: Vec<Value> = result
+                .hits
+                .iter()
+                .map(|h| {
+                    let mut v = h.entity.to_json();
+                    if let Value::Object(m) = &mut v {
+                        let mut out = serde_json::Map::new();
+                        out.insert(
+                            "score".into(),
+                            json!((h.score * 10_000.0).round() / 10_000.0),
+                        );
+                        out.extend(std::mem::take(m));
+                        return Value::Object(out);
+                    }
+                    v
+                })
+                .collect();
+            if rows.is_empty() && ctx.format == Format::Table {
+                eprintln!("no results in '{}'", result.table);
+            }
+            print_rows(ctx.format, &Rows::from_objects(rows))?;
         }
         Command::Verify => {
             let db = ctx.open(Access::Read)?;

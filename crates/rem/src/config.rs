@@ -108,6 +108,76 @@ const SETTINGS: &[Setting] = &[
         help: "records per atomic batch for `rem insert --batch`",
     },
     Setting {
+        env: "P8_DEFAULT_EMBEDDING",
+        section: "embeddings",
+        key: "default_model",
+        default: "all-MiniLM-L6-v2",
+        help: "provider of `default` embedded fields: a local model name, local:<m>, openai:<m> or text-embedding-*",
+    },
+    Setting {
+        env: "P8_ALT_EMBEDDING",
+        section: "embeddings",
+        key: "alt_model",
+        default: "",
+        help: "second provider filling embedding_alt (empty: none)",
+    },
+    Setting {
+        env: "P8_EMBEDDING_BATCH_SIZE",
+        section: "embeddings",
+        key: "batch_size",
+        default: "32",
+        help: "texts per provider call",
+    },
+    Setting {
+        env: "P8_MODELS_DIR",
+        section: "embeddings",
+        key: "models_dir",
+        default: "$P8_HOME/models",
+        help: "where local models are looked for first",
+    },
+    Setting {
+        env: "P8_OPENAI_BASE_URL",
+        section: "embeddings",
+        key: "openai_base_url",
+        default: "https://api.openai.com/v1",
+        help: "OpenAI-compatible endpoint",
+    },
+    Setting {
+        env: "P8_OPENAI_API_KEY",
+        section: "embeddings",
+        key: "openai_api_key",
+        default: "",
+        help: "API key (else OPENAI_API_KEY)",
+    },
+    Setting {
+        env: "P8_VECTOR_INDEX_TYPE",
+        section: "vector_search",
+        key: "index_type",
+        default: "hnsw",
+        help: "hnsw (approximate) or flat (exact)",
+    },
+    Setting {
+        env: "P8_HNSW_M",
+        section: "vector_search",
+        key: "hnsw_m",
+        default: "16",
+        help: "HNSW connections per node",
+    },
+    Setting {
+        env: "P8_HNSW_EF_CONSTRUCTION",
+        section: "vector_search",
+        key: "hnsw_ef_construction",
+        default: "200",
+        help: "HNSW build beam width",
+    },
+    Setting {
+        env: "P8_HNSW_EF_SEARCH",
+        section: "vector_search",
+        key: "hnsw_ef_search",
+        default: "50",
+        help: "HNSW search beam width",
+    },
+    Setting {
         env: "P8_LOG_LEVEL",
         section: "logging",
         key: "level",
@@ -201,6 +271,7 @@ impl Config {
         }
         let config = Config { home, values };
         config.store_options()?;
+        config.embedding_options()?;
         Ok(config)
     }
 
@@ -241,7 +312,12 @@ impl Config {
             source: self.home.1,
             help: "home of the database, models and config.toml",
         }];
-        out.extend(self.values.values().cloned());
+        out.extend(self.values.values().cloned().map(|mut v| {
+            if v.env.ends_with("_API_KEY") && !v.value.is_empty() {
+                v.value = "(set)".into();
+            }
+            v
+        }));
         out
     }
 
@@ -277,6 +353,59 @@ impl Config {
         Ok(n)
     }
 
+    /// Embedding and vector-index settings.
+    pub fn embedding_options(&self) -> Result<EmbeddingOptions> {
+        let batch_size: usize = self.number("P8_EMBEDDING_BATCH_SIZE")?;
+        if batch_size == 0 {
+            return Err(Error::Config(
+                "P8_EMBEDDING_BATCH_SIZE must be at least 1".into(),
+            ));
+        }
+        let index_type = match self
+            .get("P8_VECTOR_INDEX_TYPE")
+            .unwrap_or("hnsw")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "hnsw" => VectorIndexType::Hnsw,
+            "flat" => VectorIndexType::Flat,
+            other => {
+                return Err(Error::Config(format!(
+                    "P8_VECTOR_INDEX_TYPE must be hnsw or flat, not '{other}'"
+                )))
+            }
+        };
+        let api_key = match self.get("P8_OPENAI_API_KEY").unwrap_or_default() {
+            "" => std::env::var("OPENAI_API_KEY")
+                .ok()
+                .filter(|k| !k.is_empty()),
+            key => Some(key.to_string()),
+        };
+        let alt = self
+            .get("P8_ALT_EMBEDDING")
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        Ok(EmbeddingOptions {
+            default_model: self
+                .get("P8_DEFAULT_EMBEDDING")
+                .unwrap_or("all-MiniLM-L6-v2")
+                .to_string(),
+            alt_model: (!alt.is_empty()).then_some(alt),
+            batch_size,
+            models_dir: expand_home(self.get("P8_MODELS_DIR").unwrap_or("~/.p8/models")),
+            openai_base_url: self
+                .get("P8_OPENAI_BASE_URL")
+                .unwrap_or("https://api.openai.com/v1")
+                .to_string(),
+            openai_api_key: api_key,
+            index_type,
+            hnsw_m: self.number("P8_HNSW_M")?,
+            hnsw_ef_construction: self.number("P8_HNSW_EF_CONSTRUCTION")?,
+            hnsw_ef_search: self.number("P8_HNSW_EF_SEARCH")?,
+        })
+    }
+
     /// RocksDB options from the `P8_ROCKSDB_*` values.
     pub fn store_options(&self) -> Result<StoreOptions> {
         let compression_raw = self.get("P8_ROCKSDB_COMPRESSION").unwrap_or("lz4");
@@ -293,6 +422,68 @@ impl Config {
             block_cache_size: self.number::<usize>("P8_ROCKSDB_BLOCK_CACHE_SIZE")?.max(1) << 20,
             sync_writes: self.boolean("P8_ROCKSDB_SYNC")?,
         })
+    }
+}
+
+/// Vector index kind (`P8_VECTOR_INDEX_TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VectorIndexType {
+    /// Approximate search over an HNSW graph.
+    Hnsw,
+    /// Exact (brute-force) search.
+    Flat,
+}
+
+/// Embedding providers and vector index parameters.
+#[derive(Debug, Clone)]
+pub struct EmbeddingOptions {
+    /// Provider of fields whose provider is `default`.
+    pub default_model: String,
+    /// Provider filling `embedding_alt`, if any.
+    pub alt_model: Option<String>,
+    /// Texts per provider call.
+    pub batch_size: usize,
+    /// Where local models are looked for first.
+    pub models_dir: PathBuf,
+    /// OpenAI-compatible endpoint.
+    pub openai_base_url: String,
+    /// API key for it.
+    pub openai_api_key: Option<String>,
+    /// HNSW or exact.
+    pub index_type: VectorIndexType,
+    /// HNSW M.
+    pub hnsw_m: usize,
+    /// HNSW ef_construction.
+    pub hnsw_ef_construction: usize,
+    /// HNSW ef_search.
+    pub hnsw_ef_search: usize,
+}
+
+impl Default for EmbeddingOptions {
+    fn default() -> Self {
+        EmbeddingOptions {
+            default_model: "all-MiniLM-L6-v2".into(),
+            alt_model: None,
+            batch_size: 32,
+            models_dir: expand_home("~/.p8/models"),
+            openai_base_url: "https://api.openai.com/v1".into(),
+            openai_api_key: None,
+            index_type: VectorIndexType::Hnsw,
+            hnsw_m: 16,
+            hnsw_ef_construction: 200,
+            hnsw_ef_search: 50,
+        }
+    }
+}
+
+impl EmbeddingOptions {
+    /// Settings from the process environment alone (`P8_*`, `$P8_HOME/config.toml`),
+    /// falling back to defaults when the configuration cannot be read.
+    pub fn from_env() -> Self {
+        Config::load()
+            .and_then(|c| c.embedding_options())
+            .unwrap_or_default()
     }
 }
 

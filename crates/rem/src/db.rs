@@ -14,7 +14,9 @@ use crate::index::{
 };
 use crate::query::plan;
 use crate::schema::{builtin_schemas, canonical_table_name, BUILTIN_TABLES};
-use crate::{AccessPath, Entity, EntityId, Error, Filter, Result, ScanOptions, Schema};
+use crate::{
+    AccessPath, EmbeddingOptions, Entity, EntityId, Error, Filter, Result, ScanOptions, Schema,
+};
 
 /// How to open a database.
 #[derive(Debug, Clone)]
@@ -27,6 +29,8 @@ pub struct OpenOptions {
     pub create: bool,
     /// RocksDB tunables.
     pub store: StoreOptions,
+    /// Embedding providers and vector index parameters.
+    pub embedding: EmbeddingOptions,
 }
 
 impl Default for OpenOptions {
@@ -36,15 +40,30 @@ impl Default for OpenOptions {
             read_only: false,
             create: false,
             store: StoreOptions::default(),
+            embedding: EmbeddingOptions::default(),
         }
     }
 }
 
 pub(crate) struct Inner {
     pub(crate) store: Store,
+    pub(crate) embedding: EmbeddingOptions,
+    pub(crate) providers: crate::embedding::Providers,
+    /// Loaded vector indexes by (tenant, table, column).
+    pub(crate) vectors: Mutex<HashMap<(String, String, String), crate::search::SharedIndex>>,
     schemas: RwLock<HashMap<(String, String), Arc<Schema>>>,
     /// Serialises read-modify-write cycles (reading old entities, staging the batch).
     pub(crate) write_lock: Mutex<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Saving is an optimisation: an index that is not saved catches up from the
+        // change log when next loaded.
+        if let Err(e) = self.save_vector_indexes() {
+            tracing::warn!("vector indexes were not saved: {e}");
+        }
+    }
 }
 
 /// An embedded REM database, seen by one tenant. Cloning is cheap and shares the store.
@@ -118,18 +137,31 @@ impl Database {
             },
             other => other,
         })?;
-        Self::from_store(store, &options.tenant)
+        Self::from_store(store, &options.tenant, options.embedding.clone())
     }
 
     /// Creates a database that lives in memory only (tests, ephemeral use).
+    /// Embedding settings come from the environment (`P8_*`), as for the CLI.
     pub fn in_memory() -> Result<Database> {
-        Self::from_store(Store::open_in_memory(&StoreOptions::default())?, "default")
+        Self::in_memory_with(EmbeddingOptions::from_env())
     }
 
-    fn from_store(store: Store, tenant: &str) -> Result<Database> {
+    /// An in-memory database with explicit embedding settings.
+    pub fn in_memory_with(embedding: EmbeddingOptions) -> Result<Database> {
+        Self::from_store(
+            Store::open_in_memory(&StoreOptions::default())?,
+            "default",
+            embedding,
+        )
+    }
+
+    fn from_store(store: Store, tenant: &str, embedding: EmbeddingOptions) -> Result<Database> {
         let db = Database {
             inner: Arc::new(Inner {
                 store,
+                embedding,
+                providers: Default::default(),
+                vectors: Mutex::new(HashMap::new()),
                 schemas: RwLock::new(HashMap::new()),
                 write_lock: Mutex::new(()),
             }),

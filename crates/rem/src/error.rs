@@ -63,6 +63,10 @@ pub enum Error {
     /// A configuration value is malformed.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// An embedding provider failed (model missing, endpoint error, dimension mismatch);
+    /// nothing was written.
+    #[error("{0}")]
+    Embedding(String),
     /// One record of a batch was refused; nothing of the batch was written.
     #[error("record {} of the batch: {source}", index + 1)]
     Record {

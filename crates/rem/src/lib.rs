@@ -10,18 +10,23 @@
 mod change;
 mod config;
 mod db;
+mod embedding;
 mod entity;
 mod error;
 mod id;
 mod index;
+mod predicate;
 mod query;
 mod schema;
+mod search;
+mod vector;
 mod verify;
 mod write;
 
 pub use change::{decode_change, Change};
-pub use config::{expand_home, Config, ConfigValue, Source};
+pub use config::{expand_home, Config, ConfigValue, EmbeddingOptions, Source, VectorIndexType};
 pub use db::{Database, OpenOptions, ScanResult, Stats};
+pub use embedding::{EMBEDDING, EMBEDDING_ALT};
 pub use entity::{format_ts, parse_ts, Entity, SYSTEM_FIELDS};
 pub use error::{Error, Result};
 pub use id::EntityId;
@@ -31,4 +36,6 @@ pub use schema::{
     builtin_schemas, canonical_table_name, load_pydantic_schema, template, FieldType, Schema,
     TEMPLATES,
 };
+pub use search::{SearchHit, SearchOptions, SearchResult};
+pub use vector::VectorIndex;
 pub use verify::VerifyReport;

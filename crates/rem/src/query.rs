@@ -30,6 +30,15 @@ pub enum Filter {
     },
     /// `field IS NULL` (absent or null).
     IsNull(String),
+    /// `field LIKE pattern` (`%`, `_`); `ILIKE` when case-insensitive.
+    Like {
+        /// Field name.
+        field: String,
+        /// SQL LIKE pattern.
+        pattern: String,
+        /// ILIKE.
+        case_insensitive: bool,
+    },
     /// All must hold.
     And(Vec<Filter>),
     /// Any must hold.
@@ -91,6 +100,14 @@ impl Filter {
                 lo && hi
             }),
             Filter::IsNull(f) => matches!(entity.field(f), None | Some(Value::Null)),
+            Filter::Like {
+                field,
+                pattern,
+                case_insensitive,
+            } => field_values(entity, field).iter().any(|x| {
+                x.as_str()
+                    .is_some_and(|s| crate::predicate::like_matches(s, pattern, *case_insensitive))
+            }),
             Filter::And(fs) => fs.iter().all(|f| f.matches(entity, schema)),
             Filter::Or(fs) => fs.iter().any(|f| f.matches(entity, schema)),
             Filter::Not(f) => !f.matches(entity, schema),

@@ -41,6 +41,7 @@ impl Database {
         let mut report = VerifyReport::default();
         let mut expected: BTreeSet<(ColumnFamily, Vec<u8>)> = BTreeSet::new();
         let mut schemas: HashMap<(String, String), Option<Arc<Schema>>> = HashMap::new();
+        let mut expected_vectors: BTreeSet<Vec<u8>> = BTreeSet::new();
         let problem = |report: &mut VerifyReport, p: String| {
             if report.problems.len() < MAX_PROBLEMS {
                 report.problems.push(p);
@@ -93,6 +94,22 @@ impl Database {
             };
             for (cf, k, _) in index_entries(&tenant, &schema, &entity) {
                 expected.insert((cf, k));
+            }
+            // A live entity with embedded text has a vector in each of its columns;
+            // deleted entities and entities without text have none.
+            if !entity.is_deleted()
+                && crate::embedding::embedding_text(&schema, &entity.properties).is_some()
+            {
+                let columns = if self.inner.embedding.alt_model.is_some() {
+                    vec![crate::embedding::EMBEDDING, crate::embedding::EMBEDDING_ALT]
+                } else {
+                    vec![crate::embedding::EMBEDDING]
+                };
+                for column in columns {
+                    expected_vectors.insert(crate::embedding::embedding_key(
+                        &tenant, &table, column, &entity.id,
+                    ));
+                }
             }
         }
         for cf in [

@@ -70,11 +70,19 @@ impl Database {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        // Embedding is the slow part: it runs before the write lock is taken.
+        let ids: Vec<EntityId> = prepared.iter().map(|p| p.id).collect();
+        let props: Vec<&Map<String, Value>> = prepared.iter().map(|p| &p.properties).collect();
+        let plans = self.plan_embeddings(&schema, &ids, &props)?;
         let _guard = self.lock_writes();
         let mut batch = self.store().batch();
         let mut changes = Vec::with_capacity(prepared.len());
         let ids = self.stage(&mut batch, &mut changes, &schema, prepared)?;
+        self.stage_embeddings(&mut batch, &schema.name, &ids, &plans);
         self.store().commit(batch, &changes)?;
+        if !plans.is_empty() {
+            self.refresh_loaded_indexes(&schema.name, &ids)?;
+        }
         Ok(ids)
     }
 
@@ -93,9 +101,6 @@ impl Database {
             Some(s) => s.clone(),
             None => self.schema("schemas")?,
         };
-        let _guard = self.lock_writes();
-        let mut batch = self.store().batch();
-        let mut changes = Vec::new();
         let mut prepared = Vec::with_capacity(schemas.len());
         for (index, schema) in schemas.iter().enumerate() {
             if schema.name == "schemas" && schema.category != "system" {
@@ -110,6 +115,22 @@ impl Database {
                     source: Box::new(e),
                 })?;
             prepared.push(p);
+        }
+        // Descriptions are embedded so tables can be found by meaning. A schema stays
+        // registrable without a working provider: search embeds descriptions it lacks.
+        let ids: Vec<EntityId> = prepared.iter().map(|p| p.id).collect();
+        let props: Vec<&Map<String, Value>> = prepared.iter().map(|p| &p.properties).collect();
+        let plans = match self.plan_embeddings(&meta, &ids, &props) {
+            Ok(plans) => plans,
+            Err(e) => {
+                tracing::warn!("schema descriptions were not embedded: {e}");
+                vec![]
+            }
+        };
+        let _guard = self.lock_writes();
+        let mut batch = self.store().batch();
+        let mut changes = Vec::new();
+        for schema in &schemas {
             let old = match self.schema(&schema.name) {
                 Ok(old) => Some(old),
                 Err(Error::UnknownTable(_)) => None,
@@ -121,8 +142,12 @@ impl Database {
                 }
             }
         }
-        self.stage(&mut batch, &mut changes, &meta, prepared)?;
+        let ids = self.stage(&mut batch, &mut changes, &meta, prepared)?;
+        self.stage_embeddings(&mut batch, "schemas", &ids, &plans);
         self.store().commit(batch, &changes)?;
+        if !plans.is_empty() {
+            self.refresh_loaded_indexes("schemas", &ids)?;
+        }
         for s in schemas {
             self.cache_schema(s);
         }
@@ -149,14 +174,20 @@ impl Database {
         let encoded = deleted.encode();
         let key = entity_key_bytes(&self.tenant, &deleted.table, &deleted.id);
         batch.put(ColumnFamily::Entities, &key, &encoded);
+        for column in [crate::embedding::EMBEDDING, crate::embedding::EMBEDDING_ALT] {
+            let key =
+                crate::embedding::embedding_key(&self.tenant, &deleted.table, column, &deleted.id);
+            batch.delete(ColumnFamily::Embeddings, &key);
+        }
         let change = encode_put(&self.tenant, &deleted.table, &encoded);
         self.store().commit(batch, &[change])?;
+        self.refresh_loaded_indexes(&deleted.table, &[deleted.id])?;
         Ok(deleted)
     }
 
     /// Takes the write lock (a poisoned lock is still usable: the store is consistent
     /// whatever a panicking writer did, since nothing is written before commit).
-    fn lock_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn lock_writes(&self) -> std::sync::MutexGuard<'_, ()> {
         self.inner
             .write_lock
             .lock()

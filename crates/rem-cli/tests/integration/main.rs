@@ -8,6 +8,7 @@ mod basics;
 mod crash;
 mod errors;
 mod schemas;
+mod search;
 mod tenants;
 
 use std::io::Write;
@@ -47,6 +48,8 @@ impl Rem {
             }
         }
         c.env("P8_HOME", self.home.path());
+        // The local embedding model installed by the test setup (scripts/install-model.sh).
+        c.env("P8_MODELS_DIR", models_dir());
         c
     }
 
@@ -116,6 +119,21 @@ impl Rem {
         let p = self.home.path().join(name);
         std::fs::write(&p, text).expect("write file");
         p
+    }
+}
+
+/// Where the test setup installed the local model: `P8_MODELS_DIR`, else `~/.p8/models`.
+pub(crate) fn models_dir() -> PathBuf {
+    match std::env::var_os("P8_MODELS_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let home = std::env::var_os("P8_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".p8")
+                });
+            home.join("models")
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 mod indexes;
 mod isolation;
 mod lifecycle;
+mod search;
 
 use rem::Database;
 use serde_json::json;

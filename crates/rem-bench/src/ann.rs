@@ -1,0 +1,232 @@
+//! ANN benchmark: the engine's vector index (usearch HNSW) against exact search and, in the
+//! same run, a reference library (hnswlib, via `scripts/ann_reference.py`) on the same
+//! vectors with the same parameters.
+//!
+//! Vectors are synthetic clustered unit vectors (seeded), as the issue allows; queries are
+//! drawn from the same distribution. recall@10 is measured against exact top-10.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rem::{EmbeddingOptions, EntityId, VectorIndex};
+
+fn gaussian(rng: &mut StdRng) -> f32 {
+    // Box–Muller.
+    let u1: f64 = rng.gen_range(1e-12..1.0);
+    let u2: f64 = rng.gen();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+fn normalise(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= n);
+}
+
+/// `n` unit vectors around `clusters` random centres (noise 0.5 per component relative
+/// to unit-variance centres), flattened.
+pub(crate) fn clustered(n: usize, dims: usize, clusters: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let centres: Vec<Vec<f32>> = (0..clusters)
+        .map(|_| (0..dims).map(|_| gaussian(&mut rng)).collect())
+        .collect();
+    let mut out = Vec::with_capacity(n * dims);
+    for _ in 0..n {
+        let c = &centres[rng.gen_range(0..clusters)];
+        let mut v: Vec<f32> = c.iter().map(|x| x + 0.5 * gaussian(&mut rng)).collect();
+        normalise(&mut v);
+        out.extend(v);
+    }
+    out
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Exact top-k by brute force (all cores).
+fn exact_topk(data: &[f32], dims: usize, queries: &[f32], k: usize) -> Vec<Vec<usize>> {
+    let nq = queries.len() / dims;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let mut out = vec![Vec::new(); nq];
+    std::thread::scope(|s| {
+        for (t, chunk) in out.chunks_mut(nq.div_ceil(threads)).enumerate() {
+            let start = t * nq.div_ceil(threads);
+            s.spawn(move || {
+                for (i, slot) in chunk.iter_mut().enumerate() {
+                    let q = &queries[(start + i) * dims..(start + i + 1) * dims];
+                    let mut scored: Vec<(f32, usize)> = data
+                        .chunks_exact(dims)
+                        .enumerate()
+                        .map(|(j, v)| (dot(q, v), j))
+                        .collect();
+                    scored.select_nth_unstable_by(k, |a, b| b.0.total_cmp(&a.0));
+                    scored.truncate(k);
+                    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+                    *slot = scored.into_iter().map(|(_, j)| j).collect();
+                }
+            });
+        }
+    });
+    out
+}
+
+fn id_of(i: usize) -> EntityId {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    EntityId::from_slice(&b).unwrap_or_else(EntityId::random)
+}
+
+fn index_of(id: &EntityId) -> usize {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id.as_bytes()[..8]);
+    u64::from_be_bytes(b) as usize
+}
+
+fn pct(v: &mut [Duration], p: f64) -> f64 {
+    v.sort_unstable();
+    v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+}
+
+fn write_f32(path: &Path, data: &[f32]) -> Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for x in data {
+        f.write_all(&x.to_le_bytes())?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run(
+    n: usize,
+    dims: usize,
+    nq: usize,
+    m: usize,
+    efc: usize,
+    efs: &[usize],
+    reference: bool,
+    seed: u64,
+) -> Result<()> {
+    println!("ANN benchmark: {n} clustered unit vectors of {dims} dims, {nq} queries, M={m}, ef_construction={efc}");
+    let data = clustered(n, dims, (n / 1000).clamp(10, 1000), seed);
+    let queries = clustered(nq, dims, (n / 1000).clamp(10, 1000), seed); // same centres: same seed
+    let queries: Vec<f32> = {
+        // Fresh points around the same centres: perturb the query draw.
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+        let mut q = queries;
+        for v in q.chunks_exact_mut(dims) {
+            v.iter_mut().for_each(|x| *x += 0.05 * gaussian(&mut rng));
+            normalise(v);
+        }
+        q
+    };
+    let k = 10;
+
+    let t = Instant::now();
+    let truth = exact_topk(&data, dims, &queries, k);
+    let exact_all_cores = t.elapsed();
+    // Single-thread exact QPS on a sample of queries.
+    let sample = nq.min(20);
+    let t = Instant::now();
+    for q in queries.chunks_exact(dims).take(sample) {
+        let mut best = (f32::MIN, 0usize);
+        for (j, v) in data.chunks_exact(dims).enumerate() {
+            let s = dot(q, v);
+            if s > best.0 {
+                best = (s, j);
+            }
+        }
+        std::hint::black_box(best);
+    }
+    let exact_qps = sample as f64 / t.elapsed().as_secs_f64();
+    println!("exact search: {exact_qps:.1} QPS single-thread (truth for {nq} queries on all cores in {:.1} s)", exact_all_cores.as_secs_f64());
+
+    let options = EmbeddingOptions {
+        hnsw_m: m,
+        hnsw_ef_construction: efc,
+        hnsw_ef_search: efs[0],
+        ..EmbeddingOptions::default()
+    };
+    let mut index = VectorIndex::new(dims, "bench", &options)?;
+    let t = Instant::now();
+    for (i, v) in data.chunks_exact(dims).enumerate() {
+        index.upsert(id_of(i), v)?;
+    }
+    let build = t.elapsed();
+    let raw = n * dims * 4;
+    println!(
+        "rem (usearch) build: {:.1} s single-thread ({:.0} vectors/s); memory {:.1} MB = {:.2}x the raw vectors ({:.1} MB)",
+        build.as_secs_f64(),
+        n as f64 / build.as_secs_f64(),
+        index.memory_usage() as f64 / 1e6,
+        index.memory_usage() as f64 / raw as f64,
+        raw as f64 / 1e6
+    );
+
+    println!("\n| library | ef_search | recall@10 | QPS (1 thread) | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| exact (brute force) | - | 1.000 | {exact_qps:.1} | {:.2} | - |",
+        1e3 / exact_qps
+    );
+    for &ef in efs {
+        let mut lat = Vec::with_capacity(nq);
+        let mut hits = 0usize;
+        let t = Instant::now();
+        for (qi, q) in queries.chunks_exact(dims).enumerate() {
+            let s = Instant::now();
+            let found = index.search(q, k, None, Some(ef))?;
+            lat.push(s.elapsed());
+            let truth_set: HashSet<usize> = truth[qi].iter().copied().collect();
+            hits += found
+                .iter()
+                .filter(|(id, _)| truth_set.contains(&index_of(id)))
+                .count();
+        }
+        let qps = nq as f64 / t.elapsed().as_secs_f64();
+        let recall = hits as f64 / (nq * k) as f64;
+        println!(
+            "| rem (usearch) | {ef} | {recall:.3} | {qps:.0} | {:.3} | {:.3} |",
+            pct(&mut lat, 0.5),
+            pct(&mut lat, 0.99)
+        );
+    }
+
+    if reference {
+        let dir = tempfile::tempdir()?;
+        write_f32(&dir.path().join("data.f32"), &data)?;
+        write_f32(&dir.path().join("queries.f32"), &queries)?;
+        let truth_flat: Vec<f32> = truth.iter().flatten().map(|&j| j as f32).collect();
+        write_f32(&dir.path().join("truth.f32"), &truth_flat)?;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ann_reference.py");
+        let python = std::env::var("REM_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+        let efs_arg: Vec<String> = efs.iter().map(|e| e.to_string()).collect();
+        let out = Command::new(&python)
+            .arg(&script)
+            .arg(dir.path())
+            .args([
+                n.to_string(),
+                dims.to_string(),
+                nq.to_string(),
+                m.to_string(),
+                efc.to_string(),
+                efs_arg.join(","),
+            ])
+            .output()
+            .with_context(|| format!("running {python} {}", script.display()))?;
+        if !out.status.success() {
+            bail!(
+                "reference run failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! `rem search`: the local default model end to end, an OpenAI-compatible provider on
+//! loopback, filters, bad input, and an index that stays right through SIGKILL.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use rem_testkit::{start, Behaviour};
+
+use crate::{check_failure, Rem};
+
+const DOCS: &str = r#"{"name": "docs", "key_field": "slug", "indexed_fields": ["category"],
+ "description": "Technical documents to search by meaning.",
+ "embedding_fields": ["body"], "embedding_provider": "default",
+ "properties": {"slug": {"type": "string"}, "category": {"type": "string"}, "body": {"type": "string"}}}"#;
+
+#[test]
+fn default_local_model_answers_semantic_queries() {
+    // No flags, no variables: the default local model (installed by the setup) is used.
+    let rem = Rem::init();
+    let lines = [
+        (
+            "rust",
+            "Rust is a systems programming language focused on memory safety.",
+        ),
+        (
+            "pasta",
+            "Boil the pasta in salted water for nine minutes, then drain.",
+        ),
+        (
+            "rocks",
+            "RocksDB is an embeddable persistent key-value store for fast storage.",
+        ),
+        ("tennis", "She won the tennis match in three sets."),
+    ];
+    let input: String = lines
+        .iter()
+        .map(|(n, c)| {
+            format!("{{\"name\": \"{n}\", \"content\": \"{c}\", \"uri\": \"mem://{n}\"}}\n")
+        })
+        .collect();
+    let out = rem.run_with_stdin(&["insert", "resources", "--batch"], &input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hits = rem.json(&[
+        "search",
+        "which database stores keys and values?",
+        "--schema",
+        "resources",
+        "--top-k",
+        "2",
+    ]);
+    assert_eq!(hits[0]["name"], "rocks", "{hits}");
+    assert!(hits[0]["score"].as_f64().unwrap() > hits[1]["score"].as_f64().unwrap());
+    let hits = rem.json(&[
+        "search",
+        "cooking dinner",
+        "--schema",
+        "resource",
+        "--top-k",
+        "1",
+    ]);
+    assert_eq!(hits[0]["name"], "pasta");
+    assert!(rem.ok(&["verify"]).starts_with("ok:"));
+}
+
+fn mock_rem() -> (Rem, rem_testkit::MockServer) {
+    let server = start(Behaviour {
+        dims: 16,
+        ..Default::default()
+    });
+    let rem = Rem::new();
+    std::fs::write(
+        rem.home.path().join("config.toml"),
+        format!(
+            "[embeddings]\ndefault_model = \"openai:mock\"\nopenai_base_url = \"{}\"\n",
+            server.base_url
+        ),
+    )
+    .unwrap();
+    rem.ok(&["init"]);
+    let f = rem.write_file("docs.json", DOCS);
+    rem.ok(&["schema", "add", f.to_str().unwrap()]);
+    (rem, server)
+}
+
+#[test]
+fn search_with_filters_scores_and_detection() {
+    let (rem, _server) = mock_rem();
+    let input: String = (0..200)
+        .map(|i| {
+            format!(
+                "{{\"slug\": \"d{i}\", \"category\": \"c{}\", \"body\": \"body {i}\"}}\n",
+                i % 4
+            )
+        })
+        .collect();
+    assert!(rem
+        .run_with_stdin(&["insert", "docs", "--batch"], &input)
+        .status
+        .success());
+    let hits = rem.json(&["search", "body 17", "--schema", "docs"]);
+    assert_eq!(hits.as_array().unwrap().len(), 10);
+    assert_eq!(hits[0]["slug"], "d17");
+    let hits = rem.json(&[
+        "search",
+        "body 17",
+        "--schema",
+        "docs",
+        "--where",
+        "category = 'c2'",
+        "--top-k",
+        "3",
+    ]);
+    assert_eq!(hits.as_array().unwrap().len(), 3);
+    assert!(hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["category"] == "c2"));
+    let hits = rem.json(&[
+        "search",
+        "body 17",
+        "--schema",
+        "docs",
+        "--min-score",
+        "0.999",
+    ]);
+    assert_eq!(hits.as_array().unwrap().len(), 1);
+    // Without --schema the chosen table is reported on stderr.
+    let out = rem
+        .command()
+        .args(["search", "body 17", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("searched table '"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn search_bad_input_is_clear() {
+    let (rem, _server) = mock_rem();
+    assert!(rem
+        .fails(&["search", "x", "--schema", "files"])
+        .contains("no embedded fields"));
+    assert!(rem
+        .fails(&["search", "x", "--schema", "nope"])
+        .contains("unknown table"));
+    let err = rem.fails(&[
+        "search",
+        "x",
+        "--schema",
+        "docs",
+        "--where",
+        "category = = 'a'",
+    ]);
+    assert!(err.contains("invalid predicate"), "{err}");
+    assert!(rem
+        .fails(&["search", "x", "--schema", "docs", "--alt"])
+        .contains("P8_ALT_EMBEDDING"));
+    // A provider that refuses the key: one clear sentence, nothing written.
+    let locked = start(Behaviour {
+        dims: 16,
+        api_key: Some("right".into()),
+        ..Default::default()
+    });
+    let before = rem.last_seq();
+    let out = rem
+        .command()
+        .args(["insert", "docs", r#"{"slug": "k", "body": "b"}"#])
+        .env("P8_OPENAI_BASE_URL", &locked.base_url)
+        .env("P8_OPENAI_API_KEY", "wrong")
+        .output()
+        .unwrap();
+    let err = check_failure(&["insert (bad key)"], &out);
+    assert!(err.contains("refused the API key"), "{err}");
+    assert_eq!(rem.last_seq(), before);
+}
+
+/// A writer killed mid-stream: every acknowledged record is found by search afterwards
+/// (the saved index is behind the log and catches up on load).
+#[test]
+fn index_is_never_stale_after_sigkill() {
+    let (rem, _server) = mock_rem();
+    rem.ok(&[
+        "insert",
+        "docs",
+        r#"{"slug": "first", "body": "first body"}"#,
+    ]);
+    rem.json(&["search", "first body", "--schema", "docs"]); // builds and saves the index
+    let mut acknowledged = Vec::new();
+    for round in 0..3 {
+        let mut child = rem
+            .command()
+            .args(["insert", "docs", "--batch", "--batch-size", "3", "--ids"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || {
+            for i in 0..100_000 {
+                let line = format!(
+                    "{{\"slug\": \"r{round}-{i}\", \"body\": \"round {round} item {i}\"}}\n"
+                );
+                if stdin.write_all(line.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout).lines().map_while(Result::ok).count()
+        });
+        std::thread::sleep(Duration::from_millis(300 + 200 * round));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        feeder.join().unwrap();
+        let acked = reader.join().unwrap();
+        acknowledged.push((round, acked));
+    }
+    assert!(
+        acknowledged.iter().any(|(_, n)| *n > 0),
+        "nothing was acknowledged"
+    );
+    for (round, n) in acknowledged {
+        for i in [0, n / 2, n.saturating_sub(1)] {
+            if n == 0 {
+                break;
+            }
+            let hits = rem.json(&[
+                "search",
+                &format!("round {round} item {i}"),
+                "--schema",
+                "docs",
+                "--top-k",
+                "1",
+            ]);
+            assert_eq!(
+                hits[0]["slug"],
+                format!("r{round}-{i}"),
+                "acknowledged record missing from search"
+            );
+        }
+    }
+    assert!(rem.ok(&["verify"]).starts_with("ok:"));
+}

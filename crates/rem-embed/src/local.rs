@@ -1,0 +1,135 @@
+//! `local:<model>`: a BERT-family sentence-embedding model run in-process with candle.
+//!
+//! Output matches sentence-transformers: tokens truncated to the model's
+//! `max_seq_length` (from `sentence_bert_config.json`), mean pooling over the attention
+//! mask, then L2 normalisation.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config, DTYPE};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::models::find_model_dir;
+use crate::{EmbedError, EmbeddingProvider};
+
+/// A loaded local model.
+pub struct LocalBert {
+    name: String,
+    model: BertModel,
+    tokenizer: Tokenizer,
+    dims: usize,
+    device: Device,
+}
+
+impl std::fmt::Debug for LocalBert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalBert")
+            .field("name", &self.name)
+            .field("dims", &self.dims)
+            .finish()
+    }
+}
+
+impl LocalBert {
+    /// Finds model `model` (see [`find_model_dir`]) and loads it on the CPU.
+    pub fn load(model: &str, models_dir: &Path) -> Result<LocalBert, EmbedError> {
+        let location = find_model_dir(model, models_dir)?;
+        Self::load_dir(model, location.dir())
+    }
+
+    /// Loads a model from a directory in Hugging Face layout.
+    pub fn load_dir(model: &str, dir: &Path) -> Result<LocalBert, EmbedError> {
+        let load_err = |message: String| EmbedError::ModelLoad {
+            model: model.to_string(),
+            message,
+        };
+        let config_text = std::fs::read_to_string(dir.join("config.json"))
+            .map_err(|e| load_err(format!("config.json: {e}")))?;
+        let config: Config = serde_json::from_str(&config_text)
+            .map_err(|e| load_err(format!("config.json: {e}")))?;
+        let max_len = std::fs::read_to_string(dir.join("sentence_bert_config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["max_seq_length"].as_u64())
+            .map(|n| n as usize)
+            .unwrap_or(config.max_position_embeddings)
+            .min(config.max_position_embeddings);
+        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
+            .map_err(|e| load_err(format!("tokenizer.json: {e}")))?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..PaddingParams::default()
+        }));
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                ..TruncationParams::default()
+            }))
+            .map_err(|e| load_err(format!("truncation: {e}")))?;
+        let weights = std::fs::read(dir.join("model.safetensors"))
+            .map_err(|e| load_err(format!("model.safetensors: {e}")))?;
+        let device = Device::Cpu;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DTYPE, &device)
+            .map_err(|e| load_err(format!("model.safetensors: {e}")))?;
+        let bert = BertModel::load(vb, &config).map_err(|e| load_err(format!("weights: {e}")))?;
+        Ok(LocalBert {
+            name: format!("local:{model}"),
+            model: bert,
+            tokenizer,
+            dims: config.hidden_size,
+            device,
+        })
+    }
+
+    fn run(&self, texts: &[&str]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let inputs: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+        let encodings = self
+            .tokenizer
+            .encode_batch(inputs, true)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let rows = encodings.len();
+        let cols = encodings.first().map(|e| e.get_ids().len()).unwrap_or(0);
+        let flat = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Vec<u32> {
+            encodings
+                .iter()
+                .flat_map(|e| f(e).iter().copied())
+                .collect()
+        };
+        let ids = Tensor::from_vec(flat(&|e| e.get_ids()), (rows, cols), &self.device)?;
+        let type_ids = Tensor::from_vec(flat(&|e| e.get_type_ids()), (rows, cols), &self.device)?;
+        let mask = Tensor::from_vec(
+            flat(&|e| e.get_attention_mask()),
+            (rows, cols),
+            &self.device,
+        )?;
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?; // (rows, cols, dims)
+                                                                        // Mean pooling over real tokens, as sentence-transformers' Pooling(mean) does.
+        let mask_f = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (rows, cols, 1)
+        let summed = hidden.broadcast_mul(&mask_f)?.sum(1)?; // (rows, dims)
+        let counts = mask_f.sum(1)?.clamp(1e-9, f64::MAX)?; // (rows, 1)
+        let mean = summed.broadcast_div(&counts)?;
+        // L2 normalisation (sentence-transformers' Normalize module).
+        let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+        mean.broadcast_div(&norms)?.to_vec2::<f32>()
+    }
+}
+
+impl EmbeddingProvider for LocalBert {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn dims(&self) -> usize {
+        self.dims
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(vec![]);
+        }
+        self.run(texts)
+            .map_err(|e| EmbedError::Inference(e.to_string()))
+    }
+}

@@ -1,0 +1,77 @@
+//! The local provider reproduces sentence-transformers (cosine ≥ 0.9999 per sentence).
+
+use std::path::PathBuf;
+
+use rem_embed::{EmbeddingProvider, LocalBert};
+
+/// Where `scripts/install-model.sh` puts the model (the test setup runs it).
+fn models_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("P8_MODELS_DIR") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("P8_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".p8"));
+    home.join("models")
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn local_model_matches_sentence_transformers() {
+    let golden: serde_json::Value =
+        serde_json::from_str(include_str!("../golden/all-MiniLM-L6-v2.json")).unwrap();
+    let sentences: Vec<&str> = golden["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    let expected: Vec<Vec<f32>> = golden["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect();
+    let model = LocalBert::load("all-MiniLM-L6-v2", &models_dir()).unwrap_or_else(|e| {
+        panic!("{e} (the test setup installs the model with scripts/install-model.sh)")
+    });
+    assert_eq!(model.dims(), 384);
+    assert_eq!(model.name(), "local:all-MiniLM-L6-v2");
+    // One batch, as the engine calls it.
+    let got = model.embed(&sentences).unwrap();
+    assert_eq!(got.len(), sentences.len());
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        let c = cosine(g, e);
+        assert!(
+            c >= 0.9999,
+            "sentence {i} ({:?}): cosine {c}",
+            &sentences[i][..sentences[i].len().min(40)]
+        );
+        let norm: f32 = g.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!(
+            (norm - 1.0).abs() < 1e-4,
+            "sentence {i} is not unit length: {norm}"
+        );
+    }
+    // Batching does not change results: each sentence alone gives the same vector.
+    for (i, s) in sentences.iter().enumerate().take(3) {
+        let alone = model.embed(&[s]).unwrap();
+        assert!(
+            cosine(&alone[0], &got[i]) > 0.99999,
+            "sentence {i} differs when embedded alone"
+        );
+    }
+    assert!(model.embed(&[]).unwrap().is_empty());
+}

@@ -1,0 +1,360 @@
+//! Embeddings in the engine: which provider a table uses, the text embedded for a
+//! record, batch-first embedding (⌈N / batch size⌉ provider calls for N texts), and the
+//! stored form in the `embeddings` column family.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rem_embed::{EmbeddingProvider, OpenAiSettings, ProviderSettings};
+use rem_storage::KeyBuf;
+use serde_json::{Map, Value};
+
+use crate::{EmbeddingOptions, EntityId, Error, Result, Schema};
+
+/// The embedding columns.
+pub const EMBEDDING: &str = "embedding";
+/// The alternative embedding column (filled when `P8_ALT_EMBEDDING` is set).
+pub const EMBEDDING_ALT: &str = "embedding_alt";
+
+/// Loaded providers, by resolved name (loading a local model takes a moment).
+#[derive(Default)]
+pub(crate) struct Providers {
+    loaded: Mutex<HashMap<String, Arc<dyn EmbeddingProvider>>>,
+}
+
+impl Providers {
+    pub(crate) fn get(
+        &self,
+        name: &str,
+        options: &EmbeddingOptions,
+    ) -> Result<Arc<dyn EmbeddingProvider>> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = loaded.get(name) {
+            return Ok(p.clone());
+        }
+        let settings = ProviderSettings {
+            models_dir: options.models_dir.clone(),
+            openai: OpenAiSettings {
+                base_url: options.openai_base_url.clone(),
+                api_key: options.openai_api_key.clone(),
+                ..OpenAiSettings::default()
+            },
+        };
+        let provider = rem_embed::resolve(name, &settings).map_err(Error::from)?;
+        loaded.insert(name.to_string(), provider.clone());
+        Ok(provider)
+    }
+}
+
+/// The provider name for a column of `schema`: the first embedded field's provider
+/// (`default` means `P8_DEFAULT_EMBEDDING`); the alt column uses `P8_ALT_EMBEDDING`.
+pub(crate) fn provider_name(
+    schema: &Schema,
+    column: &str,
+    options: &EmbeddingOptions,
+) -> Option<String> {
+    if schema.embedding_fields.is_empty() {
+        return None;
+    }
+    if column == EMBEDDING_ALT {
+        return options.alt_model.clone();
+    }
+    let first = &schema.embedding_fields[0];
+    let named = schema
+        .embedding_providers
+        .get(first)
+        .map(String::as_str)
+        .unwrap_or("default");
+    Some(if named == "default" {
+        options.default_model.clone()
+    } else {
+        named.to_string()
+    })
+}
+
+/// The text embedded for a record: its embedded fields' text, in schema order, joined
+/// by blank lines. `None` when there is no text.
+pub(crate) fn embedding_text(schema: &Schema, props: &Map<String, Value>) -> Option<String> {
+    let parts: Vec<String> = schema
+        .embedding_fields
+        .iter()
+        .filter_map(|f| match props.get(f) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(Value::Array(items)) => {
+                let joined: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+                (!joined.is_empty()).then(|| joined.join(", "))
+            }
+            _ => None,
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("\n\n"))
+}
+
+/// Embeds `texts` with `provider` in batches of `batch_size`: ⌈N / batch_size⌉ calls.
+pub(crate) fn embed_all(
+    provider: &dyn EmbeddingProvider,
+    texts: &[&str],
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(batch_size.max(1)) {
+        let vectors = provider.embed(chunk).map_err(Error::from)?;
+        if vectors.len() != chunk.len() {
+            return Err(Error::Embedding(format!(
+                "{} returned {} vectors for {} texts",
+                provider.name(),
+                vectors.len(),
+                chunk.len()
+            )));
+        }
+        out.extend(vectors);
+    }
+    Ok(out)
+}
+
+/// Hash of an embedded text, stored beside the vector: an upsert re-embeds only when
+/// the text changed.
+pub(crate) fn text_hash(text: &str) -> [u8; 16] {
+    let mut h = [0u8; 16];
+    h.copy_from_slice(&blake3::hash(text.as_bytes()).as_bytes()[..16]);
+    h
+}
+
+/// `embeddings` key: `str(tenant) | str(table) | str(column) | id`.
+pub(crate) fn embedding_key(tenant: &str, table: &str, column: &str, id: &EntityId) -> Vec<u8> {
+    KeyBuf::new()
+        .str(tenant)
+        .str(table)
+        .str(column)
+        .raw(id.as_bytes())
+        .into_bytes()
+}
+
+/// Prefix of a column's embeddings.
+pub(crate) fn embedding_prefix(tenant: &str, table: &str, column: &str) -> Vec<u8> {
+    KeyBuf::new()
+        .str(tenant)
+        .str(table)
+        .str(column)
+        .into_bytes()
+}
+
+/// A stored embedding: the text hash and the vector.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoredEmbedding {
+    pub(crate) text_hash: [u8; 16],
+    pub(crate) vector: Vec<f32>,
+}
+
+impl StoredEmbedding {
+    /// `hash[16] | dims u32 BE | f32 LE × dims`.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(20 + 4 * self.vector.len());
+        out.extend_from_slice(&self.text_hash);
+        out.extend_from_slice(&(self.vector.len() as u32).to_be_bytes());
+        for x in &self.vector {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<StoredEmbedding> {
+        let corrupt =
+            || Error::Storage(rem_storage::StorageError::Corrupt("embedding value".into()));
+        if bytes.len() < 20 {
+            return Err(corrupt());
+        }
+        let mut text_hash = [0u8; 16];
+        text_hash.copy_from_slice(&bytes[..16]);
+        let dims = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]) as usize;
+        let body = &bytes[20..];
+        if body.len() != dims * 4 {
+            return Err(corrupt());
+        }
+        let vector = body
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok(StoredEmbedding { text_hash, vector })
+    }
+}
+
+/// `meta` key recording which provider made a column's vectors, and their size.
+pub(crate) fn column_meta_key(tenant: &str, table: &str, column: &str) -> Vec<u8> {
+    KeyBuf::new()
+        .str("vector_meta")
+        .str(tenant)
+        .str(table)
+        .str(column)
+        .into_bytes()
+}
+
+impl From<rem_embed::EmbedError> for Error {
+    fn from(e: rem_embed::EmbedError) -> Self {
+        Error::Embedding(e.to_string())
+    }
+}
+
+/// What a write does to one record's stored vector in one column.
+#[derive(Debug, Clone)]
+pub(crate) enum EmbedUpdate {
+    /// The embedded text is unchanged (or the record is superseded later in its batch).
+    Keep,
+    /// Store this vector.
+    Put(StoredEmbedding),
+    /// The record has no text any more: remove its vector.
+    Delete,
+}
+
+/// The planned vector changes of a batch for one column, aligned with its records.
+pub(crate) struct ColumnUpdates {
+    pub(crate) column: &'static str,
+    pub(crate) model: String,
+    pub(crate) dims: usize,
+    pub(crate) updates: Vec<EmbedUpdate>,
+}
+
+impl crate::Database {
+    /// Works out, before taking the write lock, which records need new vectors, and
+    /// embeds their texts in batches (⌈N / batch size⌉ provider calls).
+    pub(crate) fn plan_embeddings(
+        &self,
+        schema: &Schema,
+        ids: &[EntityId],
+        props: &[&Map<String, Value>],
+    ) -> Result<Vec<ColumnUpdates>> {
+        let options = &self.inner.embedding;
+        let mut out = Vec::new();
+        for column in [EMBEDDING, EMBEDDING_ALT] {
+            let Some(model) = provider_name(schema, column, options) else {
+                continue;
+            };
+            let provider = self.inner.providers.get(&model, options)?;
+            self.check_column_meta(&schema.name, column, provider.name(), provider.dims())?;
+            let keys: Vec<Vec<u8>> = ids
+                .iter()
+                .map(|id| embedding_key(&self.tenant, &schema.name, column, id))
+                .collect();
+            let stored = self
+                .store()
+                .multi_get(rem_storage::ColumnFamily::Embeddings, &keys)?;
+            // Only the last record of an id in the batch counts.
+            let mut last_of: HashMap<EntityId, usize> = HashMap::new();
+            for (i, id) in ids.iter().enumerate() {
+                last_of.insert(*id, i);
+            }
+            let mut updates = vec![EmbedUpdate::Keep; ids.len()];
+            let mut to_embed: Vec<(usize, String)> = Vec::new();
+            for (i, id) in ids.iter().enumerate() {
+                if last_of.get(id) != Some(&i) {
+                    continue;
+                }
+                let old_hash = match &stored[i] {
+                    Some(bytes) => Some(StoredEmbedding::decode(bytes)?.text_hash),
+                    None => None,
+                };
+                match embedding_text(schema, props[i]) {
+                    Some(text) if old_hash == Some(text_hash(&text)) => {}
+                    Some(text) => to_embed.push((i, text)),
+                    None if old_hash.is_some() => updates[i] = EmbedUpdate::Delete,
+                    None => {}
+                }
+            }
+            if !to_embed.is_empty() {
+                let texts: Vec<&str> = to_embed.iter().map(|(_, t)| t.as_str()).collect();
+                let vectors = embed_all(provider.as_ref(), &texts, options.batch_size)?;
+                for ((i, text), vector) in to_embed.iter().zip(vectors) {
+                    if vector.len() != provider.dims() {
+                        return Err(Error::Embedding(format!(
+                            "{} returned a vector of {} dimensions, expected {}",
+                            provider.name(),
+                            vector.len(),
+                            provider.dims()
+                        )));
+                    }
+                    updates[*i] = EmbedUpdate::Put(StoredEmbedding {
+                        text_hash: text_hash(text),
+                        vector,
+                    });
+                }
+            }
+            out.push(ColumnUpdates {
+                column,
+                model: provider.name().to_string(),
+                dims: provider.dims(),
+                updates,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Refuses vectors from a provider other than the one that made the column's
+    /// existing vectors (a different model or size would make the index meaningless).
+    fn check_column_meta(&self, table: &str, column: &str, model: &str, dims: usize) -> Result<()> {
+        let key = column_meta_key(&self.tenant, table, column);
+        if let Some(bytes) = self.store().get(rem_storage::ColumnFamily::Meta, &key)? {
+            let meta: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let (old_model, old_dims) = (
+                meta["model"].as_str().unwrap_or(""),
+                meta["dims"].as_u64().unwrap_or(0),
+            );
+            if old_dims as usize != dims || old_model != model {
+                return Err(Error::Embedding(format!(
+                    "table '{table}' holds {old_dims}-dimensional {column} vectors from {old_model}, but the configured provider is {model} ({dims} dimensions); set P8_DEFAULT_EMBEDDING back to {old_model} or use a new table"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stages the planned vector changes (the caller holds the write lock).
+    pub(crate) fn stage_embeddings(
+        &self,
+        batch: &mut rem_storage::Batch<'_>,
+        table: &str,
+        ids: &[EntityId],
+        plans: &[ColumnUpdates],
+    ) {
+        for plan in plans {
+            let meta = serde_json::json!({"model": plan.model, "dims": plan.dims}).to_string();
+            batch.put(
+                rem_storage::ColumnFamily::Meta,
+                &column_meta_key(&self.tenant, table, plan.column),
+                meta.as_bytes(),
+            );
+            for (id, update) in ids.iter().zip(&plan.updates) {
+                let key = embedding_key(&self.tenant, table, plan.column, id);
+                match update {
+                    EmbedUpdate::Keep => {}
+                    EmbedUpdate::Put(e) => {
+                        batch.put(rem_storage::ColumnFamily::Embeddings, &key, &e.encode())
+                    }
+                    EmbedUpdate::Delete => {
+                        batch.delete(rem_storage::ColumnFamily::Embeddings, &key)
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a commit: brings loaded vector indexes of `table` in line with the stored
+    /// vectors of `ids` (the caller still holds the write lock).
+    pub(crate) fn refresh_loaded_indexes(&self, table: &str, ids: &[EntityId]) -> Result<()> {
+        let loaded: Vec<_> = self
+            .inner
+            .vectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|((t, tb, _), _)| t == &self.tenant && tb == table)
+            .map(|((_, _, column), index)| (column.clone(), index.clone()))
+            .collect();
+        for (column, index) in loaded {
+            let mut vi = index.write().unwrap_or_else(|p| p.into_inner());
+            for id in ids {
+                self.refresh_vector(&mut vi, table, &column, id)?;
+            }
+        }
+        Ok(())
+    }
+}

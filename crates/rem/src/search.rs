@@ -1,0 +1,320 @@
+//! Semantic search: `Database::search`, table detection, and keeping each vector index
+//! up to date with the `embeddings` column family.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use rem_storage::ColumnFamily;
+
+use crate::change::{decode_change, Change};
+use crate::embedding::{
+    embedding_prefix, provider_name, StoredEmbedding, EMBEDDING, EMBEDDING_ALT,
+};
+use crate::vector::{index_base, VectorIndex};
+use crate::{Database, Entity, EntityId, Error, Filter, Result, ScanOptions};
+
+/// Options of a search.
+#[derive(Debug, Clone)]
+pub struct SearchOptions {
+    /// Results to return.
+    pub top_k: usize,
+    /// Drop results scoring below this cosine similarity.
+    pub min_score: Option<f32>,
+    /// Only entities matching this filter (applied during the index search).
+    pub filter: Filter,
+    /// Search `embedding_alt` instead of `embedding`.
+    pub alt: bool,
+    /// HNSW search beam width for this query (default `P8_HNSW_EF_SEARCH`).
+    pub ef_search: Option<usize>,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            top_k: 10,
+            min_score: None,
+            filter: Filter::All,
+            alt: false,
+            ef_search: None,
+        }
+    }
+}
+
+/// One search hit.
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    /// The entity.
+    pub entity: Entity,
+    /// Cosine similarity to the query.
+    pub score: f32,
+}
+
+/// What a search returned.
+#[derive(Debug, Clone)]
+pub struct SearchResult {
+    /// The table searched.
+    pub table: String,
+    /// True when the table was chosen by similarity to schema descriptions.
+    pub table_detected: bool,
+    /// Hits, best first.
+    pub hits: Vec<SearchHit>,
+}
+
+pub(crate) type SharedIndex = Arc<RwLock<VectorIndex>>;
+
+impl Database {
+    /// Semantic search over `table` (or, with `None`, the table whose description is
+    /// most similar to the query).
+    pub fn search(
+        &self,
+        table: Option<&str>,
+        query: &str,
+        options: &SearchOptions,
+    ) -> Result<SearchResult> {
+        let (table, detected) = match table {
+            Some(t) => (self.schema(t)?.name.clone(), false),
+            None => (self.detect_table(query)?, true),
+        };
+        let schema = self.schema(&table)?;
+        let column = if options.alt {
+            EMBEDDING_ALT
+        } else {
+            EMBEDDING
+        };
+        let Some(model) = provider_name(&schema, column, &self.inner.embedding) else {
+            return Err(Error::InvalidInput(if options.alt {
+                format!("table '{table}' has no alternative embeddings (set P8_ALT_EMBEDDING)")
+            } else {
+                format!(
+                    "table '{table}' has no embedded fields, so it cannot be searched by meaning"
+                )
+            }));
+        };
+        let provider = self.inner.providers.get(&model, &self.inner.embedding)?;
+        let query_vec = provider
+            .embed(&[query])
+            .map_err(Error::from)?
+            .pop()
+            .unwrap_or_default();
+        let index = self.vector_index(&table, column, provider.name(), provider.dims())?;
+        let allowed = match &options.filter {
+            Filter::All => None,
+            filter => {
+                let mut ids = HashSet::new();
+                self.scan_each(&table, filter, &ScanOptions::default(), |e| {
+                    ids.insert(e.id);
+                    true
+                })?;
+                Some(ids)
+            }
+        };
+        let found = {
+            let guard = index.read().unwrap_or_else(|p| p.into_inner());
+            guard.search(
+                &query_vec,
+                options.top_k,
+                allowed.as_ref(),
+                options.ef_search,
+            )?
+        };
+        let mut hits = Vec::with_capacity(found.len());
+        for (id, score) in found {
+            if options.min_score.is_some_and(|m| score < m) {
+                continue;
+            }
+            if let Some(entity) = self.get_in(&table, &id)? {
+                hits.push(SearchHit { entity, score });
+            }
+        }
+        Ok(SearchResult {
+            table,
+            table_detected: detected,
+            hits,
+        })
+    }
+
+    /// The table whose schema description is most similar to `query`, among tables
+    /// with embedded fields (descriptions not yet embedded are embedded now).
+    fn detect_table(&self, query: &str) -> Result<String> {
+        let candidates: Vec<_> = self
+            .schemas()?
+            .into_iter()
+            .filter(|s| s.name != "schemas" && !s.embedding_fields.is_empty())
+            .collect();
+        if candidates.is_empty() {
+            return Err(Error::InvalidInput(
+                "no table has embedded fields; name one with --schema".into(),
+            ));
+        }
+        let provider = self
+            .inner
+            .providers
+            .get(&self.inner.embedding.default_model, &self.inner.embedding)?;
+        let mut texts: Vec<String> = vec![query.to_string()];
+        texts.extend(
+            candidates
+                .iter()
+                .map(|s| format!("{}: {}", s.name, s.description.clone().unwrap_or_default())),
+        );
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors =
+            crate::embedding::embed_all(provider.as_ref(), &refs, self.inner.embedding.batch_size)?;
+        let q = &vectors[0];
+        let best = candidates
+            .iter()
+            .zip(&vectors[1..])
+            .map(|(s, v)| (s.name.clone(), cosine(q, v)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        best.map(|(name, _)| name)
+            .ok_or_else(|| Error::InvalidInput("no table to search".into()))
+    }
+
+    /// The loaded index of a column, loading (and catching up) or building it first.
+    pub(crate) fn vector_index(
+        &self,
+        table: &str,
+        column: &str,
+        model: &str,
+        dims: usize,
+    ) -> Result<SharedIndex> {
+        let key = (self.tenant.clone(), table.to_string(), column.to_string());
+        if let Some(i) = self
+            .inner
+            .vectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(i.clone());
+        }
+        // Hold the write lock while loading so no commit slips between the watermark
+        // and the index becoming visible to writers.
+        let _w = self.lock_writes();
+        if let Some(i) = self
+            .inner
+            .vectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(i.clone());
+        }
+        let options = &self.inner.embedding;
+        let base = (!self.store().is_in_memory())
+            .then(|| index_base(self.path(), &self.tenant, table, column));
+        let last = self.last_seq();
+        let loaded = base
+            .as_ref()
+            .and_then(|b| VectorIndex::load(b, model, dims, options));
+        let index = match loaded {
+            Some(mut vi) if vi.watermark <= last => {
+                self.catch_up(&mut vi, table, column, last)?;
+                vi
+            }
+            _ => self.build_index(table, column, model, dims)?,
+        };
+        let shared = Arc::new(RwLock::new(index));
+        self.inner
+            .vectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, shared.clone());
+        Ok(shared)
+    }
+
+    /// Builds an index from the stored vectors of a column.
+    fn build_index(
+        &self,
+        table: &str,
+        column: &str,
+        model: &str,
+        dims: usize,
+    ) -> Result<VectorIndex> {
+        let mut vi = VectorIndex::new(dims, model, &self.inner.embedding)?;
+        let prefix = embedding_prefix(&self.tenant, table, column);
+        for item in self
+            .store()
+            .scan_prefix(ColumnFamily::Embeddings, &prefix)?
+        {
+            let (k, v) = item?;
+            let id = crate::index::trailing_id(&k)
+                .ok_or_else(|| Error::Embedding("bad embedding key".into()))?;
+            vi.upsert(id, &StoredEmbedding::decode(&v)?.vector)?;
+        }
+        vi.watermark = self.last_seq();
+        Ok(vi)
+    }
+
+    /// Applies every change-log record after the index's watermark: the stored vector
+    /// of each touched entity (or its absence) becomes the index's.
+    fn catch_up(&self, vi: &mut VectorIndex, table: &str, column: &str, last: u64) -> Result<()> {
+        let start = (vi.watermark + 1).to_be_bytes();
+        let mut touched = HashSet::new();
+        for item in self
+            .store()
+            .scan_range(ColumnFamily::ChangeLog, &start, None)?
+        {
+            let (_, value) = item?;
+            let Change::Put { tenant, entity, .. } = decode_change(&value)?;
+            if tenant == self.tenant && entity.table == table {
+                touched.insert(entity.id);
+            }
+        }
+        for id in touched {
+            self.refresh_vector(vi, table, column, &id)?;
+        }
+        vi.watermark = last;
+        Ok(())
+    }
+
+    /// Makes the index entry of `id` equal to the stored vector (or removes it).
+    pub(crate) fn refresh_vector(
+        &self,
+        vi: &mut VectorIndex,
+        table: &str,
+        column: &str,
+        id: &EntityId,
+    ) -> Result<()> {
+        let key = crate::embedding::embedding_key(&self.tenant, table, column, id);
+        match self.store().get(ColumnFamily::Embeddings, &key)? {
+            Some(v) => vi.upsert(*id, &StoredEmbedding::decode(&v)?.vector),
+            None => vi.remove(id),
+        }
+    }
+
+    /// Saves every loaded vector index with the current watermark (also done when the
+    /// last handle is dropped). Until then, a reopened index catches up from the log.
+    pub fn save_vector_indexes(&self) -> Result<()> {
+        let _w = self.lock_writes();
+        self.inner.save_vector_indexes()
+    }
+}
+
+impl crate::db::Inner {
+    pub(crate) fn save_vector_indexes(&self) -> Result<()> {
+        if self.store.is_in_memory() || self.store.is_read_only() {
+            return Ok(());
+        }
+        let last = self.store.last_seq();
+        let loaded: Vec<_> = self
+            .vectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for ((tenant, table, column), index) in loaded {
+            let mut vi = index.write().unwrap_or_else(|p| p.into_inner());
+            vi.watermark = last;
+            vi.save(&index_base(self.store.path(), &tenant, &table, &column))?;
+        }
+        Ok(())
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb).max(1e-12)
+}

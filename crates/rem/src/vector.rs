@@ -1,0 +1,274 @@
+//! Vector indexes: one per tenant × table × embedding column, over the vectors stored in
+//! the `embeddings` column family (the truth).
+//!
+//! The index is usearch's HNSW (cosine metric, f32), or exact search when
+//! `P8_VECTOR_INDEX_TYPE=flat`. Entity ids map to sequential u64 keys. An index is saved
+//! under `<db>/vectors/` with the change-log sequence number it reflects (its
+//! watermark); on load it replays the change log after the watermark, so it is never
+//! silently stale, even after a crash. A missing or unreadable index is rebuilt from
+//! the `embeddings` column family.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+use crate::config::VectorIndexType;
+use crate::{EmbeddingOptions, EntityId, Error, Result};
+
+/// An in-memory vector index (HNSW or exact) over entity ids, as the engine keeps one
+/// per tenant × table × embedding column. Public for benchmarks and tools.
+pub struct VectorIndex {
+    index: Index,
+    keys: HashMap<u64, EntityId>,
+    by_id: HashMap<EntityId, u64>,
+    next_key: u64,
+    dims: usize,
+    exact: bool,
+    /// Provider that made the vectors (saved with the index; a different one means rebuild).
+    model: String,
+    /// Change-log sequence number this index reflects.
+    pub(crate) watermark: u64,
+}
+
+fn index_error(e: impl std::fmt::Display) -> Error {
+    Error::Embedding(format!("vector index: {e}"))
+}
+
+impl VectorIndex {
+    /// An empty index for `dims`-dimensional vectors made by `model`, with the HNSW
+    /// parameters and index type of `options`.
+    pub fn new(dims: usize, model: &str, options: &EmbeddingOptions) -> Result<VectorIndex> {
+        let index = Index::new(&IndexOptions {
+            dimensions: dims,
+            metric: MetricKind::Cos,
+            quantization: ScalarKind::F32,
+            connectivity: options.hnsw_m,
+            expansion_add: options.hnsw_ef_construction,
+            expansion_search: options.hnsw_ef_search,
+            multi: false,
+        })
+        .map_err(index_error)?;
+        index.reserve(1024).map_err(index_error)?;
+        Ok(VectorIndex {
+            index,
+            keys: HashMap::new(),
+            by_id: HashMap::new(),
+            next_key: 1,
+            dims,
+            exact: options.index_type == VectorIndexType::Flat,
+            model: model.to_string(),
+            watermark: 0,
+        })
+    }
+
+    /// Vector length.
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when the index holds no vector.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Bytes used by the index (graph and vectors).
+    pub fn memory_usage(&self) -> usize {
+        self.index.memory_usage()
+    }
+
+    /// Inserts or replaces the vector of `id`.
+    pub fn upsert(&mut self, id: EntityId, vector: &[f32]) -> Result<()> {
+        if vector.len() != self.dims {
+            return Err(Error::Embedding(format!(
+                "a vector has {} dimensions but the index holds {}",
+                vector.len(),
+                self.dims
+            )));
+        }
+        self.remove(&id)?;
+        if self.index.size() + 1 > self.index.capacity() {
+            let grown = (self.index.capacity() * 2).max(1024);
+            self.index.reserve(grown).map_err(index_error)?;
+        }
+        let key = self.next_key;
+        self.next_key += 1;
+        self.index.add(key, vector).map_err(index_error)?;
+        self.keys.insert(key, id);
+        self.by_id.insert(id, key);
+        Ok(())
+    }
+
+    /// Removes the vector of `id`, if any.
+    pub fn remove(&mut self, id: &EntityId) -> Result<()> {
+        if let Some(key) = self.by_id.remove(id) {
+            self.keys.remove(&key);
+            self.index.remove(key).map_err(index_error)?;
+        }
+        Ok(())
+    }
+
+    /// The `k` nearest entities to `query` by cosine similarity (score = 1 − cosine
+    /// distance), restricted to `allowed` when given. A small allowed set is searched
+    /// exactly; a large one filters inside the HNSW search.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        allowed: Option<&HashSet<EntityId>>,
+        ef: Option<usize>,
+    ) -> Result<Vec<(EntityId, f32)>> {
+        if query.len() != self.dims {
+            return Err(Error::Embedding(format!(
+                "the query vector has {} dimensions but the index holds {}",
+                query.len(),
+                self.dims
+            )));
+        }
+        if k == 0 || self.keys.is_empty() {
+            return Ok(vec![]);
+        }
+        if let Some(ef) = ef {
+            self.index.change_expansion_search(ef.max(k));
+        }
+        let matches = match allowed {
+            Some(allowed) if allowed.len() <= EXACT_LIMIT || self.exact => {
+                return Ok(self.exact_subset(query, k, allowed));
+            }
+            Some(allowed) => {
+                let keys: HashSet<u64> = allowed
+                    .iter()
+                    .filter_map(|id| self.by_id.get(id).copied())
+                    .collect();
+                self.index
+                    .filtered_search(query, k, |key| keys.contains(&key))
+                    .map_err(index_error)?
+            }
+            None if self.exact => self.index.exact_search(query, k).map_err(index_error)?,
+            None => self.index.search(query, k).map_err(index_error)?,
+        };
+        Ok(matches
+            .keys
+            .iter()
+            .zip(&matches.distances)
+            .filter_map(|(key, d)| self.keys.get(key).map(|id| (*id, 1.0 - d)))
+            .collect())
+    }
+
+    /// Exact top-k over a set of ids, reading their vectors back from the index.
+    fn exact_subset(
+        &self,
+        query: &[f32],
+        k: usize,
+        allowed: &HashSet<EntityId>,
+    ) -> Vec<(EntityId, f32)> {
+        let qn = norm(query);
+        let mut buf = vec![0f32; self.dims];
+        let mut scored: Vec<(EntityId, f32)> = allowed
+            .iter()
+            .filter_map(|id| {
+                let key = *self.by_id.get(id)?;
+                self.index.get(key, &mut buf).ok().filter(|n| *n > 0)?;
+                let dot: f32 = buf.iter().zip(query).map(|(a, b)| a * b).sum();
+                Some((*id, dot / (norm(&buf) * qn).max(1e-12)))
+            })
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored.truncate(k);
+        scored
+    }
+
+    /// Saves the index beside the database: data files first, the metadata file (the
+    /// commit point) last, each through a temporary name.
+    pub(crate) fn save(&self, base: &Path) -> Result<()> {
+        let model = self.model.as_str();
+        if let Some(dir) = base.parent() {
+            std::fs::create_dir_all(dir).map_err(index_error)?;
+        }
+        let index_path = base.with_extension("usearch");
+        let tmp = base.with_extension("usearch.tmp");
+        self.index
+            .save(&tmp.to_string_lossy())
+            .map_err(index_error)?;
+        std::fs::rename(&tmp, &index_path).map_err(index_error)?;
+        let mut keys = Vec::with_capacity(8 + self.keys.len() * 24);
+        keys.extend_from_slice(&self.next_key.to_le_bytes());
+        for (key, id) in &self.keys {
+            keys.extend_from_slice(&key.to_le_bytes());
+            keys.extend_from_slice(id.as_bytes());
+        }
+        write_atomic(&base.with_extension("keys"), &keys)?;
+        let meta = serde_json::json!({
+            "format": 1, "model": model, "dims": self.dims, "count": self.keys.len(),
+            "watermark": self.watermark, "exact": self.exact,
+        });
+        write_atomic(&base.with_extension("json"), meta.to_string().as_bytes())
+    }
+
+    /// Loads a saved index; `None` when there is none or it does not match (`model`,
+    /// `dims`, index type) — the caller then rebuilds.
+    pub(crate) fn load(
+        base: &Path,
+        model: &str,
+        dims: usize,
+        options: &EmbeddingOptions,
+    ) -> Option<VectorIndex> {
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(base.with_extension("json")).ok()?).ok()?;
+        let exact = options.index_type == VectorIndexType::Flat;
+        if meta["format"] != 1
+            || meta["model"] != model
+            || meta["dims"].as_u64()? as usize != dims
+            || meta["exact"] != exact
+        {
+            return None;
+        }
+        let mut vi = VectorIndex::new(dims, model, options).ok()?;
+        vi.index
+            .load(&base.with_extension("usearch").to_string_lossy())
+            .ok()?;
+        vi.index.change_expansion_search(options.hnsw_ef_search);
+        let keys = std::fs::read(base.with_extension("keys")).ok()?;
+        vi.next_key = u64::from_le_bytes(keys.get(..8)?.try_into().ok()?);
+        for chunk in keys.get(8..)?.chunks(24) {
+            let key = u64::from_le_bytes(chunk.get(..8)?.try_into().ok()?);
+            let id = EntityId::from_slice(chunk.get(8..24)?)?;
+            vi.keys.insert(key, id);
+            vi.by_id.insert(id, key);
+        }
+        if vi.keys.len() != meta["count"].as_u64()? as usize || vi.index.size() != vi.keys.len() {
+            return None;
+        }
+        vi.watermark = meta["watermark"].as_u64()?;
+        Some(vi)
+    }
+}
+
+/// Allowed sets up to this size are searched exactly (perfect recall, cheap).
+const EXACT_LIMIT: usize = 2048;
+
+fn norm(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum::<f32>().sqrt()
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp: PathBuf = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    std::fs::write(&tmp, bytes).map_err(index_error)?;
+    std::fs::rename(&tmp, path).map_err(index_error)
+}
+
+/// File base name of an index: tenant and table are identifiers, so they are safe in a
+/// file name once the tenant's dots and dashes are kept apart by the separator.
+pub(crate) fn index_base(db_path: &Path, tenant: &str, table: &str, column: &str) -> PathBuf {
+    db_path
+        .join("vectors")
+        .join(format!("{tenant}~{table}~{column}"))
+}
