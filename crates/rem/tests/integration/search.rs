@@ -10,6 +10,9 @@ use serde_json::json;
 
 const DIMS: usize = 16;
 
+/// Which categories a filter keeps (the brute-force side of a recall check).
+type Keep = Box<dyn Fn(&str) -> bool>;
+
 pub(crate) fn options(server: &MockServer) -> EmbeddingOptions {
     EmbeddingOptions {
         default_model: "openai:mock-embed".into(),
@@ -188,7 +191,7 @@ fn filtered_search_keeps_recall() {
     let half: Vec<String> = (0..50).map(|i| format!("'c{}'", i * 2)).collect();
     let half_predicate = format!("category IN ({})", half.join(", "));
     let is_even = |c: &str| c[1..].parse::<u32>().unwrap() % 2 == 0;
-    let cases: [(&str, Box<dyn Fn(&str) -> bool>); 3] = [
+    let cases: [(&str, Keep); 3] = [
         (half_predicate.as_str(), Box::new(is_even)),
         (
             "category IN ('c1','c2','c3','c4','c5','c6','c7','c8','c9','c10')",
@@ -432,4 +435,44 @@ fn bad_input_is_refused_and_writes_nothing() {
         .insert("resources", json!({"content": "x"}))
         .unwrap_err();
     assert!(err.to_string().contains("not installed"), "{err}");
+}
+
+#[test]
+fn alt_embedding_fills_its_own_column_and_is_searchable() {
+    let server = start(Behaviour {
+        dims: DIMS,
+        ..Default::default()
+    });
+    // Two providers on one OpenAI-compatible endpoint (the loopback server answers any
+    // model name).
+    let mut opts = options(&server);
+    opts.alt_model = Some("openai:mock-alt".into());
+    let db = Database::in_memory_with(opts).unwrap();
+    docs_schema(&db);
+    let before = requests(&server);
+    db.insert_batch(
+        "docs",
+        (0..10)
+            .map(|i| json!({"slug": format!("d{i}"), "body": format!("alt body {i}")}))
+            .collect(),
+    )
+    .unwrap();
+    // Both columns were filled: one call each (plus the alt provider's size probe).
+    assert!(requests(&server) - before >= 2);
+    let plain = db
+        .search(Some("docs"), "alt body 3", &SearchOptions::default())
+        .unwrap();
+    let with_alt = db
+        .search(
+            Some("docs"),
+            "alt body 3",
+            &SearchOptions {
+                alt: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(plain.hits[0].entity.properties["slug"], "d3");
+    assert_eq!(with_alt.hits[0].entity.properties["slug"], "d3");
+    assert!(db.verify().unwrap().is_ok());
 }
