@@ -178,26 +178,14 @@ impl Database {
         dims: usize,
     ) -> Result<SharedIndex> {
         let key = (self.tenant.clone(), table.to_string(), column.to_string());
-        if let Some(i) = self
-            .inner
-            .vectors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(i.clone());
+        if let Some(i) = self.loaded_index(&key) {
+            return Ok(i);
         }
         // Hold the write lock while loading so no commit slips between the watermark
         // and the index becoming visible to writers.
         let _w = self.lock_writes();
-        if let Some(i) = self
-            .inner
-            .vectors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(i.clone());
+        if let Some(i) = self.loaded_index(&key) {
+            return Ok(i);
         }
         let options = &self.inner.embedding;
         let base = (!self.store().is_in_memory())
@@ -220,6 +208,11 @@ impl Database {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, shared.clone());
         Ok(shared)
+    }
+
+    fn loaded_index(&self, key: &(String, String, String)) -> Option<SharedIndex> {
+        let loaded = self.inner.vectors.lock().unwrap_or_else(|p| p.into_inner());
+        loaded.get(key).cloned()
     }
 
     /// Builds an index from the stored vectors of a column.

@@ -23,6 +23,18 @@ pub(crate) fn options(server: &MockServer) -> EmbeddingOptions {
     }
 }
 
+/// Reopens an existing database with the provider served by `server`.
+fn reopen(path: &std::path::Path, server: &MockServer) -> Database {
+    Database::open(
+        path,
+        &OpenOptions {
+            embedding: options(server),
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap()
+}
+
 fn docs_schema(db: &Database) {
     db.register_schema(json!({
         "name": "docs", "key_field": "slug", "indexed_fields": ["category"],
@@ -378,14 +390,7 @@ fn bad_input_is_refused_and_writes_nothing() {
         dims: 8,
         ..Default::default()
     });
-    let db = Database::open(
-        dir.path(),
-        &OpenOptions {
-            embedding: options(&other),
-            ..OpenOptions::default()
-        },
-    )
-    .unwrap();
+    let db = reopen(dir.path(), &other);
     let before = db.last_seq();
     let err = db
         .insert("docs", json!({"slug": "y", "body": "world"}))
@@ -403,14 +408,7 @@ fn bad_input_is_refused_and_writes_nothing() {
         fail_status: 500,
         ..Default::default()
     });
-    let db = Database::open(
-        dir.path(),
-        &OpenOptions {
-            embedding: options(&failing),
-            ..OpenOptions::default()
-        },
-    )
-    .unwrap();
+    let db = reopen(dir.path(), &failing);
     let before = db.last_seq();
     let err = db
         .insert("docs", json!({"slug": "z", "body": "!"}))
