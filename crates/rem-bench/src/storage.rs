@@ -23,7 +23,7 @@ fn record(i: usize, rng: &mut StdRng) -> Value {
         "category": format!("cat-{:03}", i % 100),
         "code": format!("code-{:07}", i / 10),
         "score": rng.gen_range(0..1_000_000),
-        "note": "lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor inc",
+        "note": "lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore",
     })
 }
 
