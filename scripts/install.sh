@@ -6,7 +6,7 @@
 #   ./scripts/install.sh
 #
 # The demo uses its own database under $DEMO_HOME (default: a temp dir), so it never
-# touches ~/.p8. Set CARGO_TARGET_DIR to reuse an existing build.
+# touches ~/.p8/db. Set CARGO_TARGET_DIR to reuse an existing build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,8 +17,8 @@ cargo install --locked --path crates/rem-cli --root "${REM_INSTALL_ROOT:-$HOME/.
 REM="${REM_INSTALL_ROOT:-$HOME/.cargo}/bin/rem"
 
 DEMO_HOME="${DEMO_HOME:-$(mktemp -d)}"
-export P8_HOME="$DEMO_HOME"
-unset P8_DB_PATH
+# Only the database is the demo's own; the model stays where install-model.sh put it.
+export P8_DB_PATH="$DEMO_HOME/db"
 set -x
 "$REM" init
 cat > "$DEMO_HOME/person.yaml" <<'YAML'
@@ -46,4 +46,4 @@ printf '%s\n' \
 set +x
 echo
 echo "rem is installed at $REM; the demo database is $DEMO_HOME/db."
-echo "Try: P8_HOME=$DEMO_HOME $REM schema list"
+echo "Try: $REM search \"memory safety\" --schema resources --path $DEMO_HOME/db"
