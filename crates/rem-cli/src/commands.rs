@@ -171,7 +171,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
                         let mut out = serde_json::Map::new();
                         out.insert(
                             "score".into(),
-                            json!((h.score * 10_000.0).round() / 10_000.0),
+                            json!((f64::from(h.score) * 10_000.0).round() / 10_000.0),
                         );
                         out.extend(std::mem::take(m));
                         return Value::Object(out);
