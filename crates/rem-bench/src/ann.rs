@@ -160,6 +160,7 @@ pub(crate) fn run(
     }
     let build = t.elapsed();
     let raw = n * dims * 4;
+    println!("usearch SIMD kernels: {}", index.hardware_acceleration());
     println!(
         "rem (usearch) build: {:.1} s single-thread ({:.0} vectors/s); memory {:.1} MB = {:.2}x the raw vectors ({:.1} MB)",
         build.as_secs_f64(),

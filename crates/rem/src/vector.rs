@@ -82,6 +82,11 @@ impl VectorIndex {
         self.index.memory_usage()
     }
 
+    /// The SIMD kernels usearch uses on this CPU (e.g. `haswell`, or `serial` for none).
+    pub fn hardware_acceleration(&self) -> String {
+        self.index.hardware_acceleration()
+    }
+
     /// Inserts or replaces the vector of `id`.
     pub fn upsert(&mut self, id: EntityId, vector: &[f32]) -> Result<()> {
         if vector.len() != self.dims {
@@ -93,7 +98,9 @@ impl VectorIndex {
         }
         self.remove(&id)?;
         if self.index.size() + 1 > self.index.capacity() {
-            let grown = (self.index.capacity() * 2).max(1024);
+            // Grow by a quarter: usearch's memory use follows its capacity, so doubling
+            // would leave up to half of it unused.
+            let grown = (self.index.capacity() + self.index.capacity() / 4).max(1024);
             self.index.reserve(grown).map_err(index_error)?;
         }
         let key = self.next_key;
