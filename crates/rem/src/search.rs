@@ -150,20 +150,55 @@ impl Database {
             .inner
             .providers
             .get(&self.inner.embedding.default_model, &self.inner.embedding)?;
+        // Descriptions were embedded into `schemas` at registration (by the default
+        // provider); only those missing (or made by another provider) are embedded now.
+        let made_by = self
+            .store()
+            .get(
+                ColumnFamily::Meta,
+                &crate::embedding::column_meta_key(&self.tenant, "schemas", EMBEDDING),
+            )?
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        let usable =
+            made_by.is_some_and(|m| m["model"] == provider.name() && m["dims"] == provider.dims());
+        let keys: Vec<Vec<u8>> = candidates
+            .iter()
+            .map(|s| {
+                let id = EntityId::from_key(&self.tenant, "schemas", &s.name);
+                crate::embedding::embedding_key(&self.tenant, "schemas", EMBEDDING, &id)
+            })
+            .collect();
+        let stored = self.store().multi_get(ColumnFamily::Embeddings, &keys)?;
+        let mut vectors: Vec<Option<Vec<f32>>> = stored
+            .into_iter()
+            .map(|v| match v {
+                Some(bytes) if usable => StoredEmbedding::decode(&bytes).ok().map(|e| e.vector),
+                _ => None,
+            })
+            .collect();
+        let missing: Vec<usize> = (0..candidates.len())
+            .filter(|&i| vectors[i].is_none())
+            .collect();
         let mut texts: Vec<String> = vec![query.to_string()];
-        texts.extend(
-            candidates
-                .iter()
-                .map(|s| format!("{}: {}", s.name, s.description.clone().unwrap_or_default())),
-        );
+        texts.extend(missing.iter().map(|&i| {
+            let s = &candidates[i];
+            s.description.clone().unwrap_or_else(|| s.name.clone())
+        }));
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors =
-            crate::embedding::embed_all(provider.as_ref(), &refs, self.inner.embedding.batch_size)?;
-        let q = &vectors[0];
+        let mut fresh =
+            crate::embedding::embed_all(provider.as_ref(), &refs, self.inner.embedding.batch_size)?
+                .into_iter();
+        let q = fresh.next().unwrap_or_default();
+        for (i, v) in missing.into_iter().zip(fresh) {
+            vectors[i] = Some(v);
+        }
         let best = candidates
             .iter()
-            .zip(&vectors[1..])
-            .map(|(s, v)| (s.name.clone(), cosine(q, v)))
+            .zip(&vectors)
+            .filter_map(|(s, v)| {
+                v.as_ref()
+                    .map(|v| (s.name.clone(), crate::vector::cosine(&q, v)))
+            })
             .max_by(|a, b| a.1.total_cmp(&b.1));
         best.map(|(name, _)| name)
             .ok_or_else(|| Error::InvalidInput("no table to search".into()))
@@ -303,11 +338,4 @@ impl crate::db::Inner {
         }
         Ok(())
     }
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (na * nb).max(1e-12)
 }

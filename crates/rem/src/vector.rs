@@ -174,15 +174,13 @@ impl VectorIndex {
         k: usize,
         allowed: &HashSet<EntityId>,
     ) -> Vec<(EntityId, f32)> {
-        let qn = norm(query);
         let mut buf = vec![0f32; self.dims];
         let mut scored: Vec<(EntityId, f32)> = allowed
             .iter()
             .filter_map(|id| {
                 let key = *self.by_id.get(id)?;
                 self.index.get(key, &mut buf).ok().filter(|n| *n > 0)?;
-                let dot: f32 = buf.iter().zip(query).map(|(a, b)| a * b).sum();
-                Some((*id, dot / (norm(&buf) * qn).max(1e-12)))
+                Some((*id, cosine(&buf, query)))
             })
             .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -261,6 +259,12 @@ const EXACT_LIMIT: usize = 2048;
 
 fn norm(v: &[f32]) -> f32 {
     v.iter().map(|x| x * x).sum::<f32>().sqrt()
+}
+
+/// Cosine similarity of two vectors.
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    dot / (norm(a) * norm(b)).max(1e-12)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -344,9 +344,23 @@ fn exact_index_type_and_table_detection() {
         .unwrap();
     assert_eq!(r.hits[0].entity.properties["slug"], "d9");
     // Without a table, one is chosen among tables with embedded fields and reported.
+    let before = requests(&server);
     let r = db
         .search(None, "flat 9", &SearchOptions::default())
         .unwrap();
+    // Descriptions were embedded at registration: detection embeds only the query,
+    // then the search embeds it for the chosen table.
+    assert_eq!(requests(&server) - before, 2);
+    let sizes: Vec<usize> = server
+        .inputs
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .take(2)
+        .copied()
+        .collect();
+    assert_eq!(sizes, vec![1, 1], "no description was re-embedded");
     assert!(r.table_detected);
     assert!(
         ["docs", "resources", "moments", "messages"].contains(&r.table.as_str()),
