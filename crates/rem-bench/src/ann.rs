@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use rem::{EmbeddingOptions, EntityId, VectorIndex};
+use rem::{EmbeddingOptions, EntityId, VectorIndex, VectorQuantization};
 
 fn gaussian(rng: &mut StdRng) -> f32 {
     // Box–Muller.
@@ -69,7 +69,11 @@ fn exact_topk(data: &[f32], dims: usize, queries: &[f32], k: usize) -> Vec<Vec<u
                     scored.select_nth_unstable_by(k, |a, b| b.0.total_cmp(&a.0));
                     scored.truncate(k);
                     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-                    *slot = scored.into_iter().map(|(_, j)| j).collect();
+                    // A fresh vector: collecting in place would keep the 1M-entry
+                    // allocation alive for every query.
+                    let mut top = Vec::with_capacity(k);
+                    top.extend(scored.iter().map(|(_, j)| *j));
+                    *slot = top;
                 }
             });
         }
@@ -102,17 +106,62 @@ fn write_f32(path: &Path, data: &[f32]) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn run(
+/// Options of the `ann` scenario.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Vectors.
+    #[arg(long, default_value_t = 100_000)]
     n: usize,
+    /// Dimensions.
+    #[arg(long, default_value_t = 384)]
     dims: usize,
-    nq: usize,
+    /// Queries.
+    #[arg(long, default_value_t = 1000)]
+    queries: usize,
+    /// HNSW M.
+    #[arg(long, default_value_t = 16)]
     m: usize,
-    efc: usize,
-    efs: &[usize],
+    /// HNSW ef_construction.
+    #[arg(long, default_value_t = 200)]
+    ef_construction: usize,
+    /// ef_search values to measure.
+    #[arg(long, value_delimiter = ',', default_value = "32,64,128,160")]
+    ef_search: Vec<usize>,
+    /// Vector precision inside the index: bf16, f16 or f32 (as P8_VECTOR_QUANTIZATION).
+    #[arg(long, default_value = "bf16")]
+    quantization: String,
+    /// Build threads (0 = all cores); the reference uses the same number.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// ef_search for the filtered-search table.
+    #[arg(long, default_value_t = 128)]
+    filtered_ef: usize,
+    /// Also run the hnswlib reference (scripts/ann_reference.py; REM_BENCH_PYTHON picks the interpreter).
+    #[arg(long)]
     reference: bool,
+    /// Random seed.
+    #[arg(long, default_value_t = 7)]
     seed: u64,
-) -> Result<()> {
+}
+
+pub(crate) fn run(args: &Args) -> Result<()> {
+    let (n, dims, nq, m, efc, seed) = (
+        args.n,
+        args.dims,
+        args.queries,
+        args.m,
+        args.ef_construction,
+        args.seed,
+    );
+    let efs = &args.ef_search;
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        t => t,
+    };
+    let quantization = VectorQuantization::parse(&args.quantization)
+        .with_context(|| format!("unknown quantization '{}'", args.quantization))?;
     println!("ANN benchmark: {n} clustered unit vectors of {dims} dims, {nq} queries, M={m}, ef_construction={efc}");
     let data = clustered(n, dims, (n / 1000).clamp(10, 1000), seed);
     let queries = clustered(nq, dims, (n / 1000).clamp(10, 1000), seed); // same centres: same seed
@@ -148,6 +197,7 @@ pub(crate) fn run(
     println!("exact search: {exact_qps:.1} QPS single-thread (truth for {nq} queries on all cores in {:.1} s)", exact_all_cores.as_secs_f64());
 
     let options = EmbeddingOptions {
+        quantization,
         hnsw_m: m,
         hnsw_ef_construction: efc,
         hnsw_ef_search: efs[0],
@@ -155,14 +205,28 @@ pub(crate) fn run(
     };
     let mut index = VectorIndex::new(dims, "bench", &options)?;
     let t = Instant::now();
-    for (i, v) in data.chunks_exact(dims).enumerate() {
-        index.upsert(id_of(i), v)?;
+    // The engine builds an index from stored vectors in chunks on all cores; do the same.
+    let items: Vec<(EntityId, Vec<f32>)> = data
+        .chunks_exact(dims)
+        .enumerate()
+        .map(|(i, v)| (id_of(i), v.to_vec()))
+        .collect();
+    for chunk in items.chunks(8192) {
+        if threads == 1 {
+            for (id, v) in chunk {
+                index.upsert(*id, v)?;
+            }
+        } else {
+            index.upsert_many(chunk)?;
+        }
     }
+    drop(items);
     let build = t.elapsed();
     let raw = n * dims * 4;
     println!("usearch SIMD kernels: {}", index.hardware_acceleration());
     println!(
-        "rem (usearch) build: {:.1} s single-thread ({:.0} vectors/s); memory {:.1} MB = {:.2}x the raw vectors ({:.1} MB)",
+        "rem (usearch, {}) build: {:.1} s on {threads} thread(s) ({:.0} vectors/s); memory {:.1} MB = {:.2}x the raw vectors ({:.1} MB)",
+        quantization.name(),
         build.as_secs_f64(),
         n as f64 / build.as_secs_f64(),
         index.memory_usage() as f64 / 1e6,
@@ -199,7 +263,7 @@ pub(crate) fn run(
         );
     }
 
-    if reference {
+    if args.reference {
         let dir = tempfile::tempdir()?;
         write_f32(&dir.path().join("data.f32"), &data)?;
         write_f32(&dir.path().join("queries.f32"), &queries)?;
@@ -218,6 +282,7 @@ pub(crate) fn run(
                 m.to_string(),
                 efc.to_string(),
                 efs_arg.join(","),
+                threads.to_string(),
             ])
             .output()
             .with_context(|| format!("running {python} {}", script.display()))?;
@@ -228,6 +293,58 @@ pub(crate) fn run(
             );
         }
         print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+    filtered(&index, &data, &queries, dims, args.filtered_ef, seed)
+}
+
+/// Recall and latency of filtered search at 50%, 10% and 1% selectivity: a random subset
+/// of ids is allowed; the truth is exact search within that subset.
+fn filtered(
+    index: &VectorIndex,
+    data: &[f32],
+    queries: &[f32],
+    dims: usize,
+    ef: usize,
+    seed: u64,
+) -> Result<()> {
+    let n = data.len() / dims;
+    let k = 10;
+    let nq = (queries.len() / dims).min(200);
+    println!("\nFiltered search (ef_search {ef}, {nq} queries; sets of 2,048 or fewer ids are searched exactly, larger ones inside HNSW)");
+    println!("\n| selectivity | allowed ids | recall@10 | QPS (1 thread) | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|");
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xf11e);
+    for pct_kept in [50u32, 10, 1] {
+        let kept: Vec<usize> = (0..n)
+            .filter(|_| rng.gen_range(0..100) < pct_kept)
+            .collect();
+        let allowed: HashSet<EntityId> = kept.iter().map(|&i| id_of(i)).collect();
+        let subset: Vec<f32> = kept
+            .iter()
+            .flat_map(|&i| data[i * dims..(i + 1) * dims].iter().copied())
+            .collect();
+        let truth = exact_topk(&subset, dims, &queries[..nq * dims], k);
+        let mut lat = Vec::with_capacity(nq);
+        let mut hits = 0usize;
+        let t = Instant::now();
+        for (qi, q) in queries.chunks_exact(dims).take(nq).enumerate() {
+            let s = Instant::now();
+            let found = index.search(q, k, Some(&allowed), Some(ef))?;
+            lat.push(s.elapsed());
+            let truth_set: HashSet<usize> = truth[qi].iter().map(|&j| kept[j]).collect();
+            hits += found
+                .iter()
+                .filter(|(id, _)| truth_set.contains(&index_of(id)))
+                .count();
+        }
+        let qps = nq as f64 / t.elapsed().as_secs_f64();
+        println!(
+            "| {pct_kept}% | {} | {:.3} | {qps:.0} | {:.3} | {:.3} |",
+            kept.len(),
+            hits as f64 / (nq * k) as f64,
+            pct(&mut lat, 0.5),
+            pct(&mut lat, 0.99)
+        );
     }
     Ok(())
 }

@@ -6,6 +6,8 @@
 //!      `cargo run --release -p rem-bench -- ann --n 100000 --reference`
 
 mod ann;
+mod embed;
+mod sql;
 mod storage;
 
 use clap::{Parser, Subcommand};
@@ -38,31 +40,30 @@ enum Scenario {
         lookups: usize,
     },
     /// Vector index build, memory, recall@10, QPS and latency vs exact search and hnswlib.
-    Ann {
-        /// Vectors.
+    Ann(ann::Args),
+    /// Local-model embedding throughput (short, long, mixed texts) and insert-with-embedding.
+    Embed {
+        /// Local model name.
+        #[arg(long, default_value = "all-MiniLM-L6-v2")]
+        model: String,
+        /// Models directory (default: P8_MODELS_DIR or ~/.p8/models).
+        #[arg(long, env = "P8_MODELS_DIR")]
+        models_dir: Option<std::path::PathBuf>,
+        /// Documents for the end-to-end insert.
+        #[arg(long, default_value_t = 1000)]
+        docs: usize,
+    },
+    /// SQL through the table providers vs DataFusion over a MemTable; cosine ORDER BY vs search.
+    Sql {
+        /// Rows in the relational table.
         #[arg(long, default_value_t = 100_000)]
         n: usize,
-        /// Dimensions.
-        #[arg(long, default_value_t = 384)]
-        dims: usize,
-        /// Queries.
-        #[arg(long, default_value_t = 1000)]
-        queries: usize,
-        /// HNSW M.
-        #[arg(long, default_value_t = 16)]
-        m: usize,
-        /// HNSW ef_construction.
+        /// Documents for the semantic comparison.
+        #[arg(long, default_value_t = 20_000)]
+        docs: usize,
+        /// Runs per query.
         #[arg(long, default_value_t = 200)]
-        ef_construction: usize,
-        /// ef_search values to measure.
-        #[arg(long, value_delimiter = ',', default_value = "16,32,64,128")]
-        ef_search: Vec<usize>,
-        /// Also run the hnswlib reference (scripts/ann_reference.py; REM_BENCH_PYTHON picks the interpreter).
-        #[arg(long)]
-        reference: bool,
-        /// Random seed.
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
+        reps: usize,
     },
 }
 
@@ -74,24 +75,12 @@ fn main() -> anyhow::Result<()> {
             gets,
             lookups,
         } => storage::run(n, single, gets, lookups),
-        Scenario::Ann {
-            n,
-            dims,
-            queries,
-            m,
-            ef_construction,
-            ef_search,
-            reference,
-            seed,
-        } => ann::run(
-            n,
-            dims,
-            queries,
-            m,
-            ef_construction,
-            &ef_search,
-            reference,
-            seed,
-        ),
+        Scenario::Ann(args) => ann::run(&args),
+        Scenario::Sql { n, docs, reps } => sql::run(n, docs, reps),
+        Scenario::Embed {
+            model,
+            models_dir,
+            docs,
+        } => embed::run(&model, models_dir, docs),
     }
 }

@@ -91,6 +91,24 @@ pub(crate) enum Command {
         after_help = "Examples:\n  rem search \"fast programming languages\" --schema articles --top-k 5\n  rem search \"sprint planning\" --where \"moment_type = 'meeting'\"\n  rem search \"database internals\"   # picks the table by its description"
     )]
     Search(SearchArgs),
+    /// Run SQL over the tables (SELECT, EXPLAIN, SEARCH, LOOKUP).
+    #[command(after_help = "Examples:
+  rem query \"SELECT name, category FROM resources WHERE category = 'docs' LIMIT 5\"
+  rem query \"SELECT category, COUNT(*) AS n FROM resources GROUP BY category ORDER BY n DESC\"
+  rem query \"SELECT name, _score FROM resources ORDER BY embedding.cosine('rocksdb tuning') DESC LIMIT 3\"
+  rem query \"SEARCH resources 'rocksdb tuning' WHERE category = 'docs' LIMIT 3\"
+  rem query \"LOOKUP 'ada@example.com'\"
+  rem query \"EXPLAIN SELECT * FROM resources WHERE uri = 'file:///a.md'\"
+  rem query \"SELECT * FROM resources WHERE deleted_at IS NOT NULL\"   # soft-deleted rows
+
+Soft-deleted rows are hidden unless the query filters on deleted_at or --include-deleted is given.")]
+    Query {
+        /// One SQL statement.
+        sql: String,
+        /// Show soft-deleted rows in every table.
+        #[arg(long)]
+        include_deleted: bool,
+    },
     /// Check that indexes and entities agree and the change log has no gaps.
     #[command(after_help = "Example:\n  rem verify")]
     Verify,

@@ -184,6 +184,24 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             }
             print_rows(ctx.format, &Rows::from_objects(rows))?;
         }
+        Command::Query {
+            sql,
+            include_deleted,
+        } => {
+            use rem_sql::Sql;
+            let db = ctx.open(Access::ReadSaving)?;
+            let stream = db.sql_with(&sql, &rem_sql::SqlOptions::include_deleted(include_deleted))?;
+            let format = match ctx.format {
+                Format::Table => rem_sql::OutputFormat::Table,
+                Format::Json => rem_sql::OutputFormat::Json,
+                Format::Jsonl => rem_sql::OutputFormat::Jsonl,
+                Format::Csv => rem_sql::OutputFormat::Csv,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            rem_sql::write_batches(stream, format, &mut out)?;
+            out.flush().context("cannot write the result")?;
+        }
         Command::Verify => {
             let db = ctx.open(Access::Read)?;
             let report = db.verify()?;

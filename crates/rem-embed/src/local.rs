@@ -83,6 +83,14 @@ impl LocalBert {
         })
     }
 
+    /// Tokens the model reads for `text` (special tokens included, after truncation).
+    pub fn token_count(&self, text: &str) -> usize {
+        self.tokenizer
+            .encode(text, true)
+            .map(|e| e.get_ids().len())
+            .unwrap_or(0)
+    }
+
     fn run(&self, texts: &[&str]) -> candle_core::Result<Vec<Vec<f32>>> {
         let inputs: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
         let encodings = self
@@ -116,6 +124,9 @@ impl LocalBert {
     }
 }
 
+/// Texts per forward pass after sorting a batch by length.
+const GROUP: usize = 16;
+
 impl EmbeddingProvider for LocalBert {
     fn name(&self) -> &str {
         &self.name
@@ -129,7 +140,20 @@ impl EmbeddingProvider for LocalBert {
         if texts.is_empty() {
             return Ok(vec![]);
         }
-        self.run(texts)
-            .map_err(|e| EmbedError::Inference(e.to_string()))
+        // Every row of a forward pass is padded to its longest text: run texts of
+        // similar length together (sorted, in groups) and put the results back in order.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        for group in order.chunks(GROUP) {
+            let batch: Vec<&str> = group.iter().map(|&i| texts[i]).collect();
+            let vectors = self
+                .run(&batch)
+                .map_err(|e| EmbedError::Inference(e.to_string()))?;
+            for (&i, v) in group.iter().zip(vectors) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
     }
 }

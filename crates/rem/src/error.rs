@@ -49,6 +49,9 @@ pub enum Error {
     /// An argument or value is not acceptable (bad id, bad tenant name, ...).
     #[error("{0}")]
     InvalidInput(String),
+    /// A SQL statement could not be parsed, planned or run.
+    #[error("{0}")]
+    Sql(String),
     /// Loading a schema from Python failed (python3 or pydantic missing, import error).
     #[error("{0}")]
     Python(String),

@@ -178,5 +178,6 @@ pub(crate) fn index_entries(
             out.push((ColumnFamily::FieldIndex, key.into_bytes(), vec![]));
         }
     }
+    out.extend(crate::edges::edge_entries(tenant, entity));
     out
 }

@@ -10,6 +10,7 @@
 mod change;
 mod config;
 mod db;
+mod edges;
 mod embedding;
 mod entity;
 mod error;
@@ -24,8 +25,11 @@ mod verify;
 mod write;
 
 pub use change::{decode_change, Change};
-pub use config::{expand_home, Config, ConfigValue, EmbeddingOptions, Source, VectorIndexType};
+pub use config::{
+    expand_home, Config, ConfigValue, EmbeddingOptions, Source, VectorIndexType, VectorQuantization,
+};
 pub use db::{Database, OpenOptions, ScanResult, Stats};
+pub use edges::{Edge, REFERENCES};
 pub use embedding::{EMBEDDING, EMBEDDING_ALT};
 pub use entity::{format_ts, parse_ts, Entity, SYSTEM_FIELDS};
 pub use error::{Error, Result};

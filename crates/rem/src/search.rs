@@ -60,6 +60,9 @@ pub struct SearchResult {
     pub hits: Vec<SearchHit>,
 }
 
+/// Vectors read from RocksDB per parallel insert when an index is built.
+const BUILD_CHUNK: usize = 8192;
+
 pub(crate) type SharedIndex = Arc<RwLock<VectorIndex>>;
 
 impl Database {
@@ -110,15 +113,41 @@ impl Database {
         };
         let found = {
             let guard = index.read().unwrap_or_else(|p| p.into_inner());
-            guard.search(
-                &query_vec,
-                options.top_k,
-                allowed.as_ref(),
-                options.ef_search,
-            )?
+            // With a score threshold, `top_k` may be "everything above it": search a
+            // small k first and widen it while the last hit still clears the threshold.
+            let mut k = match options.min_score {
+                Some(_) => options.top_k.min(64),
+                None => options.top_k,
+            };
+            loop {
+                let found =
+                    guard.search(&query_vec, k, allowed.as_ref(), options.ef_search)?;
+                let exhausted = found.len() < k || k >= options.top_k || k >= guard.len();
+                let below = match (options.min_score, found.last()) {
+                    (Some(m), Some((_, s))) => *s < m,
+                    _ => true,
+                };
+                if exhausted || below {
+                    break found;
+                }
+                k = k.saturating_mul(4).min(options.top_k);
+            }
         };
-        let mut hits = Vec::with_capacity(found.len());
-        for (id, score) in found {
+        // The index may hold reduced-precision vectors: score the hits again with the
+        // stored f32 vectors so scores (and thresholds on them) are exact.
+        let query_unit = crate::vector::normalized(&query_vec);
+        let mut scored = Vec::with_capacity(found.len());
+        for (id, approx) in found {
+            let key = crate::embedding::embedding_key(&self.tenant, &table, column, &id);
+            let score = match self.store().get(ColumnFamily::Embeddings, &key)? {
+                Some(v) => crate::vector::cosine(&StoredEmbedding::decode(&v)?.vector, &query_unit),
+                None => approx,
+            };
+            scored.push((id, score));
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut hits = Vec::with_capacity(scored.len());
+        for (id, score) in scored {
             if options.min_score.is_some_and(|m| score < m) {
                 continue;
             }
@@ -260,6 +289,8 @@ impl Database {
     ) -> Result<VectorIndex> {
         let mut vi = VectorIndex::new(dims, model, &self.inner.embedding)?;
         let prefix = embedding_prefix(&self.tenant, table, column);
+        // Read in chunks so that a large column never sits in memory twice.
+        let mut chunk = Vec::with_capacity(BUILD_CHUNK);
         for item in self
             .store()
             .scan_prefix(ColumnFamily::Embeddings, &prefix)?
@@ -267,8 +298,13 @@ impl Database {
             let (k, v) = item?;
             let id = crate::index::trailing_id(&k)
                 .ok_or_else(|| Error::Embedding("bad embedding key".into()))?;
-            vi.upsert(id, &StoredEmbedding::decode(&v)?.vector)?;
+            chunk.push((id, StoredEmbedding::decode(&v)?.vector));
+            if chunk.len() == BUILD_CHUNK {
+                vi.upsert_many(&chunk)?;
+                chunk.clear();
+            }
         }
+        vi.upsert_many(&chunk)?;
         vi.watermark = self.last_seq();
         Ok(vi)
     }

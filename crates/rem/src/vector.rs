@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-use crate::config::VectorIndexType;
+use crate::config::{VectorIndexType, VectorQuantization};
 use crate::{EmbeddingOptions, EntityId, Error, Result};
 
 /// An in-memory vector index (HNSW or exact) over entity ids, as the engine keeps one
@@ -27,6 +27,8 @@ pub struct VectorIndex {
     exact: bool,
     /// Provider that made the vectors (saved with the index; a different one means rebuild).
     model: String,
+    /// Vector precision inside the index.
+    quantization: VectorQuantization,
     /// Change-log sequence number this index reflects.
     pub(crate) watermark: u64,
 }
@@ -41,8 +43,14 @@ impl VectorIndex {
     pub fn new(dims: usize, model: &str, options: &EmbeddingOptions) -> Result<VectorIndex> {
         let index = Index::new(&IndexOptions {
             dimensions: dims,
-            metric: MetricKind::Cos,
-            quantization: ScalarKind::F32,
+            // Vectors are L2-normalised on the way in, so inner product ranks exactly as
+            // cosine and skips the two norm computations per distance.
+            metric: MetricKind::IP,
+            quantization: match options.quantization {
+                VectorQuantization::Bf16 => ScalarKind::BF16,
+                VectorQuantization::F16 => ScalarKind::F16,
+                VectorQuantization::F32 => ScalarKind::F32,
+            },
             connectivity: options.hnsw_m,
             expansion_add: options.hnsw_ef_construction,
             expansion_search: options.hnsw_ef_search,
@@ -58,6 +66,7 @@ impl VectorIndex {
             dims,
             exact: options.index_type == VectorIndexType::Flat,
             model: model.to_string(),
+            quantization: options.quantization,
             watermark: 0,
         })
     }
@@ -105,10 +114,73 @@ impl VectorIndex {
         }
         let key = self.next_key;
         self.next_key += 1;
-        self.index.add(key, vector).map_err(index_error)?;
+        self.index
+            .add(key, &normalized(vector))
+            .map_err(index_error)?;
         self.keys.insert(key, id);
         self.by_id.insert(id, key);
         Ok(())
+    }
+
+    /// Inserts or replaces many vectors at once, adding them on all cores (usearch's
+    /// graph insertion is thread-safe once capacity and thread contexts are reserved).
+    /// Used to build an index from stored vectors.
+    pub fn upsert_many(&mut self, items: &[(EntityId, Vec<f32>)]) -> Result<()> {
+        if let Some((_, v)) = items.iter().find(|(_, v)| v.len() != self.dims) {
+            return Err(Error::Embedding(format!(
+                "a vector has {} dimensions but the index holds {}",
+                v.len(),
+                self.dims
+            )));
+        }
+        for (id, _) in items {
+            self.remove(id)?;
+        }
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(items.len().div_ceil(256).max(1));
+        let needed = self.index.size() + items.len();
+        if needed > self.index.capacity() || threads > 1 {
+            let capacity = needed.max(self.index.capacity());
+            self.index
+                .reserve_capacity_and_threads(capacity, threads)
+                .map_err(index_error)?;
+        }
+        let first = self.next_key;
+        self.next_key += items.len() as u64;
+        let index = &self.index;
+        let failed = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        for (i, (_, vector)) in items.iter().enumerate().skip(t).step_by(threads) {
+                            index
+                                .add(first + i as u64, &normalized(vector))
+                                .map_err(|e| e.to_string())?;
+                        }
+                        Ok::<(), String>(())
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join()).find_map(|r| match r {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some("an insert thread panicked".to_string()),
+            })
+        });
+        // Keys are recorded even on failure so that `remove` can clean up what was added.
+        for (i, (id, _)) in items.iter().enumerate() {
+            let key = first + i as u64;
+            if self.index.contains(key) {
+                self.keys.insert(key, *id);
+                self.by_id.insert(*id, key);
+            }
+        }
+        match failed {
+            Some(e) => Err(index_error(e)),
+            None => Ok(()),
+        }
     }
 
     /// Removes the vector of `id`, if any.
@@ -137,25 +209,24 @@ impl VectorIndex {
                 self.dims
             )));
         }
-        if k == 0 || self.keys.is_empty() {
+        let k = k.min(self.keys.len());
+        if k == 0 {
             return Ok(vec![]);
         }
         if let Some(ef) = ef {
             self.index.change_expansion_search(ef.max(k));
         }
+        let query = &normalized(query)[..];
         let matches = match allowed {
             Some(allowed) if allowed.len() <= EXACT_LIMIT || self.exact => {
                 return Ok(self.exact_subset(query, k, allowed));
             }
-            Some(allowed) => {
-                let keys: HashSet<u64> = allowed
-                    .iter()
-                    .filter_map(|id| self.by_id.get(id).copied())
-                    .collect();
-                self.index
-                    .filtered_search(query, k, |key| keys.contains(&key))
-                    .map_err(index_error)?
-            }
+            Some(allowed) => self
+                .index
+                .filtered_search(query, k, |key| {
+                    self.keys.get(&key).is_some_and(|id| allowed.contains(id))
+                })
+                .map_err(index_error)?,
             None if self.exact => self.index.exact_search(query, k).map_err(index_error)?,
             None => self.index.search(query, k).map_err(index_error)?,
         };
@@ -180,7 +251,8 @@ impl VectorIndex {
             .filter_map(|id| {
                 let key = *self.by_id.get(id)?;
                 self.index.get(key, &mut buf).ok().filter(|n| *n > 0)?;
-                Some((*id, cosine(&buf, query)))
+                // Stored vectors are unit length and so is the query.
+                Some((*id, dot(&buf, query)))
             })
             .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -209,7 +281,8 @@ impl VectorIndex {
         }
         write_atomic(&base.with_extension("keys"), &keys)?;
         let meta = serde_json::json!({
-            "format": 1, "model": model, "dims": self.dims, "count": self.keys.len(),
+            "format": 2, "model": model, "dims": self.dims, "count": self.keys.len(),
+            "quantization": self.quantization.name(),
             "watermark": self.watermark, "exact": self.exact,
         });
         write_atomic(&base.with_extension("json"), meta.to_string().as_bytes())
@@ -226,10 +299,11 @@ impl VectorIndex {
         let meta: serde_json::Value =
             serde_json::from_slice(&std::fs::read(base.with_extension("json")).ok()?).ok()?;
         let exact = options.index_type == VectorIndexType::Flat;
-        if meta["format"] != 1
+        if meta["format"] != 2
             || meta["model"] != model
             || meta["dims"].as_u64()? as usize != dims
             || meta["exact"] != exact
+            || meta["quantization"] != options.quantization.name()
         {
             return None;
         }
@@ -257,14 +331,42 @@ impl VectorIndex {
 /// Allowed sets up to this size are searched exactly (perfect recall, cheap).
 const EXACT_LIMIT: usize = 2048;
 
+/// `v` scaled to unit length (unchanged when it is zero).
+pub(crate) fn normalized(v: &[f32]) -> Vec<f32> {
+    let n = norm(v);
+    if n > 0.0 {
+        v.iter().map(|x| x / n).collect()
+    } else {
+        v.to_vec()
+    }
+}
+
+/// Dot product with eight independent accumulators, so the compiler can vectorise it
+/// (a plain `sum()` is a serial chain of float additions).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 fn norm(v: &[f32]) -> f32 {
-    v.iter().map(|x| x * x).sum::<f32>().sqrt()
+    dot(v, v).sqrt()
 }
 
 /// Cosine similarity of two vectors.
 pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    dot / (norm(a) * norm(b)).max(1e-12)
+    dot(a, b) / (norm(a) * norm(b)).max(1e-12)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -116,6 +116,8 @@ impl Database {
             ColumnFamily::Ids,
             ColumnFamily::KeyIndex,
             ColumnFamily::FieldIndex,
+            ColumnFamily::Edges,
+            ColumnFamily::EdgesRev,
         ] {
             for item in store.scan_prefix(cf, b"")? {
                 let (key, _) = item?;

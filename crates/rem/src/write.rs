@@ -325,17 +325,25 @@ impl Database {
         for id in &order {
             let new = &latest[id];
             let new_entries = index_entries(&self.tenant, schema, new);
-            if let Some(old) = stored.get(id) {
-                let new_keys: HashSet<&[u8]> =
-                    new_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
-                for (cf, k, _) in index_entries(&self.tenant, schema, old) {
-                    if !new_keys.contains(k.as_slice()) {
-                        batch.delete(cf, &k);
-                    }
+            let old_entries = stored
+                .get(id)
+                .map(|old| index_entries(&self.tenant, schema, old))
+                .unwrap_or_default();
+            let new_keys: HashSet<&[u8]> =
+                new_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
+            let old_keys: HashSet<&[u8]> =
+                old_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
+            for (cf, k, _) in &old_entries {
+                if !new_keys.contains(k.as_slice()) {
+                    batch.delete(*cf, k);
                 }
             }
+            // Entries already present are left alone: their values depend only on the
+            // key, except an edge's creation time, which must stay the first one.
             for (cf, k, v) in &new_entries {
-                batch.put(*cf, k, v);
+                if !old_keys.contains(k.as_slice()) {
+                    batch.put(*cf, k, v);
+                }
             }
             let encoded = new.encode();
             let key = entity_key_bytes(&self.tenant, table, id);

@@ -1,0 +1,266 @@
+//! `Database::sql`: parse, rewrite the semantic extensions, plan with DataFusion over
+//! the database's tables, and stream the result as Arrow record batches.
+
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::MemTable;
+use datafusion::common::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::DFParser;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use futures::StreamExt;
+use rem::{Database, Error, Result};
+
+use crate::convert::{arrow_schema, BatchBuilder, Column, Source};
+use crate::edges::EdgesTable;
+use crate::provider::RemTable;
+use crate::rewrite::{rewrite_statement, rewrite_text, Virtual};
+use crate::search::SearchTable;
+
+/// Options of a SQL query.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SqlOptions {
+    /// Show soft-deleted rows in every table (otherwise they appear only when the query
+    /// filters on `deleted_at`, e.g. `WHERE deleted_at IS NOT NULL`).
+    pub include_deleted: bool,
+}
+
+impl SqlOptions {
+    /// Options with `include_deleted` set as given.
+    pub fn include_deleted(include_deleted: bool) -> SqlOptions {
+        SqlOptions { include_deleted }
+    }
+}
+
+/// SQL over a [`Database`].
+pub trait Sql {
+    /// Runs one SQL statement (`SELECT`, `EXPLAIN`, `SEARCH`, `LOOKUP`) and streams the
+    /// result.
+    fn sql(&self, query: &str) -> Result<SqlStream> {
+        self.sql_with(query, &SqlOptions::default())
+    }
+
+    /// [`Sql::sql`] with options.
+    fn sql_with(&self, query: &str, options: &SqlOptions) -> Result<SqlStream>;
+}
+
+/// A streaming SQL result: an iterator of Arrow record batches. Batches are produced
+/// as they are read; nothing is collected first.
+pub struct SqlStream {
+    schema: SchemaRef,
+    stream: SendableRecordBatchStream,
+}
+
+impl std::fmt::Debug for SqlStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStream")
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl SqlStream {
+    /// Column names and types of the result.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Reads the whole result (for small results and tests).
+    pub fn collect_all(self) -> Result<Vec<RecordBatch>> {
+        self.collect()
+    }
+}
+
+impl Iterator for SqlStream {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let next = runtime().ok()?.block_on(self.stream.next())?;
+        Some(next.map_err(sql_error))
+    }
+}
+
+/// The runtime DataFusion runs on; `Database::sql` blocks on it, so it must not be
+/// called from inside another Tokio runtime's async task.
+fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RT: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads())
+            .thread_name("rem-sql")
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| Error::Sql(format!("cannot start the SQL runtime: {e}")))
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// A DataFusion error as one readable sentence.
+pub(crate) fn sql_error(e: DataFusionError) -> Error {
+    let root = e.find_root();
+    let msg = match root {
+        DataFusionError::SQL(e, _) => return syntax_error(e),
+        DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
+            Some(rem) => return Error::Sql(rem.to_string()),
+            None => inner.to_string(),
+        },
+        other => other.message().to_string(),
+    };
+    let msg = msg
+        .replace("sql parser error: ", "")
+        .replace("datafusion.public.", "");
+    Error::Sql(msg.trim().to_string())
+}
+
+/// A parser error as "SQL syntax error: <what>, at Line: l, Column: c" (or "at the end of
+/// the query").
+pub(crate) fn syntax_error(e: &datafusion::sql::sqlparser::parser::ParserError) -> Error {
+    use datafusion::sql::sqlparser::parser::ParserError;
+    let msg = match e {
+        ParserError::TokenizerError(m) | ParserError::ParserError(m) => m.clone(),
+        ParserError::RecursionLimitExceeded => "the query is nested too deeply".to_string(),
+    };
+    let msg = if msg.ends_with("found: EOF") {
+        format!("{msg}, at the end of the query")
+    } else {
+        msg
+    };
+    Error::Sql(format!("SQL syntax error: {msg}"))
+}
+
+fn session(threads: usize) -> Result<SessionContext> {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(threads)
+        .with_information_schema(true);
+    // JSON property names are case-sensitive: do not fold identifiers to lower case.
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    let mut ctx = SessionContext::new_with_config(config);
+    datafusion_functions_json::register_all(&mut ctx).map_err(sql_error)?;
+    Ok(ctx)
+}
+
+impl Sql for Database {
+    fn sql_with(&self, query: &str, options: &SqlOptions) -> Result<SqlStream> {
+        let rt = runtime()?;
+        rt.block_on(plan_and_run(self, query, options))
+    }
+}
+
+async fn plan_and_run(db: &Database, query: &str, options: &SqlOptions) -> Result<SqlStream> {
+    let text = rewrite_text(query).map_err(Error::Sql)?;
+    let mut statements =
+        DFParser::parse_sql_with_dialect(&text.sql, &GenericDialect {}).map_err(|e| match &e {
+            DataFusionError::SQL(p, _) => syntax_error(p),
+            _ => sql_error(e),
+        })?;
+    let mut statement = match (statements.pop_front(), statements.is_empty()) {
+        (Some(s), true) => s,
+        (None, _) => return Err(Error::Sql("empty query".into())),
+        (Some(_), false) => return Err(Error::Sql("one statement at a time, please".into())),
+    };
+    let mut virtuals = text.virtuals;
+    rewrite_statement(&mut statement, &mut virtuals).map_err(Error::Sql)?;
+
+    let ctx = session(threads())?;
+    for schema in db.schemas()? {
+        let table = RemTable::new(db.clone(), &schema, options.include_deleted);
+        ctx.register_table(schema.name.as_str(), Arc::new(table))
+            .map_err(sql_error)?;
+    }
+    // The edge store, unless a user table already has that name.
+    if !ctx.table_exist("edges").map_err(sql_error)? {
+        ctx.register_table("edges", Arc::new(EdgesTable::new(db.clone())))
+            .map_err(sql_error)?;
+    }
+    for v in virtuals {
+        match v {
+            Virtual::Search { name, spec } => {
+                let schema = db.schema(&spec.table)?;
+                let table = SearchTable::new(db.clone(), &schema, spec);
+                ctx.register_table(name.as_str(), Arc::new(table))
+                    .map_err(sql_error)?;
+            }
+            Virtual::Lookup { name, key } => {
+                let table = lookup_table(db, &key)?;
+                ctx.register_table(name.as_str(), Arc::new(table))
+                    .map_err(sql_error)?;
+            }
+        }
+    }
+    let state = ctx.state();
+    let plan = state
+        .statement_to_plan(statement)
+        .await
+        .map_err(sql_error)?;
+    if !matches!(
+        plan,
+        LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::Window(_)
+            | LogicalPlan::Aggregate(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Join(_)
+            | LogicalPlan::Repartition(_)
+            | LogicalPlan::Union(_)
+            | LogicalPlan::TableScan(_)
+            | LogicalPlan::EmptyRelation(_)
+            | LogicalPlan::Subquery(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::Limit(_)
+            | LogicalPlan::Values(_)
+            | LogicalPlan::Explain(_)
+            | LogicalPlan::Distinct(_)
+            | LogicalPlan::Unnest(_)
+            | LogicalPlan::RecursiveQuery(_)
+    ) {
+        return Err(Error::Sql(
+            "only queries are supported (SELECT, EXPLAIN, SEARCH, LOOKUP); write with `rem insert`"
+                .into(),
+        ));
+    }
+    let frame = ctx.execute_logical_plan(plan).await.map_err(sql_error)?;
+    let stream = frame.execute_stream().await.map_err(sql_error)?;
+    Ok(SqlStream {
+        schema: stream.schema(),
+        stream,
+    })
+}
+
+/// `LOOKUP 'key'`: the matches in every table, with the columns all tables share.
+fn lookup_table(db: &Database, key: &str) -> Result<MemTable> {
+    let cols: Vec<Column> = [
+        ("id", Source::Id),
+        ("entity_type", Source::EntityType),
+        ("created_at", Source::CreatedAt),
+        ("modified_at", Source::ModifiedAt),
+        ("deleted_at", Source::DeletedAt),
+        ("edges", Source::Edges),
+        ("properties", Source::Properties),
+    ]
+    .into_iter()
+    .map(|(n, s)| Column {
+        name: n.to_string(),
+        source: s,
+    })
+    .collect();
+    let schema = arrow_schema(&cols);
+    let mut builder = BatchBuilder::new(cols, schema.clone());
+    for e in db.lookup(key)? {
+        builder.push(&e, None);
+    }
+    let batch = builder
+        .finish()
+        .map_err(|e| Error::Sql(e.to_string()))?;
+    MemTable::try_new(schema, vec![vec![batch]]).map_err(sql_error)
+}

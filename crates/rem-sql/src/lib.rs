@@ -1,0 +1,34 @@
+//! SQL over REM tables, on DataFusion.
+//!
+//! Every registered table of a [`rem::Database`] is a SQL table (system fields plus the
+//! schema's properties, typed from the JSON Schema). Filters on ids, key fields and
+//! indexed fields run as point gets or index scans inside the table provider; semantic
+//! extensions (`embedding.cosine('text')`, `SEARCH`, `LOOKUP`) are rewritten before
+//! planning into scans of a vector-search table that runs the HNSW index with the rest
+//! of the `WHERE` clause as its filter.
+//!
+//! ```no_run
+//! use rem_sql::Sql;
+//! # fn main() -> rem::Result<()> {
+//! let db = rem::Database::open("/tmp/db", &rem::OpenOptions::default())?;
+//! for batch in db.sql("SELECT name, COUNT(*) FROM resources GROUP BY name")? {
+//!     let batch = batch?; // an Arrow RecordBatch
+//!     println!("{} rows", batch.num_rows());
+//! }
+//! # Ok(())
+//! }
+//! ```
+
+mod convert;
+mod edges;
+mod engine;
+mod output;
+mod provider;
+mod pushdown;
+mod rewrite;
+mod search;
+
+pub use datafusion;
+pub use datafusion::arrow;
+pub use engine::{Sql, SqlOptions, SqlStream};
+pub use output::{write_batches, OutputFormat};

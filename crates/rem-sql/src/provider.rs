@@ -1,0 +1,275 @@
+//! The table provider over one REM table, and its scan: rows stream from the engine's
+//! `scan_each` (which picks id get / key index / secondary index / full scan) on a
+//! producer thread, through a bounded channel, so large results are never collected.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use rem::{AccessPath, Database, Filter, ScanOptions};
+
+use crate::convert::{arrow_schema, columns, BatchBuilder, Column};
+use crate::pushdown::{convert, mentions};
+
+/// Rows per record batch.
+pub(crate) const BATCH_ROWS: usize = 4096;
+
+/// One REM table as a SQL table.
+#[derive(Debug)]
+pub(crate) struct RemTable {
+    db: Database,
+    table: String,
+    cols: Vec<Column>,
+    schema: SchemaRef,
+    include_deleted: bool,
+}
+
+impl RemTable {
+    pub(crate) fn new(db: Database, schema: &rem::Schema, include_deleted: bool) -> RemTable {
+        let cols = columns(schema);
+        RemTable {
+            db,
+            table: schema.name.clone(),
+            schema: arrow_schema(&cols),
+            cols,
+            include_deleted,
+        }
+    }
+}
+
+/// The engine filter for `filters` (ANDed; unconvertible parts dropped), and whether
+/// the query asked for soft-deleted rows by filtering on `deleted_at`.
+pub(crate) fn engine_filter(filters: &[Expr], cols: &[Column]) -> (Filter, bool) {
+    let mut parts: Vec<Filter> = filters
+        .iter()
+        .filter_map(|f| convert(f, cols))
+        .map(|c| c.filter)
+        .collect();
+    let deleted = filters.iter().any(|f| mentions(f, "deleted_at"));
+    let filter = match parts.len() {
+        0 => Filter::All,
+        1 => parts.remove(0),
+        _ => Filter::And(parts),
+    };
+    (filter, deleted)
+}
+
+/// Pushdown support for each filter over `cols`: exact, inexact (the engine narrows,
+/// DataFusion re-checks) or unsupported. Filters on `deleted_at` are always taken
+/// (inexact), since they decide whether soft-deleted rows are read at all.
+pub(crate) fn pushdown_support(
+    filters: &[&Expr],
+    cols: &[Column],
+) -> Vec<TableProviderFilterPushDown> {
+    filters
+        .iter()
+        .map(|f| match convert(f, cols) {
+            Some(c) if c.exact => TableProviderFilterPushDown::Exact,
+            Some(_) => TableProviderFilterPushDown::Inexact,
+            None if mentions(f, "deleted_at") => TableProviderFilterPushDown::Inexact,
+            None => TableProviderFilterPushDown::Unsupported,
+        })
+        .collect()
+}
+
+#[async_trait]
+impl TableProvider for RemTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(pushdown_support(filters, &self.cols))
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let (filter, mentions_deleted) = engine_filter(filters, &self.cols);
+        let path = self.db.explain(&self.table, &filter).map_err(external)?;
+        let (cols, schema) = project(&self.cols, &self.schema, projection)?;
+        Ok(Arc::new(RemScanExec {
+            db: self.db.clone(),
+            table: self.table.clone(),
+            filter,
+            path,
+            cols,
+            properties: Arc::new(plan_properties(schema.clone())),
+            schema,
+            limit,
+            include_deleted: self.include_deleted || mentions_deleted,
+        }))
+    }
+}
+
+/// The projected columns and schema.
+pub(crate) fn project(
+    cols: &[Column],
+    schema: &SchemaRef,
+    projection: Option<&Vec<usize>>,
+) -> DfResult<(Vec<Column>, SchemaRef)> {
+    match projection {
+        None => Ok((cols.to_vec(), schema.clone())),
+        Some(p) => Ok((
+            p.iter().map(|&i| cols[i].clone()).collect(),
+            Arc::new(schema.project(p)?),
+        )),
+    }
+}
+
+pub(crate) fn plan_properties(schema: SchemaRef) -> PlanProperties {
+    PlanProperties::new(
+        EquivalenceProperties::new(schema),
+        Partitioning::UnknownPartitioning(1),
+        EmissionType::Incremental,
+        Boundedness::Bounded,
+    )
+}
+
+pub(crate) fn external(e: rem::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// Scan of one REM table through the access path the engine chose.
+#[derive(Debug)]
+pub(crate) struct RemScanExec {
+    db: Database,
+    table: String,
+    filter: Filter,
+    path: AccessPath,
+    cols: Vec<Column>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+    limit: Option<usize>,
+    include_deleted: bool,
+}
+
+impl DisplayAs for RemScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RemScan: table={}, access={}", self.table, self.path)?;
+        if self.filter != Filter::All {
+            write!(f, ", filter={:?}", self.filter)?;
+        }
+        if let Some(l) = self.limit {
+            write!(f, ", limit={l}")?;
+        }
+        if self.include_deleted {
+            write!(f, ", include_deleted")?;
+        }
+        let names: Vec<&str> = self.cols.iter().map(|c| c.name.as_str()).collect();
+        write!(f, ", columns=[{}]", names.join(", "))
+    }
+}
+
+impl ExecutionPlan for RemScanExec {
+    fn name(&self) -> &str {
+        "RemScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        _partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let db = self.db.clone();
+        let table = self.table.clone();
+        let filter = self.filter.clone();
+        let options = ScanOptions {
+            limit: self.limit,
+            include_deleted: self.include_deleted,
+        };
+        let mut builder = BatchBuilder::new(self.cols.clone(), self.schema.clone());
+        Ok(produce(self.schema.clone(), move |send| {
+            let mut failed = None;
+            let mut open = true;
+            let scanned = db.scan_each(&table, &filter, &options, |e| {
+                builder.push(&e, None);
+                if builder.len() >= BATCH_ROWS {
+                    match builder.finish() {
+                        Ok(b) => open = send(Ok(b)),
+                        Err(e) => {
+                            failed = Some(DataFusionError::from(e));
+                            return false;
+                        }
+                    }
+                }
+                open
+            });
+            if let Some(e) = failed {
+                send(Err(e));
+                return;
+            }
+            if let Err(e) = scanned {
+                send(Err(external(e)));
+                return;
+            }
+            if open && builder.len() > 0 {
+                send(builder.finish().map_err(DataFusionError::from));
+            }
+        }))
+    }
+}
+
+/// A stream fed by `work`, run on its own thread: `send` hands over one batch and
+/// returns false once the consumer has gone (e.g. a LIMIT was reached), so the
+/// producer can stop. Two batches at most are buffered.
+pub(crate) fn produce(
+    schema: SchemaRef,
+    work: impl FnOnce(&mut dyn FnMut(DfResult<RecordBatch>) -> bool) + Send + 'static,
+) -> SendableRecordBatchStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<DfResult<RecordBatch>>(2);
+    std::thread::spawn(move || {
+        let mut send = |b: DfResult<RecordBatch>| tx.blocking_send(b).is_ok();
+        work(&mut send);
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (b, rx))
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}

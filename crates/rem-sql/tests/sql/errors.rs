@@ -1,0 +1,48 @@
+//! Bad SQL gets one clear sentence and changes nothing.
+
+use rem_sql::Sql;
+
+use crate::common::{db_with_items, query};
+
+fn error(db: &rem::Database, sql: &str) -> String {
+    match db.sql(sql).and_then(|s| s.collect_all()) {
+        Ok(_) => panic!("{sql} should fail"),
+        Err(e) => {
+            assert!(matches!(e, rem::Error::Sql(_)), "{sql}: {e:?}");
+            e.to_string()
+        }
+    }
+}
+
+#[test]
+fn errors_are_clear_sentences() {
+    let (db, _) = db_with_items(20);
+    let before = query(&db, "SELECT COUNT(*) FROM items");
+
+    let e = error(&db, "SELEC name FROM items");
+    assert!(e.starts_with("SQL syntax error"), "{e}");
+    let e = error(&db, "SELECT name FROM items WHERE qty = = 1");
+    assert!(e.contains("found: = at Line: 1, Column: 36"), "{e}");
+    let e = error(&db, "SELECT name FROM items WHERE");
+    assert!(e.ends_with("at the end of the query"), "{e}");
+
+    let e = error(&db, "SELECT * FROM nope");
+    assert!(e.contains("nope") && e.contains("not found"), "{e}");
+    let e = error(&db, "SELECT nope FROM items");
+    assert!(e.contains("nope"), "{e}");
+    let e = error(&db, "SELECT name + 1 FROM items");
+    assert!(e.to_lowercase().contains("type") || e.contains("Utf8"), "{e}");
+
+    let e = error(&db, "INSERT INTO items (name) VALUES ('x')");
+    assert!(e.contains("only queries"), "{e}");
+    let e = error(&db, "DROP TABLE items");
+    assert!(e.contains("only queries") || e.contains("not supported"), "{e}");
+    let e = error(&db, "SELECT 1; SELECT 2");
+    assert!(e.contains("one statement"), "{e}");
+    let e = error(&db, "SELECT * FROM items ORDER BY embedding.cosine('x') DESC LIMIT 3");
+    assert!(e.contains("no embedded fields"), "{e}");
+    let e = error(&db, "SEARCH items");
+    assert!(e.contains("SEARCH needs"), "{e}");
+
+    assert_eq!(query(&db, "SELECT COUNT(*) FROM items"), before);
+}
