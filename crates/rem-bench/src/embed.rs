@@ -12,9 +12,30 @@ use rem_embed::{EmbeddingProvider, LocalBert};
 use serde_json::json;
 
 const WORDS: [&str; 24] = [
-    "database", "memory", "agent", "vector", "search", "index", "rocks", "storage", "query",
-    "schema", "record", "graph", "edge", "token", "model", "batch", "latency", "tenant",
-    "replica", "snapshot", "column", "family", "embedding", "cluster",
+    "database",
+    "memory",
+    "agent",
+    "vector",
+    "search",
+    "index",
+    "rocks",
+    "storage",
+    "query",
+    "schema",
+    "record",
+    "graph",
+    "edge",
+    "token",
+    "model",
+    "batch",
+    "latency",
+    "tenant",
+    "replica",
+    "snapshot",
+    "column",
+    "family",
+    "embedding",
+    "cluster",
 ];
 
 /// A sentence of `words` words (a word is one or two tokens for this tokenizer).
@@ -46,7 +67,9 @@ pub(crate) fn run(model: &str, models_dir: Option<std::path::PathBuf>, docs: usi
     println!(
         "embedding benchmark: local:{model} loaded in {:.2} s; {} threads available",
         t.elapsed().as_secs_f64(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
     let mut rng = StdRng::seed_from_u64(3);
     let short: Vec<String> = (0..1024).map(|_| text(&mut rng, 16)).collect();
@@ -69,7 +92,10 @@ pub(crate) fn run(model: &str, models_dir: Option<std::path::PathBuf>, docs: usi
         mixed.swap(i, shuffle.gen_range(0..=i));
     }
     let tps = throughput(&bert, &mixed, 32)?;
-    println!("| mixed (8:1 short:long) | {:.0} | 32 | {tps:.0} |", avg(&mixed));
+    println!(
+        "| mixed (8:1 short:long) | {:.0} | 32 | {tps:.0} |",
+        avg(&mixed)
+    );
 
     // End to end: insert `docs` documents with one embedded field, batch 32.
     let bodies: Vec<String> = (0..docs).map(|_| text(&mut rng, 16)).collect();

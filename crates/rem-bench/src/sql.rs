@@ -121,7 +121,10 @@ pub(crate) fn run(n: usize, docs: usize, reps: usize) -> Result<()> {
         let r = if heavy { reps.min(20) } else { reps };
         let (p50, p99, rows) = time(r, || rem_rows(&db, sql)).with_context(|| sql.to_string())?;
         let (m50, _, mrows) = time(r, || mem_rows(sql))?;
-        anyhow::ensure!(rows == mrows, "{sql}: {rows} rows vs {mrows} in the MemTable");
+        anyhow::ensure!(
+            rows == mrows,
+            "{sql}: {rows} rows vs {mrows} in the MemTable"
+        );
         println!(
             "| {what} | {rows} | {p50:.3} | {p99:.3} | {m50:.3} | {:.2} |",
             p50 / m50
@@ -137,7 +140,10 @@ pub(crate) fn run(n: usize, docs: usize, reps: usize) -> Result<()> {
         let text = String::from_utf8_lossy(&out);
         if let Some(at) = text.find("RemScan: ") {
             let scan = &text[at..];
-            println!("  {}", &scan[..scan.find(", columns").unwrap_or(scan.len())]);
+            println!(
+                "  {}",
+                &scan[..scan.find(", columns").unwrap_or(scan.len())]
+            );
         }
     }
 
@@ -187,7 +193,14 @@ fn semantic(docs: usize, reps: usize) -> Result<()> {
         i += 1;
         let q = format!("document body number {}", i % docs);
         Ok(db
-            .search(Some("docs"), &q, &SearchOptions { top_k: 10, ..Default::default() })?
+            .search(
+                Some("docs"),
+                &q,
+                &SearchOptions {
+                    top_k: 10,
+                    ..Default::default()
+                },
+            )?
             .hits
             .len())
     })?;
@@ -218,6 +231,9 @@ fn semantic(docs: usize, reps: usize) -> Result<()> {
             ),
         )
     })?;
-    println!("| SQL SEARCH ... WHERE category = 'c3' LIMIT 10 | {frows} | {f50:.3} | {f99:.3} | {:.2} |", f50 / s50);
+    println!(
+        "| SQL SEARCH ... WHERE category = 'c3' LIMIT 10 | {frows} | {f50:.3} | {f99:.3} | {:.2} |",
+        f50 / s50
+    );
     Ok(())
 }

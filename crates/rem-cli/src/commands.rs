@@ -190,7 +190,8 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             use rem_sql::Sql;
             let db = ctx.open(Access::ReadSaving)?;
-            let stream = db.sql_with(&sql, &rem_sql::SqlOptions::include_deleted(include_deleted))?;
+            let stream =
+                db.sql_with(&sql, &rem_sql::SqlOptions::include_deleted(include_deleted))?;
             let format = match ctx.format {
                 Format::Table => rem_sql::OutputFormat::Table,
                 Format::Json => rem_sql::OutputFormat::Json,

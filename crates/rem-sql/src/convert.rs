@@ -152,12 +152,8 @@ impl Builder {
             DataType::Timestamp(..) => Builder::Timestamp(ts_builder()),
             DataType::List(item) => match item.data_type() {
                 DataType::Int64 => Builder::ListInt64(ListBuilder::new(Int64Builder::new())),
-                DataType::Float64 => {
-                    Builder::ListFloat64(ListBuilder::new(Float64Builder::new()))
-                }
-                DataType::Boolean => {
-                    Builder::ListBoolean(ListBuilder::new(BooleanBuilder::new()))
-                }
+                DataType::Float64 => Builder::ListFloat64(ListBuilder::new(Float64Builder::new())),
+                DataType::Boolean => Builder::ListBoolean(ListBuilder::new(BooleanBuilder::new())),
                 DataType::Timestamp(..) => Builder::ListTimestamp(ListBuilder::new(ts_builder())),
                 _ => Builder::ListUtf8(ListBuilder::new(StringBuilder::new())),
             },

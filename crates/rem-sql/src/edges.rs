@@ -13,7 +13,9 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
+};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use rem::{Database, Edge, EntityId};
@@ -69,9 +71,9 @@ fn equals(expr: &Expr, column: &str) -> Option<String> {
         _ => return None,
     };
     match value {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-            Some(s.clone())
-        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
         _ => None,
     }
 }
@@ -176,7 +178,8 @@ impl Builders {
         self.edge_type.append_value(&e.edge_type);
         self.weight.append_value(e.weight);
         self.properties.append_value("{}");
-        self.created_at.append_value(e.created_at.timestamp_micros());
+        self.created_at
+            .append_value(e.created_at.timestamp_micros());
         self.rows += 1;
     }
 

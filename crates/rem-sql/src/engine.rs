@@ -259,8 +259,6 @@ fn lookup_table(db: &Database, key: &str) -> Result<MemTable> {
     for e in db.lookup(key)? {
         builder.push(&e, None);
     }
-    let batch = builder
-        .finish()
-        .map_err(|e| Error::Sql(e.to_string()))?;
+    let batch = builder.finish().map_err(|e| Error::Sql(e.to_string()))?;
     MemTable::try_new(schema, vec![vec![batch]]).map_err(sql_error)
 }

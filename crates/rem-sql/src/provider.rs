@@ -268,8 +268,7 @@ pub(crate) fn produce(
         let mut send = |b: DfResult<RecordBatch>| tx.blocking_send(b).is_ok();
         work(&mut send);
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (b, rx))
-    });
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
     Box::pin(RecordBatchStreamAdapter::new(schema, stream))
 }

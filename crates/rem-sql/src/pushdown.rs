@@ -47,7 +47,9 @@ pub(crate) fn convert(expr: &Expr, cols: &[Column]) -> Option<Converted> {
                 let (l, r) = (convert(left, cols)?, convert(right, cols)?);
                 // DataFusion plans a short `IN` list as ORed equalities: fold them back
                 // into one `In`, which the planner serves from an index.
-                if let (Some((lf, mut lv)), Some((rf, rv))) = (eq_values(&l.filter), eq_values(&r.filter)) {
+                if let (Some((lf, mut lv)), Some((rf, rv))) =
+                    (eq_values(&l.filter), eq_values(&r.filter))
+                {
                     if lf == rf {
                         lv.extend(rv);
                         return Some(Converted {
@@ -136,7 +138,10 @@ pub(crate) fn convert(expr: &Expr, cols: &[Column]) -> Option<Converted> {
         // `'x' = ANY(list)` is planned as `array_has(list, 'x')`.
         Expr::ScalarFunction(f) if f.name() == "array_has" && f.args.len() == 2 => {
             let (name, source) = column(&f.args[0], cols)?;
-            if !matches!(source, Source::Property(FieldType::Array(_)) | Source::Edges) {
+            if !matches!(
+                source,
+                Source::Property(FieldType::Array(_)) | Source::Edges
+            ) {
                 return None;
             }
             let (v, _) = literal(&f.args[1])?;
@@ -265,7 +270,10 @@ fn scalar(v: &ScalarValue) -> Option<(Value, Kind)> {
         S::UInt16(Some(x)) => Some(((*x).into(), Kind::Integer)),
         S::UInt32(Some(x)) => Some(((*x).into(), Kind::Integer)),
         S::UInt64(Some(x)) => Some(((*x).into(), Kind::Integer)),
-        S::Float32(Some(x)) => Some((serde_json::Number::from_f64(f64::from(*x))?.into(), Kind::Float)),
+        S::Float32(Some(x)) => Some((
+            serde_json::Number::from_f64(f64::from(*x))?.into(),
+            Kind::Float,
+        )),
         S::Float64(Some(x)) => Some((serde_json::Number::from_f64(*x)?.into(), Kind::Float)),
         S::TimestampSecond(v, _) => micros(*v, 1),
         S::TimestampMillisecond(v, _) => micros(*v, 1_000),

@@ -91,9 +91,7 @@ pub(crate) fn rewrite_text(sql: &str) -> Result<TextRewrite, String> {
         });
     }
     if is_word(first, "TRAVERSE") {
-        return Err(
-            "TRAVERSE is not available in SQL yet; join the edges table instead".into(),
-        );
+        return Err("TRAVERSE is not available in SQL yet; join the edges table instead".into());
     }
     if !is_word(first, "SEARCH") {
         return Ok(plain);
@@ -116,7 +114,9 @@ pub(crate) fn rewrite_text(sql: &str) -> Result<TextRewrite, String> {
             Token::LParen => depth += 1,
             Token::RParen => depth -= 1,
             Token::Word(w) if depth == 0 && w.keyword == Keyword::ORDER => {
-                return Err("SEARCH orders by similarity; use SELECT ... ORDER BY for other orders".into())
+                return Err(
+                    "SEARCH orders by similarity; use SELECT ... ORDER BY for other orders".into(),
+                )
             }
             Token::Word(w) if depth == 0 && w.keyword == Keyword::LIMIT => limit_at = Some(i),
             _ => {}
@@ -178,21 +178,21 @@ fn rewrite_sql(stmt: &mut Statement, virtuals: &mut Vec<Virtual>) -> Result<(), 
     if let Some(msg) = bad {
         return Err(msg);
     }
-    let (alt, text) = match calls.len() {
-        0 => return Ok(()),
-        1 => calls.remove(0),
-        _ => {
-            return Err(
+    let (alt, text) =
+        match calls.len() {
+            0 => return Ok(()),
+            1 => calls.remove(0),
+            _ => return Err(
                 "a query may rank by one text only: use the same embedding.cosine('…') everywhere"
                     .into(),
-            )
-        }
-    };
+            ),
+        };
     let Statement::Query(query) = stmt else {
         return Err("embedding.cosine(...) is only available in SELECT queries".into());
     };
     let k = top_k(query);
-    let one_table = "embedding.cosine(...) needs a SELECT from one table (join its results in an outer query)";
+    let one_table =
+        "embedding.cosine(...) needs a SELECT from one table (join its results in an outer query)";
     let SetExpr::Select(select) = query.body.as_mut() else {
         return Err(one_table.into());
     };
@@ -293,7 +293,9 @@ fn top_k(query: &Query) -> Option<usize> {
             };
             limit.checked_add(offset)
         }
-        LimitClause::OffsetCommaLimit { offset, limit } => number(limit)?.checked_add(number(offset)?),
+        LimitClause::OffsetCommaLimit { offset, limit } => {
+            number(limit)?.checked_add(number(offset)?)
+        }
     }
 }
 
@@ -309,7 +311,11 @@ mod tests {
             "SELECT * FROM \"resources\" WHERE category = 'x' ORDER BY embedding.cosine('rocks db') DESC LIMIT 5"
         );
         let r = rewrite_text("search notes 'it''s'").unwrap();
-        assert!(r.sql.contains("embedding.cosine('it''s') DESC LIMIT 10"), "{}", r.sql);
+        assert!(
+            r.sql.contains("embedding.cosine('it''s') DESC LIMIT 10"),
+            "{}",
+            r.sql
+        );
     }
 
     #[test]
@@ -341,14 +347,24 @@ mod tests {
         let Virtual::Search { spec, .. } = &v[0] else {
             panic!()
         };
-        assert_eq!((spec.table.as_str(), spec.text.as_str(), spec.k, spec.alt), ("resources", "q", Some(5), false));
+        assert_eq!(
+            (spec.table.as_str(), spec.text.as_str(), spec.k, spec.alt),
+            ("resources", "q", Some(5), false)
+        );
 
         // A threshold without ORDER BY ... DESC LIMIT: every row above it (k = all).
-        let (sql, v) = rewrite("SELECT id FROM r AS x WHERE embedding_alt.cosine('q') > 0.7").unwrap();
-        assert!(sql.contains("FROM __rem_search_0 AS x WHERE _score > 0.7"), "{sql}");
+        let (sql, v) =
+            rewrite("SELECT id FROM r AS x WHERE embedding_alt.cosine('q') > 0.7").unwrap();
+        assert!(
+            sql.contains("FROM __rem_search_0 AS x WHERE _score > 0.7"),
+            "{sql}"
+        );
         assert!(matches!(&v[0], Virtual::Search { spec, .. } if spec.k.is_none() && spec.alt));
 
-        assert!(rewrite("SELECT * FROM a JOIN b ON a.id = b.id ORDER BY embedding.cosine('q') DESC").is_err());
+        assert!(rewrite(
+            "SELECT * FROM a JOIN b ON a.id = b.id ORDER BY embedding.cosine('q') DESC"
+        )
+        .is_err());
         assert!(rewrite("SELECT * FROM a ORDER BY embedding.cosine(name) DESC").is_err());
         assert!(rewrite("SELECT embedding.cosine('a'), embedding.cosine('b') FROM a").is_err());
         let (sql, v) = rewrite("SELECT * FROM a WHERE x = 1").unwrap();

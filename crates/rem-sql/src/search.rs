@@ -17,7 +17,9 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
+};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use rem::{Database, Filter, SearchOptions};
@@ -121,8 +123,8 @@ impl TableProvider for SearchTable {
             if let Some(t) = score_threshold(f) {
                 min_score = Some(min_score.map_or(t, |m| m.max(t)));
             } else {
-                top_k_safe &= !mentions(f, SCORE)
-                    && convert(f, &self.cols).is_some_and(|c| c.exact);
+                top_k_safe &=
+                    !mentions(f, SCORE) && convert(f, &self.cols).is_some_and(|c| c.exact);
                 rest.push(f.clone());
             }
         }
@@ -161,7 +163,11 @@ impl DisplayAs for SearchExec {
             f,
             "RemVectorSearch: table={}, column={}, access=vector index, k={}",
             self.spec.table,
-            if self.spec.alt { "embedding_alt" } else { "embedding" },
+            if self.spec.alt {
+                "embedding_alt"
+            } else {
+                "embedding"
+            },
             self.spec.k.map_or("all".to_string(), |k| k.to_string())
         )?;
         if let Some(m) = self.min_score {
@@ -227,7 +233,13 @@ impl ExecutionPlan for SearchExec {
                 }
             };
             for hit in found.hits {
-                builder.push(&hit.entity, Some(f64::from(hit.score)));
+                // The f32 score's shortest decimal form, not its binary expansion in f64.
+                let score = hit
+                    .score
+                    .to_string()
+                    .parse()
+                    .unwrap_or(f64::from(hit.score));
+                builder.push(&hit.entity, Some(score));
                 if builder.len() >= BATCH_ROWS {
                     match builder.finish() {
                         Ok(b) => {

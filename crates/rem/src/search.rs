@@ -120,8 +120,7 @@ impl Database {
                 None => options.top_k,
             };
             loop {
-                let found =
-                    guard.search(&query_vec, k, allowed.as_ref(), options.ef_search)?;
+                let found = guard.search(&query_vec, k, allowed.as_ref(), options.ef_search)?;
                 let exhausted = found.len() < k || k >= options.top_k || k >= guard.len();
                 let below = match (options.min_score, found.last()) {
                     (Some(m), Some((_, s))) => *s < m,

@@ -1,11 +1,11 @@
 //! A generated `items` table (and a small `shops` table to join), the same rows for
 //! every test, and helpers to run SQL and render results as strings.
 
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rem::Database;
 use rem_sql::arrow::array::Array;
 use rem_sql::arrow::record_batch::RecordBatch;
 use rem_sql::arrow::util::display::{ArrayFormatter, FormatOptions};
-use rand::{rngs::StdRng, Rng, SeedableRng};
-use rem::Database;
 use rem_sql::Sql;
 use serde_json::{json, Value};
 
@@ -136,7 +136,11 @@ pub(crate) fn db_small() -> Database {
 
 fn shops(db: &Database) {
     // "west" has no shop row: LEFT JOIN keeps its items with NULLs.
-    for (code, city, size) in [("north", "Oslo", 3), ("south", "Rome", 5), ("east", "Kyiv", 2)] {
+    for (code, city, size) in [
+        ("north", "Oslo", 3),
+        ("south", "Rome", 5),
+        ("east", "Kyiv", 2),
+    ] {
         db.insert("shops", json!({"code": code, "city": city, "size": size}))
             .unwrap();
     }

@@ -42,9 +42,7 @@ fn sqlite_with(items: &[crate::common::Item]) -> rusqlite::Connection {
 }
 
 fn sqlite_rows(conn: &rusqlite::Connection, sql: &str) -> Vec<Vec<String>> {
-    let mut stmt = conn
-        .prepare(sql)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
     let n = stmt.column_count();
     let mut out = Vec::new();
     let mut rows = stmt.query([]).unwrap();

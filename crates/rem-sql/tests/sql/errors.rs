@@ -31,15 +31,24 @@ fn errors_are_clear_sentences() {
     let e = error(&db, "SELECT nope FROM items");
     assert!(e.contains("nope"), "{e}");
     let e = error(&db, "SELECT name + 1 FROM items");
-    assert!(e.to_lowercase().contains("type") || e.contains("Utf8"), "{e}");
+    assert!(
+        e.to_lowercase().contains("type") || e.contains("Utf8"),
+        "{e}"
+    );
 
     let e = error(&db, "INSERT INTO items (name) VALUES ('x')");
     assert!(e.contains("only queries"), "{e}");
     let e = error(&db, "DROP TABLE items");
-    assert!(e.contains("only queries") || e.contains("not supported"), "{e}");
+    assert!(
+        e.contains("only queries") || e.contains("not supported"),
+        "{e}"
+    );
     let e = error(&db, "SELECT 1; SELECT 2");
     assert!(e.contains("one statement"), "{e}");
-    let e = error(&db, "SELECT * FROM items ORDER BY embedding.cosine('x') DESC LIMIT 3");
+    let e = error(
+        &db,
+        "SELECT * FROM items ORDER BY embedding.cosine('x') DESC LIMIT 3",
+    );
     assert!(e.contains("no embedded fields"), "{e}");
     let e = error(&db, "SEARCH items");
     assert!(e.contains("SEARCH needs"), "{e}");

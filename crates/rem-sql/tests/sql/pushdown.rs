@@ -8,18 +8,45 @@ use crate::common::{db_with_items, explain, query};
 fn explain_names_the_index_used() {
     let (db, _) = db_with_items(300);
     let cases = [
-        ("SELECT qty FROM items WHERE name = 'item-0007'", "access=key index on name"),
-        ("SELECT name FROM items WHERE category = 'books'", "access=index on category (equality, 1 values)"),
-        ("SELECT name FROM items WHERE category IN ('books', 'toys')", "access=index on category (equality, 2 values)"),
-        ("SELECT name FROM items WHERE qty BETWEEN 3 AND 5", "access=index on qty (range)"),
-        ("SELECT name FROM items WHERE qty > 40 AND shop = 'east'", "access=index on qty (range)"),
-        ("SELECT name FROM items WHERE sold_at >= '2024-11-01T00:00:00Z'", "access=index on sold_at (range)"),
-        ("SELECT name FROM items WHERE 'red' = ANY(tags)", "access=index on tags (equality, 1 values)"),
-        ("SELECT name FROM items WHERE shop = 'east'", "access=full scan"),
+        (
+            "SELECT qty FROM items WHERE name = 'item-0007'",
+            "access=key index on name",
+        ),
+        (
+            "SELECT name FROM items WHERE category = 'books'",
+            "access=index on category (equality, 1 values)",
+        ),
+        (
+            "SELECT name FROM items WHERE category IN ('books', 'toys')",
+            "access=index on category (equality, 2 values)",
+        ),
+        (
+            "SELECT name FROM items WHERE qty BETWEEN 3 AND 5",
+            "access=index on qty (range)",
+        ),
+        (
+            "SELECT name FROM items WHERE qty > 40 AND shop = 'east'",
+            "access=index on qty (range)",
+        ),
+        (
+            "SELECT name FROM items WHERE sold_at >= '2024-11-01T00:00:00Z'",
+            "access=index on sold_at (range)",
+        ),
+        (
+            "SELECT name FROM items WHERE 'red' = ANY(tags)",
+            "access=index on tags (equality, 1 values)",
+        ),
+        (
+            "SELECT name FROM items WHERE shop = 'east'",
+            "access=full scan",
+        ),
     ];
     for (sql, expected) in cases {
         let plan = explain(&db, sql);
-        assert!(plan.contains(expected), "{sql}\nexpected '{expected}' in:\n{plan}");
+        assert!(
+            plan.contains(expected),
+            "{sql}\nexpected '{expected}' in:\n{plan}"
+        );
     }
     // An id filter is a point get.
     let id = &query(&db, "SELECT id FROM items WHERE name = 'item-0011'")[0][0];
@@ -34,18 +61,32 @@ fn explain_names_the_index_used() {
 #[test]
 fn limit_and_projection_reach_the_scan() {
     let (db, _) = db_with_items(300);
-    let plan = explain(&db, "SELECT name FROM items WHERE category = 'books' LIMIT 3");
+    let plan = explain(
+        &db,
+        "SELECT name FROM items WHERE category = 'books' LIMIT 3",
+    );
     assert!(plan.contains("limit=3"), "{plan}");
     assert!(plan.contains("columns=[name]"), "{plan}");
     assert_eq!(
-        query(&db, "SELECT name FROM items WHERE category = 'books' LIMIT 3").len(),
+        query(
+            &db,
+            "SELECT name FROM items WHERE category = 'books' LIMIT 3"
+        )
+        .len(),
         3
     );
     // A filter DataFusion must re-check (LIKE) keeps the limit out of the scan.
-    let plan = explain(&db, "SELECT name FROM items WHERE name LIKE 'item-01%' LIMIT 3");
+    let plan = explain(
+        &db,
+        "SELECT name FROM items WHERE name LIKE 'item-01%' LIMIT 3",
+    );
     assert!(!plan.contains("limit=3"), "{plan}");
     assert_eq!(
-        query(&db, "SELECT name FROM items WHERE name LIKE 'item-01%' LIMIT 3").len(),
+        query(
+            &db,
+            "SELECT name FROM items WHERE name LIKE 'item-01%' LIMIT 3"
+        )
+        .len(),
         3
     );
 }
@@ -55,9 +96,15 @@ fn soft_deleted_rows_are_hidden_unless_asked_for() {
     let (db, items) = db_with_items(100);
     let deleted = items.iter().filter(|i| i.deleted).count();
     let live = items.len() - deleted;
-    assert_eq!(query(&db, "SELECT COUNT(*) FROM items")[0][0], live.to_string());
     assert_eq!(
-        query(&db, "SELECT COUNT(*) FROM items WHERE deleted_at IS NOT NULL")[0][0],
+        query(&db, "SELECT COUNT(*) FROM items")[0][0],
+        live.to_string()
+    );
+    assert_eq!(
+        query(
+            &db,
+            "SELECT COUNT(*) FROM items WHERE deleted_at IS NOT NULL"
+        )[0][0],
         deleted.to_string()
     );
     let all = db
@@ -82,7 +129,9 @@ fn results_stream_in_batches() {
         batches += 1;
         rows += b.num_rows();
     }
-    let live = query(&db, "SELECT COUNT(*) FROM items")[0][0].parse::<usize>().unwrap();
+    let live = query(&db, "SELECT COUNT(*) FROM items")[0][0]
+        .parse::<usize>()
+        .unwrap();
     assert_eq!(rows, live);
     assert!(batches >= 2, "{rows} rows came in {batches} batch(es)");
     // Stopping early is fine: the producer notices and stops.
@@ -100,7 +149,11 @@ fn schema_types_and_json_columns() {
     assert_eq!(ty("qty"), "Int64");
     assert_eq!(ty("price"), "Float64");
     assert_eq!(ty("active"), "Boolean");
-    assert!(ty("sold_at").starts_with("Timestamp(µs"), "{}", ty("sold_at"));
+    assert!(
+        ty("sold_at").starts_with("Timestamp(µs"),
+        "{}",
+        ty("sold_at")
+    );
     assert!(ty("tags").starts_with("List("), "{}", ty("tags"));
     assert_eq!(ty("meta"), "Utf8");
     assert_eq!(ty("properties"), "Utf8");

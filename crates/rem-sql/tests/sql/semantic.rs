@@ -51,12 +51,22 @@ fn order_by_cosine_runs_the_vector_index_and_matches_search() {
     assert_eq!(rows[0][0], "doc-17");
     assert!(rows[0][1].parse::<f64>().unwrap() > 0.999, "{rows:?}");
     let plan = explain(&db, sql);
-    assert!(plan.contains("RemVectorSearch: table=docs, column=embedding, access=vector index, k=5"), "{plan}");
+    assert!(
+        plan.contains("RemVectorSearch: table=docs, column=embedding, access=vector index, k=5"),
+        "{plan}"
+    );
     assert!(!plan.contains("RemScan"), "{plan}");
 
     // The same query through Database::search gives the same ids in the same order.
     let found = db
-        .search(Some("docs"), "body text number 17", &SearchOptions { top_k: 5, ..Default::default() })
+        .search(
+            Some("docs"),
+            "body text number 17",
+            &SearchOptions {
+                top_k: 5,
+                ..Default::default()
+            },
+        )
         .unwrap();
     let slugs: Vec<String> = found
         .hits
@@ -115,7 +125,10 @@ fn score_threshold_and_search_and_lookup_statements() {
     );
     assert_eq!(rows, vec![vec!["doc-42".to_string()]]);
 
-    let rows = query(&db, "SEARCH docs 'body text number 7' WHERE category = 'b' LIMIT 4");
+    let rows = query(
+        &db,
+        "SEARCH docs 'body text number 7' WHERE category = 'b' LIMIT 4",
+    );
     assert_eq!(rows.len(), 4);
     let header = db
         .sql("SEARCH docs 'body text number 7' LIMIT 2")

@@ -32,7 +32,10 @@ fn sources(db: &rem::Database, dst: &str) -> Vec<rem::EntityId> {
 fn edges_follow_the_entity() {
     let db = tasks_db();
     let a = db
-        .insert("tasks", json!({"code": "A", "edges": ["tasks:B", "tasks:C"]}))
+        .insert(
+            "tasks",
+            json!({"code": "A", "edges": ["tasks:B", "tasks:C"]}),
+        )
         .unwrap();
     let b = db
         .insert("tasks", json!({"code": "B", "edges": ["tasks:C"]}))
@@ -52,8 +55,11 @@ fn edges_follow_the_entity() {
     })
     .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(5));
-    db.insert("tasks", json!({"code": "A", "edges": ["tasks:B", "tasks:D"]}))
-        .unwrap();
+    db.insert(
+        "tasks",
+        json!({"code": "A", "edges": ["tasks:B", "tasks:D"]}),
+    )
+    .unwrap();
     assert_eq!(targets(&db, &a), vec!["tasks:B", "tasks:D"]);
     let mut again = None;
     db.scan_edges(Some(&a), Some("tasks:B"), |e| {
@@ -65,9 +71,11 @@ fn edges_follow_the_entity() {
     assert_eq!(sources(&db, "tasks:C"), vec![b]);
 
     // An upsert without `edges` keeps them; an empty list removes them.
-    db.insert("tasks", json!({"code": "A", "note": "x"})).unwrap();
+    db.insert("tasks", json!({"code": "A", "note": "x"}))
+        .unwrap();
     assert_eq!(targets(&db, &a).len(), 2);
-    db.insert("tasks", json!({"code": "A", "edges": []})).unwrap();
+    db.insert("tasks", json!({"code": "A", "edges": []}))
+        .unwrap();
     assert!(targets(&db, &a).is_empty());
     assert!(sources(&db, "tasks:D").is_empty());
 
