@@ -7,6 +7,7 @@
 mod basics;
 mod crash;
 mod errors;
+mod query;
 mod schemas;
 mod search;
 mod tenants;
