@@ -33,7 +33,7 @@ pub(crate) fn convert(expr: &Expr, cols: &[Column]) -> Option<Converted> {
                 match (l, r) {
                     (Some(l), Some(r)) => Some(Converted {
                         exact: l.exact && r.exact,
-                        filter: Filter::And(vec![l.filter, r.filter]),
+                        filter: merge_ranges(l.filter, r.filter),
                     }),
                     // Dropping a conjunct widens the filter: still a superset.
                     (Some(one), None) | (None, Some(one)) => Some(Converted {
@@ -151,6 +151,42 @@ pub(crate) fn convert(expr: &Expr, cols: &[Column]) -> Option<Converted> {
             })
         }
         _ => None,
+    }
+}
+
+/// `a >= x AND a < y` arrives as two ranges; one range with both bounds lets the planner
+/// scan only that slice of the index.
+fn merge_ranges(l: Filter, r: Filter) -> Filter {
+    match (l, r) {
+        (
+            Filter::Range {
+                field: f1,
+                lower: l1,
+                upper: Bound::Unbounded,
+            },
+            Filter::Range {
+                field: f2,
+                lower: Bound::Unbounded,
+                upper: u2,
+            },
+        )
+        | (
+            Filter::Range {
+                field: f2,
+                lower: Bound::Unbounded,
+                upper: u2,
+            },
+            Filter::Range {
+                field: f1,
+                lower: l1,
+                upper: Bound::Unbounded,
+            },
+        ) if f1 == f2 => Filter::Range {
+            field: f1,
+            lower: l1,
+            upper: u2,
+        },
+        (l, r) => Filter::And(vec![l, r]),
     }
 }
 
