@@ -42,10 +42,9 @@ pub(crate) struct Column {
     pub(crate) source: Source,
 }
 
-/// The SQL columns of `schema`: system fields, properties in schema order, then the
-/// JSON `properties` column (unless a property already has that name).
-pub(crate) fn columns(schema: &Schema) -> Vec<Column> {
-    let mut cols: Vec<Column> = [
+/// The system columns every table starts with.
+pub(crate) fn system_columns() -> Vec<Column> {
+    [
         ("id", Source::Id),
         ("entity_type", Source::EntityType),
         ("created_at", Source::CreatedAt),
@@ -58,7 +57,13 @@ pub(crate) fn columns(schema: &Schema) -> Vec<Column> {
         name: n.to_string(),
         source: s,
     })
-    .collect();
+    .collect()
+}
+
+/// The SQL columns of `schema`: system fields, properties in schema order, then the
+/// JSON `properties` column (unless a property already has that name).
+pub(crate) fn columns(schema: &Schema) -> Vec<Column> {
+    let mut cols = system_columns();
     for (name, ty) in schema.fields() {
         if cols.iter().any(|c| c.name == name) {
             continue;

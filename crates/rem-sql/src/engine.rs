@@ -15,7 +15,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
 use rem::{Database, Error, Result};
 
-use crate::convert::{arrow_schema, BatchBuilder, Column, Source};
+use crate::convert::{arrow_schema, system_columns, BatchBuilder, Column, Source, PROPERTIES};
 use crate::edges::EdgesTable;
 use crate::provider::RemTable;
 use crate::rewrite::{rewrite_statement, rewrite_text, Virtual};
@@ -239,21 +239,11 @@ async fn plan_and_run(db: &Database, query: &str, options: &SqlOptions) -> Resul
 
 /// `LOOKUP 'key'`: the matches in every table, with the columns all tables share.
 fn lookup_table(db: &Database, key: &str) -> Result<MemTable> {
-    let cols: Vec<Column> = [
-        ("id", Source::Id),
-        ("entity_type", Source::EntityType),
-        ("created_at", Source::CreatedAt),
-        ("modified_at", Source::ModifiedAt),
-        ("deleted_at", Source::DeletedAt),
-        ("edges", Source::Edges),
-        ("properties", Source::Properties),
-    ]
-    .into_iter()
-    .map(|(n, s)| Column {
-        name: n.to_string(),
-        source: s,
-    })
-    .collect();
+    let mut cols = system_columns();
+    cols.push(Column {
+        name: PROPERTIES.to_string(),
+        source: Source::Properties,
+    });
     let schema = arrow_schema(&cols);
     let mut builder = BatchBuilder::new(cols, schema.clone());
     for e in db.lookup(key)? {
