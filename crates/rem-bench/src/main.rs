@@ -12,6 +12,11 @@ mod storage;
 
 use clap::{Parser, Subcommand};
 
+// The system allocator returns large blocks to the OS and faults them in again on the
+// next use; candle allocates a fresh tensor per operation.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "rem-bench",

@@ -205,6 +205,11 @@ fn semantic(docs: usize, reps: usize) -> Result<()> {
             .len())
     })?;
     println!("| Database::search top 10 | {srows} | {s50:.3} | {s99:.3} | 1.00 |");
+    let (c50, c99, crows) = time(reps, || rem_rows(&db, "SELECT 1"))?;
+    println!(
+        "| SQL SELECT 1 (fixed cost of any query) | {crows} | {c50:.3} | {c99:.3} | {:.2} |",
+        c50 / s50
+    );
     let mut i = 0usize;
     let (q50, q99, qrows) = time(reps, || {
         i += 1;

@@ -109,6 +109,65 @@ Soft-deleted rows are hidden unless the query filters on deleted_at or --include
         #[arg(long)]
         include_deleted: bool,
     },
+    /// Add or remove typed edges between entities.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  rem edge add <src-id> <dst-id> --type authored_by\n  rem edge add TAP-1 resources:file:///a.md#0 --type mentions --props '{\"line\": 3}' --weight 0.5\n  rem edge rm <src-id> <dst-id> --type authored_by\n\nEntities are given by id, qualified key (table:key) or a key only one entity has.\nType 'references' edits the source's edges list."
+    )]
+    Edge(EdgeCommand),
+    /// List the edges of an entity.
+    #[command(
+        after_help = "Examples:\n  rem edges <id>\n  rem edges <id> --direction in --type authored_by"
+    )]
+    Edges {
+        /// Entity: id, qualified key (table:key) or unique key.
+        entity: String,
+        /// out, in or both.
+        #[arg(long, default_value = "both")]
+        direction: String,
+        /// Only edges of this type.
+        #[arg(long = "type")]
+        edge_type: Option<String>,
+    },
+    /// Walk the graph from an entity (breadth-first; --dfs for depth-first).
+    #[command(
+        after_help = "Examples:\n  rem traverse <id> --depth 2\n  rem traverse <id> --depth 3 --direction both --type references\n  rem traverse <id> --depth 4 --dfs --format json"
+    )]
+    Traverse {
+        /// Start entity: id, qualified key (table:key) or unique key.
+        entity: String,
+        /// Hops (1-16).
+        #[arg(long, default_value_t = 2)]
+        depth: usize,
+        /// out, in or both.
+        #[arg(long, default_value = "out")]
+        direction: String,
+        /// Only edges of this type.
+        #[arg(long = "type")]
+        edge_type: Option<String>,
+        /// Depth-first order.
+        #[arg(long)]
+        dfs: bool,
+    },
+    /// Shortest path (fewest hops) between two entities.
+    #[command(
+        after_help = "Examples:\n  rem path <id-a> <id-b>\n  rem path <id-a> <id-b> --direction both --max-depth 8"
+    )]
+    Path {
+        /// From: id, qualified key or unique key.
+        from: String,
+        /// To: id, qualified key or unique key.
+        to: String,
+        /// out, in or both.
+        #[arg(long, default_value = "out")]
+        direction: String,
+        /// Only edges of this type.
+        #[arg(long = "type")]
+        edge_type: Option<String>,
+        /// Longest path searched (1-16).
+        #[arg(long, default_value_t = 6)]
+        max_depth: usize,
+    },
     /// Check that indexes and entities agree and the change log has no gaps.
     #[command(after_help = "Example:\n  rem verify")]
     Verify,
@@ -118,6 +177,36 @@ Soft-deleted rows are hidden unless the query filters on deleted_at or --include
     /// Configuration.
     #[command(subcommand, after_help = "Example:\n  rem config show")]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EdgeCommand {
+    /// Add (or update) the edge SRC -[TYPE]-> DST.
+    Add {
+        /// Source: id, qualified key (table:key) or unique key.
+        src: String,
+        /// Target: id, qualified key (table:key) or unique key.
+        dst: String,
+        /// Edge type.
+        #[arg(long = "type")]
+        edge_type: String,
+        /// Edge properties as a JSON object.
+        #[arg(long)]
+        props: Option<String>,
+        /// Weight (default 1.0).
+        #[arg(long)]
+        weight: Option<f64>,
+    },
+    /// Remove the edge SRC -[TYPE]-> DST.
+    Rm {
+        /// Source: id, qualified key (table:key) or unique key.
+        src: String,
+        /// Target: id, qualified key (table:key) or unique key.
+        dst: String,
+        /// Edge type.
+        #[arg(long = "type")]
+        edge_type: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use rem::{Config, Database, EntityId, OpenOptions, Schema};
 use serde_json::{json, Value};
 
-use crate::cli::{BatchArgs, Cli, Command, ConfigCommand, Format, GlobalArgs, SchemaCommand};
+use crate::cli::{
+    BatchArgs, Cli, Command, ConfigCommand, EdgeCommand, Format, GlobalArgs, SchemaCommand,
+};
 use crate::output::{print_json, print_rows, Rows};
 
 /// How a command opens the database.
@@ -133,6 +135,84 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             let db = ctx.open(Access::Write)?;
             let e = db.delete(&id)?;
             println!("deleted {} from {}", e.id, e.table);
+        }
+        Command::Edge(cmd) => edge_command(&ctx, cmd)?,
+        Command::Edges {
+            entity,
+            direction,
+            edge_type,
+        } => {
+            let direction = rem::Direction::parse(&direction)?;
+            let db = ctx.open(Access::Read)?;
+            let id = db.resolve(&entity)?.id;
+            let edges = db.edges_of(&id, direction, edge_type.as_deref())?;
+            let rows: Vec<Value> = edges.iter().map(edge_json).collect();
+            if rows.is_empty() && ctx.format == Format::Table {
+                eprintln!("no edges");
+            }
+            print_rows(ctx.format, &Rows::from_objects(rows))?;
+        }
+        Command::Traverse {
+            entity,
+            depth,
+            direction,
+            edge_type,
+            dfs,
+        } => {
+            let options = rem::TraverseOptions {
+                depth,
+                direction: rem::Direction::parse(&direction)?,
+                edge_type,
+                dfs,
+            };
+            let db = ctx.open(Access::Read)?;
+            let start = db.resolve(&entity)?.id;
+            let nodes = db.traverse(&start, &options)?;
+            let rows: Vec<Vec<Value>> = nodes
+                .iter()
+                .map(|n| {
+                    vec![
+                        json!(n.depth),
+                        json!(n.id.to_string()),
+                        json!(n.table),
+                        json!(n.edge_type),
+                        json!(n.path.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
+                    ]
+                })
+                .collect();
+            print_rows(
+                ctx.format,
+                &Rows::new(vec!["depth", "id", "entity_type", "via", "path"], rows),
+            )?;
+        }
+        Command::Path {
+            from,
+            to,
+            direction,
+            edge_type,
+            max_depth,
+        } => {
+            let direction = rem::Direction::parse(&direction)?;
+            let db = ctx.open(Access::Read)?;
+            let a = db.resolve(&from)?.id;
+            let b = db.resolve(&to)?.id;
+            match db.shortest_path(&a, &b, direction, edge_type.as_deref(), max_depth)? {
+                Some(path) => {
+                    let rows: Vec<Vec<Value>> = path
+                        .iter()
+                        .enumerate()
+                        .map(|(i, id)| vec![json!(i), json!(id.to_string())])
+                        .collect();
+                    print_rows(ctx.format, &Rows::new(vec!["hop", "id"], rows))?;
+                }
+                None => {
+                    return Err(rem::Error::NotFound(format!(
+                        "no path from {a} to {b} within {max_depth} hops ({})",
+                        direction.name()
+                    ))
+                    .into())
+                }
+            }
         }
         Command::Lookup { key } => {
             let db = ctx.open(Access::Read)?;
@@ -496,4 +576,69 @@ fn init_logging() {
     } else {
         builder.try_init()
     };
+}
+
+fn edge_json(e: &rem::Edge) -> Value {
+    json!({
+        "src": e.src.to_string(),
+        "edge_type": e.edge_type,
+        "dst": e.dst,
+        "weight": e.weight,
+        "properties": Value::Object(e.properties.clone()),
+        "created_at": rem::format_ts(&e.created_at),
+    })
+}
+
+fn edge_command(ctx: &Ctx, cmd: EdgeCommand) -> Result<()> {
+    match cmd {
+        EdgeCommand::Add {
+            src,
+            dst,
+            edge_type,
+            props,
+            weight,
+        } => {
+            let properties = match props {
+                None => serde_json::Map::new(),
+                Some(text) => match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Object(m)) => m,
+                    Ok(_) => {
+                        return Err(rem::Error::InvalidInput(
+                            "--props must be a JSON object".into(),
+                        )
+                        .into())
+                    }
+                    Err(e) => {
+                        return Err(rem::Error::InvalidInput(format!(
+                            "--props is not valid JSON: {e}"
+                        ))
+                        .into())
+                    }
+                },
+            };
+            let db = ctx.open(Access::Write)?;
+            let edge = db.add_edge(
+                &src,
+                &dst,
+                &edge_type,
+                &rem::EdgeOptions { weight, properties },
+            )?;
+            print_rows(ctx.format, &Rows::single(edge_json(&edge)))?;
+        }
+        EdgeCommand::Rm {
+            src,
+            dst,
+            edge_type,
+        } => {
+            let db = ctx.open(Access::Write)?;
+            if db.remove_edge(&src, &dst, &edge_type)? {
+                println!("removed {src} -[{edge_type}]-> {dst}");
+            } else {
+                return Err(
+                    rem::Error::NotFound(format!("edge {src} -[{edge_type}]-> {dst}")).into(),
+                );
+            }
+        }
+    }
+    Ok(())
 }

@@ -11,6 +11,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// glibc's allocator returns large blocks to the OS and faults them in again on the next
+// use; the embedding model allocates a fresh tensor per operation.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // A panic is a bug; still, users get one sentence rather than a backtrace.
     std::panic::set_hook(Box::new(|info| {

@@ -124,8 +124,11 @@ impl LocalBert {
     }
 }
 
+/// The vectors of one group of a batch, with the group's number.
+type GroupResult = (usize, Vec<Vec<f32>>);
+
 /// Texts per forward pass after sorting a batch by length.
-const GROUP: usize = 16;
+const GROUP: usize = 8;
 
 impl EmbeddingProvider for LocalBert {
     fn name(&self) -> &str {
@@ -144,14 +147,50 @@ impl EmbeddingProvider for LocalBert {
         // similar length together (sorted, in groups) and put the results back in order.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
+        let groups: Vec<&[usize]> = order.chunks(GROUP).collect();
+        // candle runs matrix products on all cores but every other operation (GELU,
+        // softmax, layer norm) on the calling thread: run groups side by side so those
+        // use every core too.
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(groups.len());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let run_groups = || -> Result<Vec<GroupResult>, EmbedError> {
+            let mut done = Vec::new();
+            loop {
+                let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(group) = groups.get(g) else {
+                    return Ok(done);
+                };
+                let batch: Vec<&str> = group.iter().map(|&i| texts[i]).collect();
+                let vectors = self
+                    .run(&batch)
+                    .map_err(|e| EmbedError::Inference(e.to_string()))?;
+                done.push((g, vectors));
+            }
+        };
+        let results: Vec<Result<Vec<GroupResult>, EmbedError>> = if workers <= 1 {
+            vec![run_groups()]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..workers).map(|_| scope.spawn(run_groups)).collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(EmbedError::Inference("an embedding worker panicked".into()))
+                        })
+                    })
+                    .collect()
+            })
+        };
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        for group in order.chunks(GROUP) {
-            let batch: Vec<&str> = group.iter().map(|&i| texts[i]).collect();
-            let vectors = self
-                .run(&batch)
-                .map_err(|e| EmbedError::Inference(e.to_string()))?;
-            for (&i, v) in group.iter().zip(vectors) {
-                out[i] = v;
+        for result in results {
+            for (g, vectors) in result? {
+                for (&i, v) in groups[g].iter().zip(vectors) {
+                    out[i] = v;
+                }
             }
         }
         Ok(out)

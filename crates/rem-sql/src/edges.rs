@@ -120,7 +120,7 @@ impl TableProvider for EdgesTable {
             src,
             dst,
             projection: projection.cloned(),
-            properties: Arc::new(plan_properties(schema.clone())),
+            properties: Arc::new(plan_properties(schema.clone(), 1)),
             schema,
         }))
     }
@@ -175,7 +175,8 @@ impl Builders {
         self.dst.append_value(&e.dst);
         self.edge_type.append_value(&e.edge_type);
         self.weight.append_value(e.weight);
-        self.properties.append_value("{}");
+        self.properties
+            .append_value(serde_json::Value::Object(e.properties.clone()).to_string());
         self.created_at
             .append_value(e.created_at.timestamp_micros());
         self.rows += 1;

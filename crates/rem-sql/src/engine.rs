@@ -191,6 +191,11 @@ async fn plan_and_run(db: &Database, query: &str, options: &SqlOptions) -> Resul
                 ctx.register_table(name.as_str(), Arc::new(table))
                     .map_err(sql_error)?;
             }
+            Virtual::Traverse { name, spec } => {
+                let table = traverse_table(db, &spec)?;
+                ctx.register_table(name.as_str(), Arc::new(table))
+                    .map_err(sql_error)?;
+            }
             Virtual::Lookup { name, key } => {
                 let table = lookup_table(db, &key)?;
                 ctx.register_table(name.as_str(), Arc::new(table))
@@ -250,5 +255,58 @@ fn lookup_table(db: &Database, key: &str) -> Result<MemTable> {
         builder.push(&e, None);
     }
     let batch = builder.finish().map_err(|e| Error::Sql(e.to_string()))?;
+    MemTable::try_new(schema, vec![vec![batch]]).map_err(sql_error)
+}
+
+/// `TRAVERSE`: the nodes reached, with depth, the edge type that reached them and the
+/// path of ids from the start.
+fn traverse_table(db: &Database, spec: &crate::rewrite::TraverseSpec) -> Result<MemTable> {
+    use datafusion::arrow::array::{ArrayRef, Int64Builder, ListBuilder, StringBuilder};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let options = rem::TraverseOptions {
+        depth: spec.depth,
+        direction: rem::Direction::parse(&spec.direction)?,
+        edge_type: spec.edge_type.clone(),
+        dfs: spec.dfs,
+    };
+    let start = db.resolve(&spec.start)?.id;
+    let nodes = db.traverse(&start, &options)?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("entity_type", DataType::Utf8, false),
+        Field::new("depth", DataType::Int64, false),
+        Field::new("edge_type", DataType::Utf8, true),
+        Field::new(
+            "path",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
+    ]));
+    let (mut id, mut table, mut depth, mut ty) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        Int64Builder::new(),
+        StringBuilder::new(),
+    );
+    let mut path = ListBuilder::new(StringBuilder::new());
+    for n in &nodes {
+        id.append_value(n.id.to_string());
+        table.append_value(&n.table);
+        depth.append_value(n.depth as i64);
+        ty.append_option(n.edge_type.as_deref());
+        for p in &n.path {
+            path.values().append_value(p.to_string());
+        }
+        path.append(true);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(id.finish()),
+        Arc::new(table.finish()),
+        Arc::new(depth.finish()),
+        Arc::new(ty.finish()),
+        Arc::new(path.finish()),
+    ];
+    let batch =
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Sql(e.to_string()))?;
     MemTable::try_new(schema, vec![vec![batch]]).map_err(sql_error)
 }

@@ -20,7 +20,7 @@ use datafusion::physical_plan::{
 };
 use rem::{AccessPath, Database, Filter, ScanOptions};
 
-use crate::convert::{arrow_schema, columns, BatchBuilder, Column};
+use crate::convert::{arrow_schema, columns, BatchBuilder, Column, Source};
 use crate::pushdown::{convert, mentions};
 
 /// Rows per record batch.
@@ -103,7 +103,7 @@ impl TableProvider for RemTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -111,13 +111,19 @@ impl TableProvider for RemTable {
         let (filter, mentions_deleted) = engine_filter(filters, &self.cols);
         let path = self.db.explain(&self.table, &filter).map_err(external)?;
         let (cols, schema) = project(&self.cols, &self.schema, projection)?;
+        // A full scan reads disjoint id ranges on every core; index paths are short.
+        let partitions = match path {
+            AccessPath::FullScan => state.config().target_partitions().max(1),
+            _ => 1,
+        };
         Ok(Arc::new(RemScanExec {
             db: self.db.clone(),
             table: self.table.clone(),
             filter,
             path,
             cols,
-            properties: Arc::new(plan_properties(schema.clone())),
+            properties: Arc::new(plan_properties(schema.clone(), partitions)),
+            partitions,
             schema,
             limit,
             include_deleted: self.include_deleted || mentions_deleted,
@@ -140,10 +146,10 @@ pub(crate) fn project(
     }
 }
 
-pub(crate) fn plan_properties(schema: SchemaRef) -> PlanProperties {
+pub(crate) fn plan_properties(schema: SchemaRef, partitions: usize) -> PlanProperties {
     PlanProperties::new(
         EquivalenceProperties::new(schema),
-        Partitioning::UnknownPartitioning(1),
+        Partitioning::UnknownPartitioning(partitions),
         EmissionType::Incremental,
         Boundedness::Bounded,
     )
@@ -165,6 +171,8 @@ pub(crate) struct RemScanExec {
     properties: Arc<PlanProperties>,
     limit: Option<usize>,
     include_deleted: bool,
+    /// Disjoint id ranges read in parallel (full scans).
+    partitions: usize,
 }
 
 impl DisplayAs for RemScanExec {
@@ -178,6 +186,9 @@ impl DisplayAs for RemScanExec {
         }
         if self.include_deleted {
             write!(f, ", include_deleted")?;
+        }
+        if self.partitions > 1 {
+            write!(f, ", partitions={}", self.partitions)?;
         }
         let names: Vec<&str> = self.cols.iter().map(|c| c.name.as_str()).collect();
         write!(f, ", columns=[{}]", names.join(", "))
@@ -193,7 +204,7 @@ impl ExecutionPlan for RemScanExec {
 
     fn execute(
         &self,
-        _partition: usize,
+        partition: usize,
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let db = self.db.clone();
@@ -202,6 +213,8 @@ impl ExecutionPlan for RemScanExec {
         let options = ScanOptions {
             limit: self.limit,
             include_deleted: self.include_deleted,
+            properties: needed_properties(&self.cols),
+            shard: (self.partitions > 1).then_some((partition as u32, self.partitions as u32)),
         };
         let mut builder = BatchBuilder::new(self.cols.clone(), self.schema.clone());
         Ok(produce(self.schema.clone(), move |send| {
@@ -233,6 +246,19 @@ impl ExecutionPlan for RemScanExec {
             }
         }))
     }
+}
+
+/// The properties `cols` read (`None`: all of them, for the JSON `properties` column).
+pub(crate) fn needed_properties(cols: &[Column]) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for c in cols {
+        match c.source {
+            Source::Properties => return None,
+            Source::Property(_) => names.push(c.name.clone()),
+            _ => {}
+        }
+    }
+    Some(names)
 }
 
 /// A stream fed by `work`, run on its own thread: `send` hands over one batch and

@@ -4,6 +4,8 @@
 //!   `SELECT * FROM <table> [WHERE p] ORDER BY embedding.cosine('text') DESC LIMIT n`
 //!   (n defaults to 10);
 //! - `LOOKUP 'key'` becomes a scan of a lookup table holding the matches;
+//! - `TRAVERSE <id> [DEPTH n] [DIRECTION out|in|both] [TYPE t] [DFS]` becomes a scan of
+//!   a table holding the traversal's nodes (id, entity_type, depth, edge_type, path);
 //! - in a `SELECT` from one table, `embedding.cosine('text')` (or `embedding_alt.…`)
 //!   becomes the `_score` column of a vector-search table that replaces the table, with
 //!   k = LIMIT + OFFSET when the query orders by that score descending.
@@ -31,6 +33,91 @@ pub(crate) enum Virtual {
     Search { name: String, spec: SearchSpec },
     /// The entities whose key is `key`, in any table.
     Lookup { name: String, key: String },
+    /// The nodes a graph traversal reaches.
+    Traverse { name: String, spec: TraverseSpec },
+}
+
+/// A `TRAVERSE` statement's arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TraverseSpec {
+    /// Start: id, qualified key or unique key.
+    pub(crate) start: String,
+    pub(crate) depth: usize,
+    pub(crate) direction: String,
+    pub(crate) edge_type: Option<String>,
+    pub(crate) dfs: bool,
+}
+
+/// Parses the tokens after `TRAVERSE`.
+fn traverse_spec(sig: &[(usize, &Token)]) -> Result<TraverseSpec, String> {
+    let usage = "TRAVERSE needs a start entity: TRAVERSE <id> [DEPTH n] [DIRECTION out|in|both] [TYPE t] [DFS]";
+    let is_clause = |t: &Token| {
+        ["DEPTH", "DIRECTION", "TYPE", "DFS"]
+            .iter()
+            .any(|k| is_word(t, k))
+            || matches!(t, Token::SemiColon)
+    };
+    // The start: a quoted string, or the tokens up to the first clause (an unquoted id
+    // such as 0b9c...-... is several tokens).
+    let mut i = 0;
+    let start = match sig.first() {
+        Some((_, Token::SingleQuotedString(s))) => {
+            i = 1;
+            s.clone()
+        }
+        _ => {
+            let mut text = String::new();
+            while let Some((_, t)) = sig.get(i) {
+                if is_clause(t) {
+                    break;
+                }
+                text.push_str(&t.to_string());
+                i += 1;
+            }
+            text
+        }
+    };
+    if start.is_empty() {
+        return Err(usage.into());
+    }
+    let mut spec = TraverseSpec {
+        start,
+        depth: 2,
+        direction: "out".into(),
+        edge_type: None,
+        dfs: false,
+    };
+    while let Some((_, t)) = sig.get(i) {
+        let value = sig.get(i + 1).map(|(_, v)| v);
+        let text = |v: Option<&&Token>| match v {
+            Some(Token::Word(w)) => Some(w.value.clone()),
+            Some(Token::SingleQuotedString(s)) => Some(s.clone()),
+            _ => None,
+        };
+        if is_word(t, "DEPTH") {
+            spec.depth = match value {
+                Some(Token::Number(n, _)) => n
+                    .parse()
+                    .map_err(|_| format!("TRAVERSE DEPTH must be a whole number, not {n}"))?,
+                _ => return Err("TRAVERSE DEPTH needs a number".into()),
+            };
+            i += 2;
+        } else if is_word(t, "DIRECTION") {
+            spec.direction = text(value).ok_or("TRAVERSE DIRECTION needs out, in or both")?;
+            i += 2;
+        } else if is_word(t, "TYPE") {
+            spec.edge_type = Some(text(value).ok_or("TRAVERSE TYPE needs an edge type")?);
+            i += 2;
+        } else if is_word(t, "DFS") {
+            spec.dfs = true;
+            i += 1;
+        } else if matches!(t, Token::SemiColon) && i + 1 == sig.len() {
+            i += 1;
+        } else {
+            return Err(format!("unexpected '{t}' in TRAVERSE; {usage}"));
+        }
+    }
+    Ok(spec)
 }
 
 /// Result of the text-level rewrite: plain SQL, plus virtual tables it refers to.
@@ -91,7 +178,12 @@ pub(crate) fn rewrite_text(sql: &str) -> Result<TextRewrite, String> {
         });
     }
     if is_word(first, "TRAVERSE") {
-        return Err("TRAVERSE is not available in SQL yet; join the edges table instead".into());
+        let spec = traverse_spec(&sig[1..])?;
+        let name = "__rem_traverse".to_string();
+        return Ok(TextRewrite {
+            sql: format!("SELECT * FROM {}", quote_ident(&name)),
+            virtuals: vec![Virtual::Traverse { name, spec }],
+        });
     }
     if !is_word(first, "SEARCH") {
         return Ok(plain);
@@ -326,6 +418,35 @@ mod tests {
         assert!(rewrite_text("LOOKUP 'a' 'b'").is_err());
         let r = rewrite_text("LOOKUP 'file:///a.md'").unwrap();
         assert!(matches!(&r.virtuals[0], Virtual::Lookup { key, .. } if key == "file:///a.md"));
+    }
+
+    #[test]
+    fn traverse_clauses() {
+        let spec = |sql: &str| match rewrite_text(sql).map(|r| r.virtuals) {
+            Ok(v) => match &v[0] {
+                Virtual::Traverse { spec, .. } => Ok(spec.clone()),
+                other => panic!("{other:?}"),
+            },
+            Err(e) => Err(e),
+        };
+        let s = spec("TRAVERSE 'ada' DEPTH 3 DIRECTION in TYPE knows DFS").unwrap();
+        assert_eq!(
+            s,
+            TraverseSpec {
+                start: "ada".into(),
+                depth: 3,
+                direction: "in".into(),
+                edge_type: Some("knows".into()),
+                dfs: true
+            }
+        );
+        let s = spec("traverse b9d875e0-e0cf-b719-3200-e669c374a433 depth 1;").unwrap();
+        assert_eq!(s.start, "b9d875e0-e0cf-b719-3200-e669c374a433");
+        assert_eq!(s.depth, 1);
+        assert_eq!(s.direction, "out");
+        assert!(spec("TRAVERSE").is_err());
+        assert!(spec("TRAVERSE 'a' DEPTH x").is_err());
+        assert!(spec("TRAVERSE 'a' SIDEWAYS").is_err());
     }
 
     fn rewrite(sql: &str) -> Result<(String, Vec<Virtual>), String> {

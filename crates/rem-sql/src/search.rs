@@ -138,7 +138,7 @@ impl TableProvider for SearchTable {
             filter,
             min_score,
             cols,
-            properties: Arc::new(plan_properties(schema.clone())),
+            properties: Arc::new(plan_properties(schema.clone(), 1)),
             schema,
         }))
     }

@@ -22,7 +22,7 @@ pub use codec::{PlainCodec, ValueCodec};
 pub use error::StorageError;
 pub use keys::{prefix_successor, KeyBuf, KeyReader};
 pub use options::{Compression, StoreOptions};
-pub use store::{Batch, CfStats, OpenMode, ScanIter, Store, FORMAT_VERSION};
+pub use store::{Batch, CfStats, OpenMode, RawScan, ScanIter, Store, FORMAT_VERSION};
 
 /// Result alias for storage operations.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -308,6 +308,16 @@ impl Store {
         })
     }
 
+    /// One iterator over `cf` for many short prefix scans (graph steps): creating an
+    /// iterator costs more than seeking one.
+    pub fn raw_scan(&self, cf: ColumnFamily) -> Result<RawScan<'_>> {
+        Ok(RawScan {
+            iter: self.db.raw_iterator_cf(self.cf(cf)?),
+            prefix: Vec::new(),
+            started: false,
+        })
+    }
+
     fn any_key(&self, cf: ColumnFamily) -> Result<bool> {
         let mut iter = self.db.raw_iterator_cf(self.cf(cf)?);
         iter.seek_to_first();
@@ -421,6 +431,39 @@ impl ScanIter<'_> {
             return self.iter.status().err().map(|e| Err(e.into()));
         }
         self.iter.key().map(|k| Ok(k.to_vec()))
+    }
+}
+
+/// A reusable iterator for prefix scans of keys (see [`Store::raw_scan`]).
+pub struct RawScan<'a> {
+    iter: DBRawIterator<'a>,
+    prefix: Vec<u8>,
+    started: bool,
+}
+
+impl RawScan<'_> {
+    /// Positions the scan at the first key starting with `prefix`.
+    pub fn seek_prefix(&mut self, prefix: &[u8]) {
+        self.prefix.clear();
+        self.prefix.extend_from_slice(prefix);
+        self.iter.seek(prefix);
+        self.started = false;
+    }
+
+    /// The next key with the prefix, or `None` when there are no more.
+    pub fn next_key(&mut self) -> Result<Option<Vec<u8>>> {
+        if self.started {
+            self.iter.next();
+        }
+        self.started = true;
+        match self.iter.key() {
+            Some(k) if k.starts_with(&self.prefix) => Ok(Some(k.to_vec())),
+            Some(_) => Ok(None),
+            None => {
+                self.iter.status()?;
+                Ok(None)
+            }
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use crate::index::{
     entity_key_bytes, entity_prefix, field_prefix, id_key, key_index_prefix,
     parse_key_index_suffix, trailing_id,
 };
-use crate::query::plan;
+use crate::query::{plan, shard_start};
 use crate::schema::{builtin_schemas, canonical_table_name, BUILTIN_TABLES};
 use crate::{
     AccessPath, EmbeddingOptions, Entity, EntityId, Error, Filter, Result, ScanOptions, Schema,
@@ -202,6 +202,30 @@ impl Database {
         self.inner.store.last_seq()
     }
 
+    /// Change-log records after sequence number `after` (at most `max`), in order, as
+    /// `(seq, record)`; decode them with [`crate::decode_change`]. Records of every
+    /// tenant are included (the log is the database's).
+    pub fn changes_since(&self, after: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let start = after.saturating_add(1).to_be_bytes();
+        let mut out = Vec::new();
+        for item in self
+            .store()
+            .scan_range(ColumnFamily::ChangeLog, &start, None)?
+            .take(max)
+        {
+            let (k, v) = item?;
+            let seq = k
+                .as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| {
+                    Error::Storage(rem_storage::StorageError::Corrupt("change-log key".into()))
+                })?;
+            out.push((seq, v));
+        }
+        Ok(out)
+    }
+
     /// Flushes memtables to disk files.
     pub fn flush(&self) -> Result<()> {
         Ok(self.inner.store.flush()?)
@@ -295,11 +319,18 @@ impl Database {
             &entity_prefix(&self.tenant, "schemas"),
         )? {
             let (_, bytes) = item?;
-            let entity = Entity::decode("schemas", &bytes)?;
+            let only = ["name".to_string()];
+            let entity = Entity::decode_with("schemas", &bytes, Some(&only))?;
             if entity.is_deleted() {
                 continue;
             }
-            let schema = Arc::new(Schema::from_document(Value::Object(entity.properties))?);
+            // Compiled schemas come from the cache (as `schema` gives them).
+            let Some(Value::String(name)) = entity.properties.get("name") else {
+                return Err(Error::Storage(rem_storage::StorageError::Corrupt(
+                    "a stored schema has no name".into(),
+                )));
+            };
+            let schema = self.schema(name)?;
             seen.insert(schema.name.clone());
             out.push(schema);
         }
@@ -414,9 +445,27 @@ impl Database {
             return Ok(path);
         }
         let mut given = 0usize;
+        // The properties to decode: those asked for plus those the filter reads.
+        let only: Option<Vec<String>> = options.properties.as_ref().map(|names| {
+            let mut names = names.clone();
+            filter.collect_fields(&mut names);
+            names
+        });
+        let only = only.as_deref();
+        let (lo, hi) = match options.shard {
+            Some((i, n)) => (shard_start(i, n), shard_start(i + 1, n)),
+            None => (0, 256),
+        };
+        let in_shard = |e: &Entity| {
+            let first = u32::from(e.id.as_bytes()[0]);
+            lo <= first && first < hi
+        };
         // Returns false when the scan should stop.
         let mut offer = |e: Entity| -> bool {
-            if (!options.include_deleted && e.is_deleted()) || !filter.matches(&e, &schema) {
+            if (!options.include_deleted && e.is_deleted())
+                || !in_shard(&e)
+                || !filter.matches(&e, &schema)
+            {
                 return true;
             }
             given += 1;
@@ -424,18 +473,26 @@ impl Database {
         };
         match &path {
             AccessPath::FullScan => {
-                for item in self
-                    .store()
-                    .scan_prefix(ColumnFamily::Entities, &entity_prefix(&self.tenant, table))?
+                let prefix = entity_prefix(&self.tenant, table);
+                let bound = |first: u32| -> Option<Vec<u8>> {
+                    match u8::try_from(first) {
+                        Ok(b) => Some([prefix.as_slice(), &[b]].concat()),
+                        Err(_) => rem_storage::prefix_successor(&prefix),
+                    }
+                };
+                let start = bound(lo).unwrap_or_else(|| prefix.clone());
+                for item in
+                    self.store()
+                        .scan_range(ColumnFamily::Entities, &start, bound(hi).as_deref())?
                 {
                     let (_, bytes) = item?;
-                    if !offer(Entity::decode(table, &bytes)?) {
+                    if !offer(Entity::decode_with(table, &bytes, only)?) {
                         break;
                     }
                 }
             }
             AccessPath::Ids(ids) => {
-                self.offer_ids(table, ids.iter().copied(), &mut offer)?;
+                self.offer_ids(table, ids.iter().copied(), only, &mut offer)?;
             }
             AccessPath::KeyIndex { values, .. } => {
                 let mut ids = Vec::new();
@@ -454,7 +511,7 @@ impl Database {
                         }
                     }
                 }
-                self.offer_ids(table, ids.into_iter(), &mut offer)?;
+                self.offer_ids(table, ids.into_iter(), only, &mut offer)?;
             }
             AccessPath::IndexEq { field, values } => {
                 let scalar = crate::index::scalar_type(&schema, field);
@@ -473,7 +530,7 @@ impl Database {
                         ids.extend(trailing_id(&k?));
                     }
                 }
-                self.offer_ids(table, ids.into_iter(), &mut offer)?;
+                self.offer_ids(table, ids.into_iter(), only, &mut offer)?;
             }
             AccessPath::IndexRange {
                 field,
@@ -488,13 +545,15 @@ impl Database {
                 let mut stopped = false;
                 while let Some(k) = iter.next_key() {
                     chunk.extend(trailing_id(&k?));
-                    if chunk.len() == 256 && !self.offer_ids(table, chunk.drain(..), &mut offer)? {
+                    if chunk.len() == 256
+                        && !self.offer_ids(table, chunk.drain(..), only, &mut offer)?
+                    {
                         stopped = true;
                         break;
                     }
                 }
                 if !stopped {
-                    self.offer_ids(table, chunk.into_iter(), &mut offer)?;
+                    self.offer_ids(table, chunk.into_iter(), only, &mut offer)?;
                 }
             }
         }
@@ -506,6 +565,7 @@ impl Database {
         &self,
         table: &str,
         ids: impl Iterator<Item = EntityId>,
+        only: Option<&[String]>,
         offer: &mut impl FnMut(Entity) -> bool,
     ) -> Result<bool> {
         let mut seen = HashSet::new();
@@ -521,7 +581,7 @@ impl Database {
                 .into_iter()
                 .flatten()
             {
-                if !offer(Entity::decode(table, &bytes)?) {
+                if !offer(Entity::decode_with(table, &bytes, only)?) {
                     return Ok(false);
                 }
             }

@@ -119,6 +119,16 @@ impl Entity {
 
     /// Decodes [`Entity::encode`]'s bytes; `table` comes from the key.
     pub(crate) fn decode(table: &str, bytes: &[u8]) -> Result<Entity> {
+        Self::decode_with(table, bytes, None)
+    }
+
+    /// [`Entity::decode`] keeping only the properties named in `only` (when given):
+    /// other values are parsed over without being built.
+    pub(crate) fn decode_with(
+        table: &str,
+        bytes: &[u8],
+        only: Option<&[String]>,
+    ) -> Result<Entity> {
         let mut r = Reader(bytes);
         if r.take(1)? != [1u8] {
             return Err(corrupt("unknown entity encoding version"));
@@ -139,8 +149,15 @@ impl Entity {
             let s = std::str::from_utf8(r.take(len)?).map_err(|_| corrupt("edge not UTF-8"))?;
             edges.push(s.to_string());
         }
-        let properties: Map<String, Value> =
-            serde_json::from_slice(r.0).map_err(|e| corrupt(&format!("properties: {e}")))?;
+        let properties = match only {
+            None => serde_json::from_slice(r.0),
+            Some(names) => {
+                let mut de = serde_json::Deserializer::from_slice(r.0);
+                serde::de::DeserializeSeed::deserialize(Projected(names), &mut de)
+                    .and_then(|m| de.end().map(|()| m))
+            }
+        }
+        .map_err(|e| corrupt(&format!("properties: {e}")))?;
         Ok(Entity {
             id,
             table: table.to_string(),
@@ -150,6 +167,86 @@ impl Entity {
             edges,
             properties,
         })
+    }
+}
+
+/// Deserializes a JSON object keeping only the named members.
+struct Projected<'n>(&'n [String]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Projected<'_> {
+    type Value = Map<String, Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        de: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        de.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Projected<'_> {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut out = Map::with_capacity(self.0.len());
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if self.0.iter().any(|n| n.as_str() == key.as_ref()) {
+                out.insert(key.into_owned(), map.next_value()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes.
+struct KeySeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        de: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        de.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_string()))
+    }
+}
+
+/// Whether encoded entity bytes ([`Entity::encode`]) are soft-deleted, read from the
+/// fixed header without decoding the rest.
+pub(crate) fn is_deleted_encoded(bytes: &[u8]) -> Result<bool> {
+    match bytes.get(33..41) {
+        Some(b) if bytes[0] == 1 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            Ok(i64::from_be_bytes(a) != i64::MIN)
+        }
+        _ => Err(corrupt("entity header")),
     }
 }
 
@@ -251,6 +348,11 @@ mod tests {
         };
         assert_eq!(Entity::decode("x", &e.encode()).unwrap(), e);
         assert!(Entity::decode("x", &e.encode()[..20]).is_err());
+        let only = ["b".to_string()];
+        let projected = Entity::decode_with("x", &e.encode(), Some(&only)).unwrap();
+        let mut want = e.properties.clone();
+        want.retain(|k, _| k == "b");
+        assert_eq!(projected.properties, want);
     }
 
     #[test]

@@ -150,6 +150,7 @@ pub(crate) fn index_entries(
     tenant: &str,
     schema: &Schema,
     entity: &Entity,
+    canonical: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<(ColumnFamily, Vec<u8>, Vec<u8>)> {
     let mut out = Vec::with_capacity(4 + schema.indexed_fields.len());
     out.push((
@@ -178,6 +179,6 @@ pub(crate) fn index_entries(
             out.push((ColumnFamily::FieldIndex, key.into_bytes(), vec![]));
         }
     }
-    out.extend(crate::edges::edge_entries(tenant, entity));
+    out.extend(crate::edges::edge_entries(tenant, entity, canonical));
     out
 }

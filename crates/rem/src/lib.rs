@@ -14,6 +14,7 @@ mod edges;
 mod embedding;
 mod entity;
 mod error;
+mod graph;
 mod id;
 mod index;
 mod predicate;
@@ -29,10 +30,11 @@ pub use config::{
     expand_home, Config, ConfigValue, EmbeddingOptions, Source, VectorIndexType, VectorQuantization,
 };
 pub use db::{Database, OpenOptions, ScanResult, Stats};
-pub use edges::{Edge, REFERENCES};
+pub use edges::{Edge, EdgeOptions, REFERENCES};
 pub use embedding::{EMBEDDING, EMBEDDING_ALT};
 pub use entity::{format_ts, parse_ts, Entity, SYSTEM_FIELDS};
 pub use error::{Error, Result};
+pub use graph::{Direction, Node, TraverseOptions, MAX_DEPTH};
 pub use id::EntityId;
 pub use query::{AccessPath, Filter, ScanOptions};
 pub use rem_storage::StoreOptions;

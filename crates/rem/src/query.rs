@@ -48,6 +48,17 @@ pub enum Filter {
 }
 
 impl Filter {
+    /// Adds the names of the fields this filter reads to `out`.
+    pub fn collect_fields(&self, out: &mut Vec<String>) {
+        match self {
+            Filter::All => {}
+            Filter::Eq(f, _) | Filter::In(f, _) | Filter::IsNull(f) => out.push(f.clone()),
+            Filter::Range { field, .. } | Filter::Like { field, .. } => out.push(field.clone()),
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| f.collect_fields(out)),
+            Filter::Not(f) => f.collect_fields(out),
+        }
+    }
+
     /// `field = value`.
     pub fn eq(field: &str, value: impl Into<Value>) -> Filter {
         Filter::Eq(field.to_string(), value.into())
@@ -206,6 +217,18 @@ pub struct ScanOptions {
     pub limit: Option<usize>,
     /// Also return soft-deleted entities.
     pub include_deleted: bool,
+    /// Only these properties are needed: the others may be left out of the entities
+    /// given (they are skipped while decoding, which makes wide scans cheaper). `None`
+    /// decodes every property. Fields the filter reads are always decoded.
+    pub properties: Option<Vec<String>>,
+    /// `(i, n)`: only entities whose id falls in the i-th of n equal id ranges, so n
+    /// scans (e.g. on n threads) together read the table once. `None`: all.
+    pub shard: Option<(u32, u32)>,
+}
+
+/// The first id byte of shard `i` of `n` (256 for the end of the last shard).
+pub(crate) fn shard_start(i: u32, n: u32) -> u32 {
+    256 * i.min(n) / n.max(1)
 }
 
 /// Picks the cheapest access path for `filter`: ids, then the key index, then an

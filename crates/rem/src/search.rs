@@ -318,9 +318,10 @@ impl Database {
             .scan_range(ColumnFamily::ChangeLog, &start, None)?
         {
             let (_, value) = item?;
-            let Change::Put { tenant, entity, .. } = decode_change(&value)?;
-            if tenant == self.tenant && entity.table == table {
-                touched.insert(entity.id);
+            if let Change::Put { tenant, entity } = decode_change(&value)? {
+                if tenant == self.tenant && entity.table == table {
+                    touched.insert(entity.id);
+                }
             }
         }
         for id in touched {

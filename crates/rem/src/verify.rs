@@ -72,15 +72,13 @@ impl Database {
                     format!("entity {} is stored under another id's key", entity.id),
                 );
             }
+            let handle = Database {
+                inner: self.inner.clone(),
+                tenant: tenant.clone(),
+            };
             let schema = schemas
                 .entry((tenant.clone(), table.clone()))
-                .or_insert_with(|| {
-                    let handle = Database {
-                        inner: self.inner.clone(),
-                        tenant: tenant.clone(),
-                    };
-                    handle.schema(&table).ok()
-                })
+                .or_insert_with(|| handle.schema(&table).ok())
                 .clone();
             let Some(schema) = schema else {
                 problem(
@@ -92,7 +90,8 @@ impl Database {
                 );
                 continue;
             };
-            for (cf, k, _) in index_entries(&tenant, &schema, &entity) {
+            let canonical = |t: &str| handle.canonical_table(t);
+            for (cf, k, _) in index_entries(&tenant, &schema, &entity, &canonical) {
                 expected.insert((cf, k));
             }
             // A live entity with embedded text has a vector in each of its columns;
@@ -120,9 +119,10 @@ impl Database {
             ColumnFamily::EdgesRev,
         ] {
             for item in store.scan_prefix(cf, b"")? {
-                let (key, _) = item?;
+                let (key, value) = item?;
                 report.index_entries += 1;
-                if !expected.remove(&(cf, key.clone())) {
+                if !expected.remove(&(cf, key.clone())) && !explicit_edge(store, cf, &key, &value)?
+                {
                     problem(
                         &mut report,
                         format!("stale {} entry {}", cf.name(), printable(&key)),
@@ -180,4 +180,48 @@ fn printable(key: &[u8]) -> String {
             }
         })
         .collect()
+}
+
+/// Whether `key` (in `edges` or `edges_rev`) belongs to an explicitly added edge whose
+/// two entries are both present.
+fn explicit_edge(
+    store: &rem_storage::Store,
+    cf: ColumnFamily,
+    key: &[u8],
+    value: &[u8],
+) -> Result<bool> {
+    let parse =
+        |fields: &mut KeyReader<'_>, reverse: bool| -> Option<(String, EntityId, String, String)> {
+            let tenant = fields.str().ok()?;
+            if reverse {
+                let dst = fields.str().ok()?;
+                let ty = fields.str().ok()?;
+                let src = EntityId::from_slice(fields.rest())?;
+                Some((tenant, src, ty, dst))
+            } else {
+                let src = EntityId::from_slice(fields.raw(16).ok()?)?;
+                let ty = fields.str().ok()?;
+                let dst = fields.str().ok()?;
+                Some((tenant, src, ty, dst))
+            }
+        };
+    match cf {
+        ColumnFamily::Edges => {
+            let Some((tenant, src, ty, dst)) = parse(&mut KeyReader::new(key), false) else {
+                return Ok(false);
+            };
+            let rev = crate::edges::reverse_key(&tenant, &dst, &ty, &src);
+            Ok(crate::edges::is_explicit(value) && store.contains(ColumnFamily::EdgesRev, &rev)?)
+        }
+        ColumnFamily::EdgesRev => {
+            let Some((tenant, src, ty, dst)) = parse(&mut KeyReader::new(key), true) else {
+                return Ok(false);
+            };
+            let fwd = crate::edges::edge_key(&tenant, &src, &ty, &dst);
+            Ok(store
+                .get(ColumnFamily::Edges, &fwd)?
+                .is_some_and(|v| crate::edges::is_explicit(&v)))
+        }
+        _ => Ok(false),
+    }
 }

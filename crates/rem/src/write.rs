@@ -194,7 +194,7 @@ impl Database {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         if self.is_read_only() {
             Err(Error::ReadOnly)
         } else {
@@ -324,10 +324,11 @@ impl Database {
         }
         for id in &order {
             let new = &latest[id];
-            let new_entries = index_entries(&self.tenant, schema, new);
+            let canonical = |t: &str| self.canonical_table(t);
+            let new_entries = index_entries(&self.tenant, schema, new, &canonical);
             let old_entries = stored
                 .get(id)
-                .map(|old| index_entries(&self.tenant, schema, old))
+                .map(|old| index_entries(&self.tenant, schema, old, &canonical))
                 .unwrap_or_default();
             let new_keys: HashSet<&[u8]> =
                 new_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
@@ -363,16 +364,23 @@ impl Database {
         {
             let (_, bytes) = item?;
             let entity = Entity::decode(&table, &bytes)?;
-            let new_entries = index_entries(&self.tenant, new, &entity);
+            let canonical = |t: &str| self.canonical_table(t);
+            let new_entries = index_entries(&self.tenant, new, &entity, &canonical);
+            let old_entries = index_entries(&self.tenant, old, &entity, &canonical);
             let new_keys: HashSet<&[u8]> =
                 new_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
-            for (cf, k, _) in index_entries(&self.tenant, old, &entity) {
+            let old_keys: HashSet<&[u8]> =
+                old_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
+            for (cf, k, _) in &old_entries {
                 if !new_keys.contains(k.as_slice()) {
-                    batch.delete(cf, &k);
+                    batch.delete(*cf, k);
                 }
             }
+            // Present entries stay (an edge keeps its creation time).
             for (cf, k, v) in &new_entries {
-                batch.put(*cf, k, v);
+                if !old_keys.contains(k.as_slice()) {
+                    batch.put(*cf, k, v);
+                }
             }
         }
         Ok(())

@@ -6,6 +6,11 @@ use serde_json::json;
 
 use crate::tasks_db;
 
+/// The stored target of the qualified key `tasks:<code>`: the id that key determines.
+fn task(code: &str) -> String {
+    rem::EntityId::from_key("default", "tasks", code).to_string()
+}
+
 fn targets(db: &rem::Database, src: &rem::EntityId) -> Vec<String> {
     let mut out = Vec::new();
     db.scan_edges(Some(src), None, |e: Edge| {
@@ -40,8 +45,10 @@ fn edges_follow_the_entity() {
     let b = db
         .insert("tasks", json!({"code": "B", "edges": ["tasks:C"]}))
         .unwrap();
-    assert_eq!(targets(&db, &a), vec!["tasks:B", "tasks:C"]);
-    let mut c_sources = sources(&db, "tasks:C");
+    let mut want = vec![task("B"), task("C")];
+    want.sort();
+    assert_eq!(targets(&db, &a), want);
+    let mut c_sources = sources(&db, &task("C"));
     c_sources.sort();
     let mut expected = vec![a, b];
     expected.sort();
@@ -49,7 +56,7 @@ fn edges_follow_the_entity() {
 
     // The edge's creation time survives an upsert that keeps it.
     let mut first = None;
-    db.scan_edges(Some(&a), Some("tasks:B"), |e| {
+    db.scan_edges(Some(&a), Some(task("B").as_str()), |e| {
         first = Some(e.created_at);
         false
     })
@@ -60,15 +67,17 @@ fn edges_follow_the_entity() {
         json!({"code": "A", "edges": ["tasks:B", "tasks:D"]}),
     )
     .unwrap();
-    assert_eq!(targets(&db, &a), vec!["tasks:B", "tasks:D"]);
+    let mut want = vec![task("B"), task("D")];
+    want.sort();
+    assert_eq!(targets(&db, &a), want);
     let mut again = None;
-    db.scan_edges(Some(&a), Some("tasks:B"), |e| {
+    db.scan_edges(Some(&a), Some(task("B").as_str()), |e| {
         again = Some(e.created_at);
         false
     })
     .unwrap();
     assert_eq!(first, again);
-    assert_eq!(sources(&db, "tasks:C"), vec![b]);
+    assert_eq!(sources(&db, &task("C")), vec![b]);
 
     // An upsert without `edges` keeps them; an empty list removes them.
     db.insert("tasks", json!({"code": "A", "note": "x"}))
@@ -77,11 +86,11 @@ fn edges_follow_the_entity() {
     db.insert("tasks", json!({"code": "A", "edges": []}))
         .unwrap();
     assert!(targets(&db, &a).is_empty());
-    assert!(sources(&db, "tasks:D").is_empty());
+    assert!(sources(&db, &task("D")).is_empty());
 
     // A soft-deleted source's edges stop appearing; verify stays clean throughout.
     db.delete(&b).unwrap();
-    assert!(sources(&db, "tasks:C").is_empty());
+    assert!(sources(&db, &task("C")).is_empty());
     let mut all = 0;
     db.scan_edges(None, None, |_| {
         all += 1;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod edges;
+mod graph;
 mod indexes;
 mod isolation;
 mod lifecycle;

@@ -1,0 +1,411 @@
+//! Graph reads (SPEC §5.3): the edges of one entity, breadth- or depth-first traversal
+//! with depth and path, and shortest paths. Every step is a prefix scan of `edges`
+//! (out) or `edges_rev` (in), on one reused RocksDB iterator per direction; the
+//! neighbours found are checked for liveness with two multi-gets. Soft-deleted
+//! entities (and targets that do not exist yet) are not part of the graph.
+//!
+//! Targets are ids (qualified keys are stored as the id they determine), so both
+//! directions are exact. A bare key in an `edges` list is followed outward only,
+//! resolved through the key index when read.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use rem_storage::{ColumnFamily, KeyReader};
+
+use crate::edges::{in_prefix, out_prefix, target_id};
+use crate::entity::is_deleted_encoded;
+use crate::index::{entity_key_bytes, id_key};
+use crate::{Database, Edge, EntityId, Error, Result};
+
+/// Deepest traversal or path search allowed.
+pub const MAX_DEPTH: usize = 16;
+
+/// Which edges a step follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// From source to target.
+    #[default]
+    Out,
+    /// From target back to source.
+    In,
+    /// Both.
+    Both,
+}
+
+impl Direction {
+    /// Parses `out`, `in` or `both`.
+    pub fn parse(s: &str) -> Result<Direction> {
+        match s.to_ascii_lowercase().as_str() {
+            "out" | "outgoing" => Ok(Direction::Out),
+            "in" | "incoming" => Ok(Direction::In),
+            "both" | "any" => Ok(Direction::Both),
+            other => Err(Error::InvalidInput(format!(
+                "unknown direction '{other}' (expected out, in or both)"
+            ))),
+        }
+    }
+
+    /// `out`, `in` or `both`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Direction::Out => "out",
+            Direction::In => "in",
+            Direction::Both => "both",
+        }
+    }
+}
+
+/// Options of [`Database::traverse`].
+#[derive(Debug, Clone)]
+pub struct TraverseOptions {
+    /// Hops from the start (1..=[`MAX_DEPTH`]).
+    pub depth: usize,
+    /// Edges to follow.
+    pub direction: Direction,
+    /// Only edges of this type.
+    pub edge_type: Option<String>,
+    /// Depth-first instead of breadth-first (the order of the result; each node is
+    /// still reported once, at the depth it was first reached).
+    pub dfs: bool,
+}
+
+impl Default for TraverseOptions {
+    fn default() -> Self {
+        TraverseOptions {
+            depth: 2,
+            direction: Direction::Out,
+            edge_type: None,
+            dfs: false,
+        }
+    }
+}
+
+/// A node reached by a traversal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// The entity.
+    pub id: EntityId,
+    /// Its table.
+    pub table: String,
+    /// Hops from the start (0 for the start).
+    pub depth: usize,
+    /// Ids from the start to this node, both included.
+    pub path: Vec<EntityId>,
+    /// Type of the edge that reached it (`None` for the start).
+    pub edge_type: Option<String>,
+}
+
+/// One neighbour found by a step: its id (or a bare key to resolve) and the edge type.
+enum Hop {
+    Id(EntityId, String),
+    Key(String, String),
+}
+
+fn check_depth(depth: usize) -> Result<()> {
+    if depth == 0 || depth > MAX_DEPTH {
+        return Err(Error::InvalidInput(format!(
+            "depth must be between 1 and {MAX_DEPTH}, not {depth}"
+        )));
+    }
+    Ok(())
+}
+
+impl Database {
+    /// The edges of `id`: leaving it (`Out`), reaching it (`In`) or both, optionally of
+    /// one type. Edges to or from soft-deleted entities are left out; targets that are
+    /// bare keys are reported as written.
+    pub fn edges_of(
+        &self,
+        id: &EntityId,
+        direction: Direction,
+        edge_type: Option<&str>,
+    ) -> Result<Vec<Edge>> {
+        if self.get(id)?.is_none() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        let mut out = Vec::new();
+        if direction != Direction::In {
+            self.scan_edges(Some(id), None, |e| {
+                if edge_type.is_none_or(|t| t == e.edge_type) {
+                    out.push(e);
+                }
+                true
+            })?;
+        }
+        if direction != Direction::Out {
+            self.scan_edges(None, Some(&id.to_string()), |e| {
+                if edge_type.is_none_or(|t| t == e.edge_type) {
+                    out.push(e);
+                }
+                true
+            })?;
+        }
+        // Targets that are deleted or missing are not edges of the graph.
+        let mut live = HashMap::new();
+        let mut keep = Vec::with_capacity(out.len());
+        for e in out {
+            let other = match e.dst_id() {
+                Some(d) if d != *id => Some(d),
+                _ => None,
+            };
+            let ok = match other {
+                Some(d) => *live.entry(d).or_insert(self.get(&d)?.is_some()),
+                None => true,
+            };
+            if ok {
+                keep.push(e);
+            }
+        }
+        Ok(keep)
+    }
+
+    /// The neighbours of `node` one step away.
+    fn step(
+        &self,
+        iter: &mut rem_storage::RawScan<'_>,
+        rev: &mut rem_storage::RawScan<'_>,
+        node: &EntityId,
+        direction: Direction,
+        edge_type: Option<&str>,
+        out: &mut Vec<Hop>,
+    ) -> Result<()> {
+        let tenant = self.tenant.as_str();
+        if direction != Direction::In {
+            let prefix = out_prefix(tenant, node);
+            iter.seek_prefix(&prefix);
+            while let Some(k) = iter.next_key()? {
+                let mut r = KeyReader::new(&k[prefix.len()..]);
+                let ty = r.str()?;
+                if edge_type.is_some_and(|t| t != ty) {
+                    continue;
+                }
+                let dst = r.str()?;
+                match target_id(&dst) {
+                    Some(id) => out.push(Hop::Id(id, ty)),
+                    None => out.push(Hop::Key(dst, ty)),
+                }
+            }
+        }
+        if direction != Direction::Out {
+            let prefix = in_prefix(tenant, &node.to_string());
+            rev.seek_prefix(&prefix);
+            while let Some(k) = rev.next_key()? {
+                let mut r = KeyReader::new(&k[prefix.len()..]);
+                let ty = r.str()?;
+                if edge_type.is_some_and(|t| t != ty) {
+                    continue;
+                }
+                if let Some(src) = EntityId::from_slice(r.rest()) {
+                    out.push(Hop::Id(src, ty));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tables of the live entities among `ids` (missing and soft-deleted ones absent).
+    fn live_tables(&self, ids: &[EntityId]) -> Result<Vec<Option<String>>> {
+        let tenant = self.tenant.as_str();
+        let id_keys: Vec<Vec<u8>> = ids.iter().map(|id| id_key(tenant, id)).collect();
+        let tables = self.store().multi_get(ColumnFamily::Ids, &id_keys)?;
+        let mut entity_keys = Vec::new();
+        let mut which = Vec::new();
+        let mut out: Vec<Option<String>> = vec![None; ids.len()];
+        for (i, t) in tables.into_iter().enumerate() {
+            if let Some(t) = t.and_then(|t| String::from_utf8(t).ok()) {
+                entity_keys.push(entity_key_bytes(tenant, &t, &ids[i]));
+                which.push(i);
+                out[i] = Some(t);
+            }
+        }
+        for (bytes, i) in self
+            .store()
+            .multi_get(ColumnFamily::Entities, &entity_keys)?
+            .into_iter()
+            .zip(which)
+        {
+            let live = match bytes {
+                Some(b) => !is_deleted_encoded(&b)?,
+                None => false,
+            };
+            if !live {
+                out[i] = None;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Resolves the hops of one node to live neighbours `(id, table, edge type)`.
+    fn resolve_hops(&self, hops: Vec<Hop>) -> Result<Vec<(EntityId, String, String)>> {
+        let mut ids = Vec::with_capacity(hops.len());
+        let mut types = Vec::with_capacity(hops.len());
+        for hop in hops {
+            match hop {
+                Hop::Id(id, ty) => {
+                    ids.push(id);
+                    types.push(ty);
+                }
+                Hop::Key(key, ty) => {
+                    for e in self.lookup(&key)? {
+                        ids.push(e.id);
+                        types.push(ty.clone());
+                    }
+                }
+            }
+        }
+        let tables = self.live_tables(&ids)?;
+        Ok(ids
+            .into_iter()
+            .zip(types)
+            .zip(tables)
+            .filter_map(|((id, ty), t)| t.map(|t| (id, t, ty)))
+            .collect())
+    }
+
+    /// Entities reachable from `start` within `options.depth` hops, each once, with its
+    /// depth and the path that first reached it; the start comes first (depth 0).
+    /// Cycles terminate: a node already reached is not expanded again.
+    pub fn traverse(&self, start: &EntityId, options: &TraverseOptions) -> Result<Vec<Node>> {
+        check_depth(options.depth)?;
+        let first = self.live_tables(&[*start])?.remove(0).ok_or_else(|| {
+            Error::NotFound(format!("{start} (a traversal starts at a live entity)"))
+        })?;
+        let edge_type = options.edge_type.as_deref();
+        let mut iter = self.store().raw_scan(ColumnFamily::Edges)?;
+        let mut rev = self.store().raw_scan(ColumnFamily::EdgesRev)?;
+        let mut nodes = vec![Node {
+            id: *start,
+            table: first,
+            depth: 0,
+            path: vec![*start],
+            edge_type: None,
+        }];
+        let mut seen: HashSet<EntityId> = HashSet::from([*start]);
+        let mut hops = Vec::new();
+        if options.dfs {
+            // Explicit stack of node indexes; children pushed in reverse so the first
+            // edge is explored first.
+            let mut stack = vec![0usize];
+            while let Some(i) = stack.pop() {
+                if nodes[i].depth >= options.depth {
+                    continue;
+                }
+                hops.clear();
+                let id = nodes[i].id;
+                self.step(
+                    &mut iter,
+                    &mut rev,
+                    &id,
+                    options.direction,
+                    edge_type,
+                    &mut hops,
+                )?;
+                let mut children = Vec::new();
+                for (nid, table, ty) in self.resolve_hops(std::mem::take(&mut hops))? {
+                    if seen.insert(nid) {
+                        let mut path = nodes[i].path.clone();
+                        path.push(nid);
+                        nodes.push(Node {
+                            id: nid,
+                            table,
+                            depth: nodes[i].depth + 1,
+                            path,
+                            edge_type: Some(ty),
+                        });
+                        children.push(nodes.len() - 1);
+                    }
+                }
+                stack.extend(children.into_iter().rev());
+            }
+            return Ok(nodes);
+        }
+        let mut queue = VecDeque::from([0usize]);
+        while let Some(i) = queue.pop_front() {
+            if nodes[i].depth >= options.depth {
+                continue;
+            }
+            hops.clear();
+            let id = nodes[i].id;
+            self.step(
+                &mut iter,
+                &mut rev,
+                &id,
+                options.direction,
+                edge_type,
+                &mut hops,
+            )?;
+            for (nid, table, ty) in self.resolve_hops(std::mem::take(&mut hops))? {
+                if seen.insert(nid) {
+                    let mut path = nodes[i].path.clone();
+                    path.push(nid);
+                    nodes.push(Node {
+                        id: nid,
+                        table,
+                        depth: nodes[i].depth + 1,
+                        path,
+                        edge_type: Some(ty),
+                    });
+                    queue.push_back(nodes.len() - 1);
+                }
+            }
+        }
+        Ok(nodes)
+    }
+
+    /// A shortest path (fewest hops) from `from` to `to`, both included, following
+    /// `direction` (and only `edge_type` edges when given), at most `max_depth` hops;
+    /// `None` when there is none.
+    pub fn shortest_path(
+        &self,
+        from: &EntityId,
+        to: &EntityId,
+        direction: Direction,
+        edge_type: Option<&str>,
+        max_depth: usize,
+    ) -> Result<Option<Vec<EntityId>>> {
+        check_depth(max_depth)?;
+        for id in [from, to] {
+            if self.live_tables(&[*id])?[0].is_none() {
+                return Err(Error::NotFound(id.to_string()));
+            }
+        }
+        if from == to {
+            return Ok(Some(vec![*from]));
+        }
+        let mut iter = self.store().raw_scan(ColumnFamily::Edges)?;
+        let mut rev = self.store().raw_scan(ColumnFamily::EdgesRev)?;
+        let mut parent: HashMap<EntityId, EntityId> = HashMap::new();
+        let mut frontier = vec![*from];
+        let mut seen = HashSet::from([*from]);
+        let mut hops = Vec::new();
+        for _ in 0..max_depth {
+            let mut next = Vec::new();
+            for id in &frontier {
+                hops.clear();
+                self.step(&mut iter, &mut rev, id, direction, edge_type, &mut hops)?;
+                for (nid, _, _) in self.resolve_hops(std::mem::take(&mut hops))? {
+                    if !seen.insert(nid) {
+                        continue;
+                    }
+                    parent.insert(nid, *id);
+                    if nid == *to {
+                        let mut path = vec![nid];
+                        let mut at = nid;
+                        while let Some(p) = parent.get(&at) {
+                            path.push(*p);
+                            at = *p;
+                        }
+                        path.reverse();
+                        return Ok(Some(path));
+                    }
+                    next.push(nid);
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            frontier = next;
+        }
+        Ok(None)
+    }
+}
