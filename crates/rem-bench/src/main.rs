@@ -7,6 +7,7 @@
 
 mod ann;
 mod embed;
+mod graph;
 mod sql;
 mod storage;
 
@@ -58,6 +59,18 @@ enum Scenario {
         #[arg(long, default_value_t = 1000)]
         docs: usize,
     },
+    /// 3-hop traversals forward and reverse vs a BFS over an in-memory adjacency map.
+    Graph {
+        /// Nodes (each with `fanout` outgoing edges).
+        #[arg(long, default_value_t = 100_000)]
+        nodes: usize,
+        /// Edges per node.
+        #[arg(long, default_value_t = 10)]
+        fanout: usize,
+        /// Traversals per direction.
+        #[arg(long, default_value_t = 500)]
+        reps: usize,
+    },
     /// SQL through the table providers vs DataFusion over a MemTable; cosine ORDER BY vs search.
     Sql {
         /// Rows in the relational table.
@@ -82,6 +95,11 @@ fn main() -> anyhow::Result<()> {
         } => storage::run(n, single, gets, lookups),
         Scenario::Ann(args) => ann::run(&args),
         Scenario::Sql { n, docs, reps } => sql::run(n, docs, reps),
+        Scenario::Graph {
+            nodes,
+            fanout,
+            reps,
+        } => graph::run(nodes, fanout, reps),
         Scenario::Embed {
             model,
             models_dir,

@@ -8,7 +8,7 @@
 //! directions are exact. A bare key in an `edges` list is followed outward only,
 //! resolved through the key index when read.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use rem_storage::{ColumnFamily, KeyReader};
 
@@ -235,30 +235,37 @@ impl Database {
         Ok(out)
     }
 
-    /// Resolves the hops of one node to live neighbours `(id, table, edge type)`.
-    fn resolve_hops(&self, hops: Vec<Hop>) -> Result<Vec<(EntityId, String, String)>> {
-        let mut ids = Vec::with_capacity(hops.len());
-        let mut types = Vec::with_capacity(hops.len());
-        for hop in hops {
+    /// Resolves hops (each tagged with its parent) to live neighbours
+    /// `(parent, id, table, edge type)`, dropping ids in `seen` and repeats before any
+    /// lookup; liveness of the whole set is two multi-gets.
+    fn resolve_hops(
+        &self,
+        hops: Vec<(usize, Hop)>,
+        seen: &HashSet<EntityId>,
+    ) -> Result<Vec<(usize, EntityId, String, String)>> {
+        let mut wanted: Vec<(usize, EntityId, String)> = Vec::with_capacity(hops.len());
+        let mut fresh: HashSet<EntityId> = HashSet::with_capacity(hops.len());
+        let mut push = |parent: usize, id: EntityId, ty: String| {
+            if !seen.contains(&id) && fresh.insert(id) {
+                wanted.push((parent, id, ty));
+            }
+        };
+        for (parent, hop) in hops {
             match hop {
-                Hop::Id(id, ty) => {
-                    ids.push(id);
-                    types.push(ty);
-                }
+                Hop::Id(id, ty) => push(parent, id, ty),
                 Hop::Key(key, ty) => {
                     for e in self.lookup(&key)? {
-                        ids.push(e.id);
-                        types.push(ty.clone());
+                        push(parent, e.id, ty.clone());
                     }
                 }
             }
         }
+        let ids: Vec<EntityId> = wanted.iter().map(|w| w.1).collect();
         let tables = self.live_tables(&ids)?;
-        Ok(ids
+        Ok(wanted
             .into_iter()
-            .zip(types)
             .zip(tables)
-            .filter_map(|((id, ty), t)| t.map(|t| (id, t, ty)))
+            .filter_map(|((parent, id, ty), t)| t.map(|t| (parent, id, t, ty)))
             .collect())
     }
 
@@ -301,7 +308,8 @@ impl Database {
                     &mut hops,
                 )?;
                 let mut children = Vec::new();
-                for (nid, table, ty) in self.resolve_hops(std::mem::take(&mut hops))? {
+                let tagged = hops.drain(..).map(|h| (i, h)).collect();
+                for (_, nid, table, ty) in self.resolve_hops(tagged, &seen)? {
                     if seen.insert(nid) {
                         let mut path = nodes[i].path.clone();
                         path.push(nid);
@@ -319,35 +327,41 @@ impl Database {
             }
             return Ok(nodes);
         }
-        let mut queue = VecDeque::from([0usize]);
-        while let Some(i) = queue.pop_front() {
-            if nodes[i].depth >= options.depth {
-                continue;
+        // Level by level, so each level's neighbours are checked in one batch.
+        let mut level = vec![0usize];
+        for _ in 0..options.depth {
+            let mut tagged = Vec::new();
+            for &i in &level {
+                let id = nodes[i].id;
+                self.step(
+                    &mut iter,
+                    &mut rev,
+                    &id,
+                    options.direction,
+                    edge_type,
+                    &mut hops,
+                )?;
+                tagged.extend(hops.drain(..).map(|h| (i, h)));
             }
-            hops.clear();
-            let id = nodes[i].id;
-            self.step(
-                &mut iter,
-                &mut rev,
-                &id,
-                options.direction,
-                edge_type,
-                &mut hops,
-            )?;
-            for (nid, table, ty) in self.resolve_hops(std::mem::take(&mut hops))? {
+            let mut next = Vec::new();
+            for (parent, nid, table, ty) in self.resolve_hops(tagged, &seen)? {
                 if seen.insert(nid) {
-                    let mut path = nodes[i].path.clone();
+                    let mut path = nodes[parent].path.clone();
                     path.push(nid);
                     nodes.push(Node {
                         id: nid,
                         table,
-                        depth: nodes[i].depth + 1,
+                        depth: nodes[parent].depth + 1,
                         path,
                         edge_type: Some(ty),
                     });
-                    queue.push_back(nodes.len() - 1);
+                    next.push(nodes.len() - 1);
                 }
             }
+            if next.is_empty() {
+                break;
+            }
+            level = next;
         }
         Ok(nodes)
     }
@@ -380,26 +394,27 @@ impl Database {
         let mut hops = Vec::new();
         for _ in 0..max_depth {
             let mut next = Vec::new();
-            for id in &frontier {
-                hops.clear();
+            let mut tagged = Vec::new();
+            for (i, id) in frontier.iter().enumerate() {
                 self.step(&mut iter, &mut rev, id, direction, edge_type, &mut hops)?;
-                for (nid, _, _) in self.resolve_hops(std::mem::take(&mut hops))? {
-                    if !seen.insert(nid) {
-                        continue;
-                    }
-                    parent.insert(nid, *id);
-                    if nid == *to {
-                        let mut path = vec![nid];
-                        let mut at = nid;
-                        while let Some(p) = parent.get(&at) {
-                            path.push(*p);
-                            at = *p;
-                        }
-                        path.reverse();
-                        return Ok(Some(path));
-                    }
-                    next.push(nid);
+                tagged.extend(hops.drain(..).map(|h| (i, h)));
+            }
+            for (i, nid, _, _) in self.resolve_hops(tagged, &seen)? {
+                if !seen.insert(nid) {
+                    continue;
                 }
+                parent.insert(nid, frontier[i]);
+                if nid == *to {
+                    let mut path = vec![nid];
+                    let mut at = nid;
+                    while let Some(p) = parent.get(&at) {
+                        path.push(*p);
+                        at = *p;
+                    }
+                    path.reverse();
+                    return Ok(Some(path));
+                }
+                next.push(nid);
             }
             if next.is_empty() {
                 break;

@@ -7,6 +7,7 @@
 mod basics;
 mod crash;
 mod errors;
+mod graph;
 mod query;
 mod schemas;
 mod search;
