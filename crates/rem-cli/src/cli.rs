@@ -15,6 +15,8 @@ pub(crate) enum Format {
     Jsonl,
     /// Comma-separated values with a header.
     Csv,
+    /// Apache Parquet (`rem export` only).
+    Parquet,
 }
 
 #[derive(Debug, Parser)]
@@ -168,6 +170,18 @@ Soft-deleted rows are hidden unless the query filters on deleted_at or --include
         #[arg(long, default_value_t = 6)]
         max_depth: usize,
     },
+    /// Export a table (or every table) to Parquet, CSV or JSON lines.
+    #[command(after_help = "Examples:
+  rem export resources --output resources.parquet
+  rem export resources --output docs.parquet --where \"category = 'docs'\" --include-embeddings
+  rem export person --output people.csv --format csv
+  rem export --all --output backup/            # one <table>.parquet per table
+
+--format defaults to the output file's extension, else parquet. Parquet compression:
+--compression, else P8_PARQUET_COMPRESSION (zstd); row groups of P8_PARQUET_ROW_GROUP_SIZE
+rows are written while streaming. Files are written beside the target and renamed into
+place when complete.")]
+    Export(ExportArgs),
     /// Check that indexes and entities agree and the change log has no gaps.
     #[command(after_help = "Example:\n  rem verify")]
     Verify,
@@ -307,4 +321,26 @@ pub(crate) struct BatchArgs {
     /// Print each id once its batch is committed.
     #[arg(long)]
     pub(crate) ids: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// Table to export (omit with --all).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub(crate) table: Option<String>,
+    /// Every table, one file each, into the --output folder.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Output file (a folder with --all).
+    #[arg(long, short = 'o')]
+    pub(crate) output: PathBuf,
+    /// Parquet compression: snappy, gzip, brotli, lz4, zstd or none.
+    #[arg(long)]
+    pub(crate) compression: Option<String>,
+    /// Only rows matching this SQL predicate.
+    #[arg(long = "where", value_name = "PREDICATE")]
+    pub(crate) predicate: Option<String>,
+    /// Add the stored vectors as embedding (and embedding_alt) columns.
+    #[arg(long)]
+    pub(crate) include_embeddings: bool,
 }

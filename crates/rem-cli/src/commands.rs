@@ -10,7 +10,8 @@ use rem::{Config, Database, EntityId, OpenOptions, Schema};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    BatchArgs, Cli, Command, ConfigCommand, EdgeCommand, Format, GlobalArgs, SchemaCommand,
+    BatchArgs, Cli, Command, ConfigCommand, EdgeCommand, ExportArgs, Format, GlobalArgs,
+    SchemaCommand,
 };
 use crate::output::{print_json, print_rows, Rows};
 
@@ -28,6 +29,8 @@ enum Access {
 struct Ctx {
     config: Config,
     format: Format,
+    /// `--format` as given (export reads it as the file format).
+    format_flag: Option<Format>,
 }
 
 impl Ctx {
@@ -39,12 +42,18 @@ impl Ctx {
         if let Some(t) = &global.tenant {
             config.set_flag("P8_DEFAULT_TENANT", t);
         }
-        let format = global.format.unwrap_or(if std::io::stdout().is_terminal() {
-            Format::Table
-        } else {
-            Format::Json
-        });
-        Ok(Ctx { config, format })
+        let format = match global.format {
+            // Parquet is a file format (rem export); what is printed is JSON.
+            Some(Format::Parquet) => Format::Json,
+            Some(f) => f,
+            None if std::io::stdout().is_terminal() => Format::Table,
+            None => Format::Json,
+        };
+        Ok(Ctx {
+            config,
+            format,
+            format_flag: global.format,
+        })
     }
 
     fn open(&self, access: Access) -> Result<Database> {
@@ -75,6 +84,9 @@ impl Ctx {
 pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     init_logging();
     let ctx = Ctx::new(&cli.global)?;
+    if ctx.format_flag == Some(Format::Parquet) && !matches!(cli.command, Command::Export(_)) {
+        bail!("--format parquet applies to rem export only");
+    }
     match cli.command {
         Command::Init => {
             let path = ctx.config.db_path();
@@ -274,7 +286,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
                 db.sql_with(&sql, &rem_sql::SqlOptions::include_deleted(include_deleted))?;
             let format = match ctx.format {
                 Format::Table => rem_sql::OutputFormat::Table,
-                Format::Json => rem_sql::OutputFormat::Json,
+                Format::Json | Format::Parquet => rem_sql::OutputFormat::Json,
                 Format::Jsonl => rem_sql::OutputFormat::Jsonl,
                 Format::Csv => rem_sql::OutputFormat::Csv,
             };
@@ -283,6 +295,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             rem_sql::write_batches(stream, format, &mut out)?;
             out.flush().context("cannot write the result")?;
         }
+        Command::Export(args) => export_command(&ctx, args)?,
         Command::Verify => {
             let db = ctx.open(Access::Read)?;
             let report = db.verify()?;
@@ -640,5 +653,63 @@ fn edge_command(ctx: &Ctx, cmd: EdgeCommand) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn export_command(ctx: &Ctx, args: ExportArgs) -> Result<()> {
+    let format = match ctx.format_flag {
+        Some(Format::Parquet) => rem_sql::ExportFormat::Parquet,
+        Some(Format::Csv) => rem_sql::ExportFormat::Csv,
+        Some(Format::Jsonl) | Some(Format::Json) => rem_sql::ExportFormat::Jsonl,
+        Some(Format::Table) => bail!("--format for export is parquet, csv or jsonl"),
+        None if args.all => rem_sql::ExportFormat::Parquet,
+        None => {
+            rem_sql::ExportFormat::from_path(&args.output).unwrap_or(rem_sql::ExportFormat::Parquet)
+        }
+    };
+    let compression = match (&args.compression, format) {
+        (Some(c), _) => c.clone(),
+        (None, rem_sql::ExportFormat::Parquet) => ctx
+            .config
+            .get("P8_PARQUET_COMPRESSION")
+            .unwrap_or("zstd")
+            .to_string(),
+        (None, _) => "none".to_string(),
+    };
+    let options = rem_sql::ExportOptions {
+        format,
+        compression,
+        predicate: args.predicate,
+        include_embeddings: args.include_embeddings,
+        row_group_size: ctx.config.parquet_row_group_size()?,
+    };
+    let db = ctx.open(Access::ReadSaving)?;
+    let started = std::time::Instant::now();
+    let reports = match &args.table {
+        Some(table) => vec![rem_sql::export_table(&db, table, &args.output, &options)?],
+        None => rem_sql::export_all(&db, &args.output, &options)?,
+    };
+    let secs = started.elapsed().as_secs_f64();
+    for r in &reports {
+        eprintln!(
+            "exported {} rows of {} to {} ({} bytes)",
+            r.rows,
+            r.table,
+            r.path.display(),
+            r.bytes
+        );
+    }
+    let rows: Vec<Value> = reports
+        .iter()
+        .map(|r| json!({"table": r.table, "path": r.path.display().to_string(), "rows": r.rows, "bytes": r.bytes}))
+        .collect();
+    eprintln!("{} file(s) in {secs:.2} s", reports.len());
+    // --format named the file format; the summary is then JSON.
+    let summary = if ctx.format_flag.is_some() {
+        Format::Json
+    } else {
+        ctx.format
+    };
+    print_rows(summary, &Rows::from_objects(rows))?;
     Ok(())
 }

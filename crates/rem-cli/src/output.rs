@@ -87,7 +87,7 @@ pub(crate) fn print_rows(format: Format, rows: &Rows) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match format {
-        Format::Json => {
+        Format::Json | Format::Parquet => {
             let objects = rows.objects();
             let v = if rows.single {
                 objects.into_iter().next().unwrap_or(Value::Null)

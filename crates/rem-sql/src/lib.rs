@@ -55,6 +55,7 @@ macro_rules! leaf_plan {
 mod convert;
 mod edges;
 mod engine;
+mod export;
 mod output;
 mod provider;
 mod pushdown;
@@ -64,4 +65,7 @@ mod search;
 pub use datafusion;
 pub use datafusion::arrow;
 pub use engine::{Sql, SqlOptions, SqlStream};
+pub use export::{
+    export_all, export_table, parquet_compression, ExportFormat, ExportOptions, ExportReport,
+};
 pub use output::{write_batches, OutputFormat};

@@ -68,11 +68,57 @@ pub fn write_batches(
                 .with_header(true)
                 .build(&mut *out);
             for b in batches {
-                let b = b?;
+                let b = lists_as_json(&b?)?;
                 rows += b.num_rows();
                 w.write(&b).map_err(io)?;
             }
         }
     }
     Ok(rows)
+}
+
+/// The batch with every list column replaced by its values as JSON text (CSV has no
+/// lists): `["a","b"]`, or null.
+pub(crate) fn lists_as_json(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{ArrayRef, StringBuilder};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::List(_)))
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (f, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !matches!(f.data_type(), DataType::List(_)) {
+            fields.push(f.as_ref().clone());
+            columns.push(col.clone());
+            continue;
+        }
+        // Encode the column alone as JSON lines, one object per row, and keep the value.
+        let single = Arc::new(Schema::new(vec![Field::new(
+            "v",
+            f.data_type().clone(),
+            true,
+        )]));
+        let one = RecordBatch::try_new(single, vec![col.clone()]).map_err(io)?;
+        let mut buf = Vec::new();
+        {
+            let mut w = arrow_json::LineDelimitedWriter::new(&mut buf);
+            w.write(&one).map_err(io)?;
+            w.finish().map_err(io)?;
+        }
+        let mut text = StringBuilder::new();
+        for line in buf.split(|b| *b == b'\n').take(batch.num_rows()) {
+            let row: serde_json::Value = serde_json::from_slice(line).map_err(io)?;
+            text.append_option(row.get("v").map(|v| v.to_string()));
+        }
+        fields.push(Field::new(f.name(), DataType::Utf8, true));
+        columns.push(Arc::new(text.finish()));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(io)
 }

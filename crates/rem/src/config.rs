@@ -185,6 +185,20 @@ const SETTINGS: &[Setting] = &[
         help: "HNSW search beam width",
     },
     Setting {
+        env: "P8_PARQUET_ROW_GROUP_SIZE",
+        section: "export",
+        key: "parquet_row_group_size",
+        default: "65536",
+        help: "rows per Parquet row group (export streams one group at a time)",
+    },
+    Setting {
+        env: "P8_PARQUET_COMPRESSION",
+        section: "export",
+        key: "parquet_compression",
+        default: "zstd",
+        help: "snappy, gzip, brotli, lz4, zstd or none",
+    },
+    Setting {
         env: "P8_LOG_LEVEL",
         section: "logging",
         key: "level",
@@ -326,6 +340,17 @@ impl Config {
             v
         }));
         out
+    }
+
+    /// Rows per Parquet row group (`P8_PARQUET_ROW_GROUP_SIZE`, at least 1).
+    pub fn parquet_row_group_size(&self) -> Result<usize> {
+        let n: usize = self.number("P8_PARQUET_ROW_GROUP_SIZE")?;
+        if n == 0 {
+            return Err(Error::Config(
+                "P8_PARQUET_ROW_GROUP_SIZE must be at least 1".into(),
+            ));
+        }
+        Ok(n)
     }
 
     fn number<T: std::str::FromStr>(&self, env: &str) -> Result<T> {

@@ -375,3 +375,32 @@ impl crate::db::Inner {
         Ok(())
     }
 }
+
+impl Database {
+    /// The stored vectors of `ids` in `table`'s `column` (`embedding` or
+    /// `embedding_alt`), `None` where an entity has none; one multi-get.
+    pub fn stored_embeddings(
+        &self,
+        table: &str,
+        column: &str,
+        ids: &[EntityId],
+    ) -> Result<Vec<Option<Vec<f32>>>> {
+        let keys: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| crate::embedding::embedding_key(&self.tenant, table, column, id))
+            .collect();
+        self.store()
+            .multi_get(ColumnFamily::Embeddings, &keys)?
+            .into_iter()
+            .map(|v| match v {
+                Some(bytes) => Ok(Some(StoredEmbedding::decode(&bytes)?.vector)),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Whether an alternative embedding (`embedding_alt`) is configured.
+    pub fn has_alt_embedding(&self) -> bool {
+        self.inner.embedding.alt_model.is_some()
+    }
+}

@@ -37,8 +37,16 @@ fn edges_traverse_and_path() {
          {\"handle\": \"dee\", \"edges\": [\"person:ada\"]}\n",
     );
     let added = rem.json(&[
-        "edge", "add", "ada", "person:bob", "--type", "knows", "--props", "{\"since\": 2020}",
-        "--weight", "0.5",
+        "edge",
+        "add",
+        "ada",
+        "person:bob",
+        "--type",
+        "knows",
+        "--props",
+        "{\"since\": 2020}",
+        "--weight",
+        "0.5",
     ]);
     assert_eq!(added["edge_type"], "knows");
     assert_eq!(added["properties"]["since"], 2020);
@@ -51,7 +59,12 @@ fn edges_traverse_and_path() {
         handles(&rem, &out),
         vec![("ada".into(), 0), ("bob".into(), 1), ("cy".into(), 2)]
     );
-    let cy = out.as_array().unwrap().iter().find(|r| r["depth"] == 2).unwrap();
+    let cy = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["depth"] == 2)
+        .unwrap();
     assert_eq!(cy["path"].as_array().unwrap().len(), 3);
     assert_eq!(cy["via"], "knows");
     let inward = rem.json(&["traverse", "ada", "--depth", "1", "--direction", "in"]);
@@ -59,7 +72,15 @@ fn edges_traverse_and_path() {
         handles(&rem, &inward),
         vec![("ada".into(), 0), ("cy".into(), 1), ("dee".into(), 1)]
     );
-    let dfs = rem.json(&["traverse", "ada", "--depth", "5", "--direction", "both", "--dfs"]);
+    let dfs = rem.json(&[
+        "traverse",
+        "ada",
+        "--depth",
+        "5",
+        "--direction",
+        "both",
+        "--dfs",
+    ]);
     assert_eq!(dfs.as_array().unwrap().len(), 4);
     let only_refs = rem.json(&["edges", "dee", "--type", "references"]);
     assert_eq!(only_refs.as_array().unwrap().len(), 1);
@@ -86,7 +107,10 @@ fn edges_traverse_and_path() {
     // Removing an edge cuts the walk; removing it again is an error.
     rem.ok(&["edge", "rm", "bob", "cy", "--type", "knows"]);
     let out = rem.json(&["traverse", "ada", "--depth", "3"]);
-    assert_eq!(handles(&rem, &out), vec![("ada".into(), 0), ("bob".into(), 1)]);
+    assert_eq!(
+        handles(&rem, &out),
+        vec![("ada".into(), 0), ("bob".into(), 1)]
+    );
     rem.fails(&["edge", "rm", "bob", "cy", "--type", "knows"]);
     rem.ok(&["verify"]);
 }
@@ -99,9 +123,22 @@ fn bad_graph_input_is_one_line_and_writes_nothing() {
     rem.ok(&["insert", "person", "{\"handle\": \"ada\"}"]);
     let before = rem.json(&["query", "SELECT COUNT(*) AS n FROM edges"]);
     for (args, want) in [
-        (vec!["edge", "add", "ada", "ghost", "--type", "knows"], "ghost"),
-        (vec!["edge", "add", "ada", "ada", "--type", "knows", "--props", "{bad"], "--props"),
-        (vec!["edge", "add", "ada", "ada", "--type", "knows", "--props", "[1]"], "object"),
+        (
+            vec!["edge", "add", "ada", "ghost", "--type", "knows"],
+            "ghost",
+        ),
+        (
+            vec![
+                "edge", "add", "ada", "ada", "--type", "knows", "--props", "{bad",
+            ],
+            "--props",
+        ),
+        (
+            vec![
+                "edge", "add", "ada", "ada", "--type", "knows", "--props", "[1]",
+            ],
+            "object",
+        ),
         (vec!["traverse", "ada", "--depth", "99"], "depth"),
         (vec!["traverse", "ada", "--direction", "up"], "direction"),
         (vec!["traverse", "ghost"], "ghost"),
@@ -111,5 +148,8 @@ fn bad_graph_input_is_one_line_and_writes_nothing() {
         let err = rem.fails(&args);
         assert!(err.contains(want), "{args:?}: {err}");
     }
-    assert_eq!(rem.json(&["query", "SELECT COUNT(*) AS n FROM edges"]), before);
+    assert_eq!(
+        rem.json(&["query", "SELECT COUNT(*) AS n FROM edges"]),
+        before
+    );
 }

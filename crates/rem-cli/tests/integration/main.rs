@@ -7,6 +7,7 @@
 mod basics;
 mod crash;
 mod errors;
+mod export;
 mod graph;
 mod query;
 mod schemas;
