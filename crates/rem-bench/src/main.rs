@@ -7,6 +7,7 @@
 
 mod ann;
 mod embed;
+mod export;
 mod graph;
 mod sql;
 mod storage;
@@ -59,6 +60,15 @@ enum Scenario {
         #[arg(long, default_value_t = 1000)]
         docs: usize,
     },
+    /// `rem export` of a table to Parquet/CSV/JSONL vs the same writer over in-memory batches.
+    Export {
+        /// Rows.
+        #[arg(long, default_value_t = 100_000)]
+        n: usize,
+        /// Runs per format (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
     /// 3-hop traversals forward and reverse vs a BFS over an in-memory adjacency map.
     Graph {
         /// Nodes (each with `fanout` outgoing edges).
@@ -95,6 +105,7 @@ fn main() -> anyhow::Result<()> {
         } => storage::run(n, single, gets, lookups),
         Scenario::Ann(args) => ann::run(&args),
         Scenario::Sql { n, docs, reps } => sql::run(n, docs, reps),
+        Scenario::Export { n, reps } => export::run(n, reps),
         Scenario::Graph {
             nodes,
             fanout,

@@ -39,7 +39,9 @@ fn rem_rows(db: &Database, sql: &str) -> Result<usize> {
     Ok(rows)
 }
 
-pub(crate) fn run(n: usize, docs: usize, reps: usize) -> Result<()> {
+/// A database holding the `items` table of `n` rows (~250 bytes each; indexed
+/// `category`, `code` (10 rows per value) and `ts`); also used by the export benchmark.
+pub(crate) fn load_items(n: usize) -> Result<(tempfile::TempDir, Database, Duration)> {
     let dir = tempfile::tempdir()?;
     let db = Database::open(
         dir.path().join("rem"),
@@ -78,9 +80,14 @@ pub(crate) fn run(n: usize, docs: usize, reps: usize) -> Result<()> {
             .collect();
         db.insert_batch("items", records)?;
     }
+    Ok((dir, db, t.elapsed()))
+}
+
+pub(crate) fn run(n: usize, docs: usize, reps: usize) -> Result<()> {
+    let (_dir, db, load) = load_items(n)?;
     println!(
         "SQL benchmark: {n} rows loaded in {:.1} s; {reps} runs per query, single client",
-        t.elapsed().as_secs_f64()
+        load.as_secs_f64()
     );
 
     // The reference: the same rows, read once through our provider, in a MemTable.

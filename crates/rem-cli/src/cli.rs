@@ -170,6 +170,26 @@ Soft-deleted rows are hidden unless the query filters on deleted_at or --include
         #[arg(long, default_value_t = 6)]
         max_depth: usize,
     },
+    /// Ingest documents: chunk, embed and store a file or a folder's files.
+    #[command(after_help = "Examples:
+  rem ingest notes.md
+  rem ingest ./docs --recursive
+  rem ingest paper.pdf --schema papers
+
+Reads .txt, .md, .html and .pdf. Each file gets a `files` record (status, content_hash,
+chunk_count) and its chunks go to --schema (default resources) with uri, ordinal, name,
+content and metadata (page, heading_path). Unchanged files are skipped; changed files
+replace their chunks. In a folder, a failing file is reported and the run goes on.")]
+    Ingest {
+        /// File or folder.
+        path: PathBuf,
+        /// Table for the chunks.
+        #[arg(long, default_value = "resources")]
+        schema: String,
+        /// Include sub-folders.
+        #[arg(long, short = 'r')]
+        recursive: bool,
+    },
     /// Export a table (or every table) to Parquet, CSV or JSON lines.
     #[command(after_help = "Examples:
   rem export resources --output resources.parquet

@@ -296,6 +296,11 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             out.flush().context("cannot write the result")?;
         }
         Command::Export(args) => export_command(&ctx, args)?,
+        Command::Ingest {
+            path,
+            schema,
+            recursive,
+        } => return ingest_command(&ctx, &path, schema, recursive),
         Command::Verify => {
             let db = ctx.open(Access::Read)?;
             let report = db.verify()?;
@@ -712,4 +717,66 @@ fn export_command(ctx: &Ctx, args: ExportArgs) -> Result<()> {
     };
     print_rows(summary, &Rows::from_objects(rows))?;
     Ok(())
+}
+
+fn ingest_command(ctx: &Ctx, path: &Path, schema: String, recursive: bool) -> Result<ExitCode> {
+    let db = ctx.open(Access::Write)?;
+    let options = rem_ingest::IngestOptions { schema, recursive };
+    // A progress bar for folders, on a terminal only.
+    let bar = (path.is_dir() && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let reports = rem_ingest::ingest(&db, path, &options, |done, total, file| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(
+                file.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+        }
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let mut failed = 0;
+    let rows: Vec<Value> = reports
+        .iter()
+        .map(|r| {
+            let (status, chunks, reason) = match &r.outcome {
+                rem_ingest::Outcome::Completed { chunks } => ("completed", Some(*chunks), None),
+                rem_ingest::Outcome::Unchanged => ("unchanged", None, None),
+                rem_ingest::Outcome::Failed { reason } => {
+                    failed += 1;
+                    ("failed", None, Some(reason.clone()))
+                }
+            };
+            json!({"uri": r.uri, "file_type": r.file_type, "size_bytes": r.size_bytes,
+                   "status": status, "chunks": chunks, "reason": reason})
+        })
+        .collect();
+    print_rows(ctx.format, &Rows::from_objects(rows))?;
+    let chunks: usize = reports
+        .iter()
+        .map(|r| match r.outcome {
+            rem_ingest::Outcome::Completed { chunks } => chunks,
+            _ => 0,
+        })
+        .sum();
+    eprintln!(
+        "{} file(s): {} chunk(s) written, {failed} failed",
+        reports.len(),
+        chunks
+    );
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

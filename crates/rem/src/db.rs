@@ -182,6 +182,11 @@ impl Database {
         Ok(db)
     }
 
+    /// The embedding settings this database was opened with.
+    pub fn embedding_options(&self) -> &EmbeddingOptions {
+        &self.inner.embedding
+    }
+
     /// The tenant of this handle.
     pub fn tenant(&self) -> &str {
         &self.tenant

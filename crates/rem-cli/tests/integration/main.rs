@@ -9,6 +9,7 @@ mod crash;
 mod errors;
 mod export;
 mod graph;
+mod ingest;
 mod query;
 mod schemas;
 mod search;

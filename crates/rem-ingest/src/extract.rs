@@ -1,0 +1,109 @@
+//! File types and their text: plain text and Markdown as written, HTML as the text a
+//! browser would show (html2text), PDF page by page (pdf-extract).
+
+use std::path::Path;
+
+use rem::{Error, Result};
+
+/// A supported document type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    /// Plain UTF-8 text.
+    Text,
+    /// Markdown.
+    Markdown,
+    /// HTML (text only).
+    Html,
+    /// PDF (text per page).
+    Pdf,
+}
+
+impl FileType {
+    /// The name stored in `files.file_type`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FileType::Text => "text",
+            FileType::Markdown => "markdown",
+            FileType::Html => "html",
+            FileType::Pdf => "pdf",
+        }
+    }
+}
+
+/// A run of text and the PDF page it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Section {
+    /// Text.
+    pub text: String,
+    /// 1-based page (PDF only).
+    pub page: Option<u32>,
+}
+
+/// The type of `path` from its extension (and, for PDFs, its signature); binary or
+/// unknown files are refused with the reason.
+pub fn detect(path: &Path, bytes: &[u8]) -> Result<FileType> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let kind = match ext.as_str() {
+        "md" | "markdown" | "mdx" => FileType::Markdown,
+        "html" | "htm" | "xhtml" => FileType::Html,
+        "pdf" => FileType::Pdf,
+        "txt" | "text" | "log" | "rst" | "org" | "adoc" => FileType::Text,
+        "" if bytes.starts_with(b"%PDF-") => FileType::Pdf,
+        _ => {
+            return Err(Error::InvalidInput(format!(
+                "{}: unsupported file type{} (ingest reads .txt, .md, .html and .pdf)",
+                path.display(),
+                if ext.is_empty() {
+                    String::new()
+                } else {
+                    format!(" '.{ext}'")
+                }
+            )))
+        }
+    };
+    if kind == FileType::Pdf && !bytes.starts_with(b"%PDF-") {
+        return Err(Error::InvalidInput(format!(
+            "{}: not a PDF file (no %PDF- header)",
+            path.display()
+        )));
+    }
+    if kind != FileType::Pdf && (std::str::from_utf8(bytes).is_err() || bytes.contains(&0)) {
+        return Err(Error::InvalidInput(format!(
+            "{}: binary content, not UTF-8 text",
+            path.display()
+        )));
+    }
+    Ok(kind)
+}
+
+/// The text of a file of type `kind`.
+pub(crate) fn extract(kind: FileType, bytes: &[u8]) -> Result<Vec<Section>> {
+    let utf8 = || {
+        std::str::from_utf8(bytes)
+            .map(str::to_string)
+            .map_err(|_| Error::InvalidInput("binary content, not UTF-8 text".into()))
+    };
+    Ok(match kind {
+        FileType::Text | FileType::Markdown => vec![Section {
+            text: utf8()?,
+            page: None,
+        }],
+        FileType::Html => vec![Section {
+            text: html2text::from_read(bytes, usize::MAX)
+                .map_err(|e| Error::InvalidInput(format!("cannot read the HTML: {e}")))?,
+            page: None,
+        }],
+        FileType::Pdf => pdf_extract::extract_text_from_mem_by_pages(bytes)
+            .map_err(|e| Error::InvalidInput(format!("cannot read the PDF: {e}")))?
+            .into_iter()
+            .enumerate()
+            .map(|(i, text)| Section {
+                text,
+                page: Some(i as u32 + 1),
+            })
+            .collect(),
+    })
+}
