@@ -182,7 +182,8 @@ content and metadata (page, heading_path). Unchanged files are skipped; changed 
 replace their chunks. In a folder, a failing file is reported and the run goes on.")]
     Ingest {
         /// File or folder.
-        path: PathBuf,
+        #[arg(value_name = "PATH")]
+        input: PathBuf,
         /// Table for the chunks.
         #[arg(long, default_value = "resources")]
         schema: String,

@@ -297,10 +297,10 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Export(args) => export_command(&ctx, args)?,
         Command::Ingest {
-            path,
+            input,
             schema,
             recursive,
-        } => return ingest_command(&ctx, &path, schema, recursive),
+        } => return ingest_command(&ctx, &input, schema, recursive),
         Command::Verify => {
             let db = ctx.open(Access::Read)?;
             let report = db.verify()?;
