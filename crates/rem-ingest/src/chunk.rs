@@ -3,7 +3,7 @@
 //! with overlap, preferring headings and paragraphs as split points.
 
 use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
-use text_splitter::{ChunkConfig, MarkdownSplitter, TextSplitter};
+use text_splitter::{ChunkConfig, ChunkSizer, MarkdownSplitter, TextSplitter};
 use tokenizers::Tokenizer;
 
 use rem::{Database, Error, Result};
@@ -110,39 +110,21 @@ impl Chunker {
     pub fn split(&self, text: &str, markdown: bool) -> Result<Vec<(usize, String)>> {
         let bad = |e: text_splitter::ChunkConfigError| Error::InvalidInput(e.to_string());
         let out = match &self.sizer {
-            Sizer::Tokens(t) => {
-                let config = ChunkConfig::new(self.max)
+            Sizer::Tokens(t) => split_with(
+                ChunkConfig::new(self.max)
                     .with_sizer(t.as_ref())
                     .with_overlap(self.overlap)
-                    .map_err(bad)?;
-                if markdown {
-                    MarkdownSplitter::new(config)
-                        .chunk_indices(text)
-                        .map(|(o, c)| (o, c.to_string()))
-                        .collect()
-                } else {
-                    TextSplitter::new(config)
-                        .chunk_indices(text)
-                        .map(|(o, c)| (o, c.to_string()))
-                        .collect()
-                }
-            }
-            Sizer::Chars => {
-                let config = ChunkConfig::new(self.max)
+                    .map_err(bad)?,
+                text,
+                markdown,
+            ),
+            Sizer::Chars => split_with(
+                ChunkConfig::new(self.max)
                     .with_overlap(self.overlap)
-                    .map_err(bad)?;
-                if markdown {
-                    MarkdownSplitter::new(config)
-                        .chunk_indices(text)
-                        .map(|(o, c)| (o, c.to_string()))
-                        .collect()
-                } else {
-                    TextSplitter::new(config)
-                        .chunk_indices(text)
-                        .map(|(o, c)| (o, c.to_string()))
-                        .collect()
-                }
-            }
+                    .map_err(bad)?,
+                text,
+                markdown,
+            ),
         };
         Ok(out)
     }
@@ -172,6 +154,26 @@ impl Chunker {
             }
         }
         Ok(out)
+    }
+}
+
+/// `(byte offset, chunk)` pairs from the Markdown or plain-text splitter.
+fn split_with<S: ChunkSizer>(
+    config: ChunkConfig<S>,
+    text: &str,
+    markdown: bool,
+) -> Vec<(usize, String)> {
+    let own = |(o, c): (usize, &str)| (o, c.to_string());
+    if markdown {
+        MarkdownSplitter::new(config)
+            .chunk_indices(text)
+            .map(own)
+            .collect()
+    } else {
+        TextSplitter::new(config)
+            .chunk_indices(text)
+            .map(own)
+            .collect()
     }
 }
 

@@ -288,7 +288,6 @@ impl Database {
             edge_type: None,
         }];
         let mut seen: HashSet<EntityId> = HashSet::from([*start]);
-        let mut hops = Vec::new();
         if options.dfs {
             // Explicit stack of node indexes; children pushed in reverse so the first
             // edge is explored first.
@@ -297,32 +296,15 @@ impl Database {
                 if nodes[i].depth >= options.depth {
                     continue;
                 }
-                hops.clear();
-                let id = nodes[i].id;
-                self.step(
+                let children = self.expand(
                     &mut iter,
                     &mut rev,
-                    &id,
+                    &[i],
+                    &mut nodes,
+                    &mut seen,
                     options.direction,
                     edge_type,
-                    &mut hops,
                 )?;
-                let mut children = Vec::new();
-                let tagged = hops.drain(..).map(|h| (i, h)).collect();
-                for (_, nid, table, ty) in self.resolve_hops(tagged, &seen)? {
-                    if seen.insert(nid) {
-                        let mut path = nodes[i].path.clone();
-                        path.push(nid);
-                        nodes.push(Node {
-                            id: nid,
-                            table,
-                            depth: nodes[i].depth + 1,
-                            path,
-                            edge_type: Some(ty),
-                        });
-                        children.push(nodes.len() - 1);
-                    }
-                }
                 stack.extend(children.into_iter().rev());
             }
             return Ok(nodes);
@@ -330,40 +312,59 @@ impl Database {
         // Level by level, so each level's neighbours are checked in one batch.
         let mut level = vec![0usize];
         for _ in 0..options.depth {
-            let mut tagged = Vec::new();
-            for &i in &level {
-                let id = nodes[i].id;
-                self.step(
-                    &mut iter,
-                    &mut rev,
-                    &id,
-                    options.direction,
-                    edge_type,
-                    &mut hops,
-                )?;
-                tagged.extend(hops.drain(..).map(|h| (i, h)));
-            }
-            let mut next = Vec::new();
-            for (parent, nid, table, ty) in self.resolve_hops(tagged, &seen)? {
-                if seen.insert(nid) {
-                    let mut path = nodes[parent].path.clone();
-                    path.push(nid);
-                    nodes.push(Node {
-                        id: nid,
-                        table,
-                        depth: nodes[parent].depth + 1,
-                        path,
-                        edge_type: Some(ty),
-                    });
-                    next.push(nodes.len() - 1);
-                }
-            }
+            let next = self.expand(
+                &mut iter,
+                &mut rev,
+                &level,
+                &mut nodes,
+                &mut seen,
+                options.direction,
+                edge_type,
+            )?;
             if next.is_empty() {
                 break;
             }
             level = next;
         }
         Ok(nodes)
+    }
+
+    /// One step from each of `parents` (indexes into `nodes`): the live neighbours not yet
+    /// `seen` become nodes (depth, path, edge type); their indexes are returned in order.
+    #[allow(clippy::too_many_arguments)]
+    fn expand(
+        &self,
+        iter: &mut rem_storage::RawScan<'_>,
+        rev: &mut rem_storage::RawScan<'_>,
+        parents: &[usize],
+        nodes: &mut Vec<Node>,
+        seen: &mut HashSet<EntityId>,
+        direction: Direction,
+        edge_type: Option<&str>,
+    ) -> Result<Vec<usize>> {
+        let mut hops = Vec::new();
+        let mut tagged = Vec::new();
+        for &i in parents {
+            self.step(iter, rev, &nodes[i].id, direction, edge_type, &mut hops)?;
+            tagged.extend(hops.drain(..).map(|h| (i, h)));
+        }
+        let mut added = Vec::new();
+        for (parent, nid, table, ty) in self.resolve_hops(tagged, seen)? {
+            if seen.insert(nid) {
+                let mut path = nodes[parent].path.clone();
+                path.push(nid);
+                let depth = nodes[parent].depth + 1;
+                nodes.push(Node {
+                    id: nid,
+                    table,
+                    depth,
+                    path,
+                    edge_type: Some(ty),
+                });
+                added.push(nodes.len() - 1);
+            }
+        }
+        Ok(added)
     }
 
     /// A shortest path (fewest hops) from `from` to `to`, both included, following
