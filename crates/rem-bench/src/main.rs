@@ -9,6 +9,7 @@ mod ann;
 mod embed;
 mod export;
 mod graph;
+mod ingest;
 mod sql;
 mod storage;
 
@@ -81,6 +82,24 @@ enum Scenario {
         #[arg(long, default_value_t = 500)]
         reps: usize,
     },
+    /// `rem ingest` of generated Markdown and PDFs: MB/s, chunks/s and the model's share.
+    Ingest {
+        /// Markdown files.
+        #[arg(long, default_value_t = 40)]
+        md_files: usize,
+        /// Size of each Markdown file in KiB.
+        #[arg(long, default_value_t = 8)]
+        md_kb: usize,
+        /// PDF files.
+        #[arg(long, default_value_t = 4)]
+        pdfs: usize,
+        /// Pages per PDF (40 sentences each).
+        #[arg(long, default_value_t = 10)]
+        pdf_pages: usize,
+        /// Models directory (default: P8_MODELS_DIR or ~/.p8/models).
+        #[arg(long, env = "P8_MODELS_DIR")]
+        models_dir: Option<std::path::PathBuf>,
+    },
     /// SQL through the table providers vs DataFusion over a MemTable; cosine ORDER BY vs search.
     Sql {
         /// Rows in the relational table.
@@ -111,6 +130,13 @@ fn main() -> anyhow::Result<()> {
             fanout,
             reps,
         } => graph::run(nodes, fanout, reps),
+        Scenario::Ingest {
+            md_files,
+            md_kb,
+            pdfs,
+            pdf_pages,
+            models_dir,
+        } => ingest::run(md_files, md_kb, pdfs, pdf_pages, models_dir),
         Scenario::Embed {
             model,
             models_dir,

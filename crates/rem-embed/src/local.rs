@@ -147,14 +147,16 @@ impl EmbeddingProvider for LocalBert {
         // similar length together (sorted, in groups) and put the results back in order.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
-        let groups: Vec<&[usize]> = order.chunks(GROUP).collect();
         // candle runs matrix products on all cores but every other operation (GELU,
         // softmax, layer norm) on the calling thread: run groups side by side so those
-        // use every core too.
-        let workers = std::thread::available_parallelism()
+        // use every core too. A small call is split evenly over the cores (9 texts on
+        // 2 cores are groups of 5 and 4, not 8 and 1).
+        let cores = std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
-            .min(groups.len());
+            .unwrap_or(1);
+        let size = GROUP.min(texts.len().div_ceil(cores)).max(1);
+        let groups: Vec<&[usize]> = order.chunks(size).collect();
+        let workers = cores.min(groups.len());
         let next = std::sync::atomic::AtomicUsize::new(0);
         let run_groups = || -> Result<Vec<GroupResult>, EmbedError> {
             let mut done = Vec::new();
