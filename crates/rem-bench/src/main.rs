@@ -10,6 +10,7 @@ mod embed;
 mod export;
 mod graph;
 mod ingest;
+mod replication;
 mod sql;
 mod storage;
 
@@ -100,6 +101,21 @@ enum Scenario {
         #[arg(long, env = "P8_MODELS_DIR")]
         models_dir: Option<std::path::PathBuf>,
     },
+    /// Replication lag under steady writes, catch-up rate, and the write cost of replicas.
+    Replication {
+        /// Single-record writes for the lag measurement.
+        #[arg(long, default_value_t = 5000)]
+        writes: usize,
+        /// Their rate per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: usize,
+        /// Entries a late replica starts behind (also the records of the write-cost run).
+        #[arg(long, default_value_t = 100_000)]
+        behind: usize,
+        /// Records per batch in the write-cost run.
+        #[arg(long, default_value_t = 100)]
+        batch_rows: usize,
+    },
     /// SQL through the table providers vs DataFusion over a MemTable; cosine ORDER BY vs search.
     Sql {
         /// Rows in the relational table.
@@ -130,6 +146,12 @@ fn main() -> anyhow::Result<()> {
             fanout,
             reps,
         } => graph::run(nodes, fanout, reps),
+        Scenario::Replication {
+            writes,
+            rate,
+            behind,
+            batch_rows,
+        } => replication::run(writes, rate, behind, batch_rows),
         Scenario::Ingest {
             md_files,
             md_kb,

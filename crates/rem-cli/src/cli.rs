@@ -212,6 +212,58 @@ place when complete.")]
     /// Configuration.
     #[command(subcommand, after_help = "Example:\n  rem config show")]
     Config(ConfigCommand),
+    /// Serve the database: replicas subscribe here, and other `rem` commands on the
+    /// same database go through this process while it runs.
+    #[command(
+        after_help = "Examples:\n  rem serve --port 50051\n  P8_REPLICATION_TOKEN=secret rem serve --host 0.0.0.0 --port 50051
+
+The database becomes a primary. Other rem commands with the same --path find the
+server through the file SERVER in the database folder. Stop with Ctrl-C."
+    )]
+    Serve {
+        /// Address to listen on (P8_REPLICATION_HOST, default 127.0.0.1).
+        #[arg(long)]
+        host: Option<String>,
+        /// Port (P8_REPLICATION_PORT, default 50051; 0 picks a free one).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Make this database a replica of a primary and apply its changes.
+    #[command(
+        after_help = "Examples:\n  rem replicate --primary localhost:50051 --follow\n  rem replicate --primary 10.0.0.5:50051          # catch up once, then exit
+
+The database must be new (only `rem init`) or already a replica. Local writes are
+refused; reads work, also while the primary is down. With --follow the replica keeps
+applying changes, reconnects with backoff and serves other rem commands on its
+database (see rem serve)."
+    )]
+    Replicate {
+        /// Primary address host:port (P8_PRIMARY_HOST).
+        #[arg(long)]
+        primary: Option<String>,
+        /// Keep following after catching up.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Replication status, change-log status and promotion.
+    #[command(subcommand)]
+    Replication(ReplicationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReplicationCommand {
+    /// Mode, primary, applied and primary sequence numbers, lag and state.
+    #[command(after_help = "Example:\n  rem replication status")]
+    Status,
+    /// Change-log sequence number, retained entries and bytes.
+    #[command(after_help = "Example:\n  rem replication wal-status")]
+    WalStatus,
+    /// Turn this replica into a primary (manual failover); its sequence continues.
+    #[command(after_help = "Example:\n  rem replication promote")]
+    Promote,
+    /// Checksums of entities and every index, to compare a replica with its primary.
+    #[command(after_help = "Example:\n  rem replication checksum --format json")]
+    Checksum,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@ use crate::cli::{
     BatchArgs, Cli, Command, ConfigCommand, EdgeCommand, ExportArgs, Format, GlobalArgs,
     SchemaCommand,
 };
+use crate::io::{errln, outln};
 use crate::output::{print_json, print_rows, Rows};
 
 /// How a command opens the database.
@@ -46,7 +47,7 @@ impl Ctx {
             // Parquet is a file format (rem export); what is printed is JSON.
             Some(Format::Parquet) => Format::Json,
             Some(f) => f,
-            None if std::io::stdout().is_terminal() => Format::Table,
+            None if !crate::io::captured() && std::io::stdout().is_terminal() => Format::Table,
             None => Format::Json,
         };
         Ok(Ctx {
@@ -57,6 +58,10 @@ impl Ctx {
     }
 
     fn open(&self, access: Access) -> Result<Database> {
+        // Inside a running server: its open database.
+        if let Some(db) = crate::server::served() {
+            return Ok(db.for_tenant(self.config.tenant())?);
+        }
         let options = OpenOptions {
             tenant: self.config.tenant().to_string(),
             // Reads do not take the lock: they work beside a running writer.
@@ -84,6 +89,11 @@ impl Ctx {
 pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     init_logging();
     let ctx = Ctx::new(&cli.global)?;
+    if crate::server::served().is_none() {
+        if let Some(code) = crate::server::forward(&cli, &ctx.config)? {
+            return Ok(code);
+        }
+    }
     if ctx.format_flag == Some(Format::Parquet) && !matches!(cli.command, Command::Export(_)) {
         bail!("--format parquet applies to rem export only");
     }
@@ -92,7 +102,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             let path = ctx.config.db_path();
             let db = ctx.open(Access::Create)?;
             let tables = db.schemas()?.len();
-            println!(
+            outln!(
                 "initialized {} ({tables} tables, tenant '{}')",
                 path.display(),
                 db.tenant()
@@ -102,8 +112,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Insert(args) => {
             if args.batch {
                 let db = ctx.open(Access::Write)?;
-                let stdin = std::io::stdin();
-                write_jsonl(&ctx, &db, &args.table, stdin.lock(), &args.batching)?;
+                write_jsonl(&ctx, &db, &args.table, crate::io::stdin(), &args.batching)?;
             } else {
                 let text = args.json.unwrap_or_default();
                 let record: Value =
@@ -113,7 +122,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
                     })?;
                 let db = ctx.open(Access::Write)?;
                 let id = db.insert(&args.table, record)?;
-                println!("{id}");
+                outln!("{id}");
             }
         }
         Command::Upsert(args) => {
@@ -146,7 +155,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             let id = EntityId::parse(&id)?;
             let db = ctx.open(Access::Write)?;
             let e = db.delete(&id)?;
-            println!("deleted {} from {}", e.id, e.table);
+            outln!("deleted {} from {}", e.id, e.table);
         }
         Command::Edge(cmd) => edge_command(&ctx, cmd)?,
         Command::Edges {
@@ -160,7 +169,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             let edges = db.edges_of(&id, direction, edge_type.as_deref())?;
             let rows: Vec<Value> = edges.iter().map(edge_json).collect();
             if rows.is_empty() && ctx.format == Format::Table {
-                eprintln!("no edges");
+                errln!("no edges");
             }
             print_rows(ctx.format, &Rows::from_objects(rows))?;
         }
@@ -230,7 +239,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             let db = ctx.open(Access::Read)?;
             let found: Vec<Value> = db.lookup(&key)?.iter().map(|e| e.to_json()).collect();
             if found.is_empty() && ctx.format == Format::Table {
-                eprintln!("no entity has key '{key}'");
+                errln!("no entity has key '{key}'");
             }
             print_rows(ctx.format, &Rows::from_objects(found))?;
         }
@@ -249,7 +258,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             let db = ctx.open(Access::ReadSaving)?;
             let result = db.search(args.schema.as_deref(), &args.query, &options)?;
             if result.table_detected {
-                eprintln!(
+                errln!(
                     "searched table '{}' (chosen by similarity to its description)",
                     result.table
                 );
@@ -272,7 +281,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
                 })
                 .collect();
             if rows.is_empty() && ctx.format == Format::Table {
-                eprintln!("no results in '{}'", result.table);
+                errln!("no results in '{}'", result.table);
             }
             print_rows(ctx.format, &Rows::from_objects(rows))?;
         }
@@ -290,10 +299,11 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
                 Format::Jsonl => rem_sql::OutputFormat::Jsonl,
                 Format::Csv => rem_sql::OutputFormat::Csv,
             };
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            rem_sql::write_batches(stream, format, &mut out)?;
-            out.flush().context("cannot write the result")?;
+            crate::io::with_out(|w| -> Result<()> {
+                let mut out = std::io::BufWriter::new(w);
+                rem_sql::write_batches(stream, format, &mut out)?;
+                out.flush().context("cannot write the result")
+            })?;
         }
         Command::Export(args) => export_command(&ctx, args)?,
         Command::Ingest {
@@ -306,7 +316,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             let report = db.verify()?;
             if !report.is_ok() {
                 for p in &report.problems {
-                    eprintln!("problem: {p}");
+                    errln!("problem: {p}");
                 }
                 bail!(
                     "verification found {} problem(s) in {}",
@@ -314,9 +324,11 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
                     db.path().display()
                 );
             }
-            println!(
+            outln!(
                 "ok: {} entities, {} index entries and {} change records agree",
-                report.entities, report.index_entries, report.change_records
+                report.entities,
+                report.index_entries,
+                report.change_records
             );
         }
         Command::Stats => {
@@ -352,12 +364,32 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
                         ctx.format,
                         &Rows::new(vec!["column family", "estimated keys", "bytes"], rows),
                     )?;
-                    println!(
+                    outln!(
                         "disk use: {} bytes; last sequence number: {}",
-                        s.disk_bytes, s.last_seq
+                        s.disk_bytes,
+                        s.last_seq
                     );
                 }
             }
+        }
+        Command::Serve { host, port } => {
+            let db = ctx.open(Access::Write)?;
+            if ctx.config.get("P8_REPLICATION_MODE") == Some("replica") {
+                return crate::server::replicate(&ctx.config, db, None, true);
+            }
+            return crate::server::serve(&ctx.config, db, host, port);
+        }
+        Command::Replicate { primary, follow } => {
+            let db = ctx.open(Access::Write)?;
+            return crate::server::replicate(&ctx.config, db, primary, follow);
+        }
+        Command::Replication(cmd) => {
+            let access = match cmd {
+                crate::cli::ReplicationCommand::Promote => Access::Write,
+                _ => Access::Read,
+            };
+            let db = ctx.open(access)?;
+            return crate::server::replication(db, ctx.format, cmd);
         }
         Command::Config(ConfigCommand::Show) => {
             let rows = ctx
@@ -405,7 +437,7 @@ fn schema_command(ctx: &Ctx, cmd: SchemaCommand) -> Result<()> {
                     Schema::from_document(doc.clone())?;
                     if let Some(out) = output {
                         write_schema_file(&out, &doc)?;
-                        println!(
+                        outln!(
                             "wrote schema '{}' to {}",
                             doc["name"].as_str().unwrap_or(""),
                             out.display()
@@ -418,7 +450,7 @@ fn schema_command(ctx: &Ctx, cmd: SchemaCommand) -> Result<()> {
             };
             let db = ctx.open(Access::Write)?;
             let schema = db.register_schema(doc)?;
-            println!("registered schema '{}'", schema.name);
+            outln!("registered schema '{}'", schema.name);
         }
         SchemaCommand::List => {
             let db = ctx.open(Access::Read)?;
@@ -460,7 +492,7 @@ fn schema_command(ctx: &Ctx, cmd: SchemaCommand) -> Result<()> {
             let schema = db.schema(&name)?;
             // A schema is a document: shown as JSON whatever the format, so that
             // `rem schema show x > x.json` can be edited and re-added.
-            println!("{}", serde_json::to_string_pretty(&schema.document)?);
+            outln!("{}", serde_json::to_string_pretty(&schema.document)?);
         }
         SchemaCommand::Templates => {
             let rows = rem::TEMPLATES
@@ -504,7 +536,6 @@ fn write_jsonl(
     let mut written = 0usize;
     let mut batch: Vec<Value> = Vec::with_capacity(batch_size);
     let mut lines: Vec<usize> = Vec::with_capacity(batch_size);
-    let stdout = std::io::stdout();
     let flush = |batch: &mut Vec<Value>,
                  lines: &mut Vec<usize>,
                  written: &mut usize|
@@ -517,11 +548,12 @@ fn write_jsonl(
             Ok(ids) => {
                 *written += ids.len();
                 if args.ids {
-                    let mut out = stdout.lock();
-                    for id in ids {
-                        writeln!(out, "{id}")?;
-                    }
-                    out.flush()?;
+                    crate::io::with_out(|out| -> std::io::Result<()> {
+                        for id in ids {
+                            writeln!(out, "{id}")?;
+                        }
+                        out.flush()
+                    })?;
                 }
                 lines.clear();
                 Ok(())
@@ -554,9 +586,9 @@ fn write_jsonl(
     }
     flush(&mut batch, &mut lines, &mut written)?;
     if args.ids {
-        eprintln!("wrote {written} records to {table}");
+        errln!("wrote {written} records to {table}");
     } else {
-        println!("wrote {written} records to {table}");
+        outln!("wrote {written} records to {table}");
     }
     Ok(())
 }
@@ -650,7 +682,7 @@ fn edge_command(ctx: &Ctx, cmd: EdgeCommand) -> Result<()> {
         } => {
             let db = ctx.open(Access::Write)?;
             if db.remove_edge(&src, &dst, &edge_type)? {
-                println!("removed {src} -[{edge_type}]-> {dst}");
+                outln!("removed {src} -[{edge_type}]-> {dst}");
             } else {
                 return Err(
                     rem::Error::NotFound(format!("edge {src} -[{edge_type}]-> {dst}")).into(),
@@ -696,7 +728,7 @@ fn export_command(ctx: &Ctx, args: ExportArgs) -> Result<()> {
     };
     let secs = started.elapsed().as_secs_f64();
     for r in &reports {
-        eprintln!(
+        errln!(
             "exported {} rows of {} to {} ({} bytes)",
             r.rows,
             r.table,
@@ -708,7 +740,7 @@ fn export_command(ctx: &Ctx, args: ExportArgs) -> Result<()> {
         .iter()
         .map(|r| json!({"table": r.table, "path": r.path.display().to_string(), "rows": r.rows, "bytes": r.bytes}))
         .collect();
-    eprintln!("{} file(s) in {secs:.2} s", reports.len());
+    errln!("{} file(s) in {secs:.2} s", reports.len());
     // --format named the file format; the summary is then JSON.
     let summary = if ctx.format_flag.is_some() {
         Format::Json
@@ -723,14 +755,15 @@ fn ingest_command(ctx: &Ctx, path: &Path, schema: String, recursive: bool) -> Re
     let db = ctx.open(Access::Write)?;
     let options = rem_ingest::IngestOptions { schema, recursive };
     // A progress bar for folders, on a terminal only.
-    let bar = (path.is_dir() && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
+    let bar =
+        (path.is_dir() && !crate::io::captured() && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
     let reports = rem_ingest::ingest(&db, path, &options, |done, total, file| {
         if let Some(bar) = &bar {
             bar.set_length(total as u64);
@@ -769,7 +802,7 @@ fn ingest_command(ctx: &Ctx, path: &Path, schema: String, recursive: bool) -> Re
             _ => 0,
         })
         .sum();
-    eprintln!(
+    errln!(
         "{} file(s): {} chunk(s) written, {failed} failed",
         reports.len(),
         chunks

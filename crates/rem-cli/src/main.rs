@@ -5,7 +5,9 @@
 
 mod cli;
 mod commands;
+mod io;
 mod output;
+mod server;
 
 use std::process::ExitCode;
 
@@ -38,7 +40,7 @@ fn main() -> ExitCode {
 }
 
 /// The error and its causes as one line, without debug formatting.
-fn one_line(err: &anyhow::Error) -> String {
+pub(crate) fn one_line(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
         let s = cause.to_string();

@@ -7,6 +7,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde_json::{Map, Value};
 
 use crate::cli::Format;
+use crate::io::outln;
 
 /// Rows with named columns.
 pub(crate) struct Rows {
@@ -84,8 +85,10 @@ impl Rows {
 }
 
 pub(crate) fn print_rows(format: Format, rows: &Rows) -> Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    crate::io::with_out(|out| print_rows_to(out, format, rows))
+}
+
+fn print_rows_to(out: &mut dyn Write, format: Format, rows: &Rows) -> Result<()> {
     match format {
         Format::Json | Format::Parquet => {
             let objects = rows.objects();
@@ -144,9 +147,9 @@ pub(crate) fn print_rows(format: Format, rows: &Rows) -> Result<()> {
 /// Prints a JSON document (pretty for `json`, one line for `jsonl`).
 pub(crate) fn print_json(format: Format, v: &Value) -> Result<()> {
     if format == Format::Jsonl {
-        println!("{}", serde_json::to_string(v)?);
+        outln!("{}", serde_json::to_string(v)?);
     } else {
-        println!("{}", serde_json::to_string_pretty(v)?);
+        outln!("{}", serde_json::to_string_pretty(v)?);
     }
     Ok(())
 }

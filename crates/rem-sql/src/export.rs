@@ -5,19 +5,29 @@
 //! Columns are the table's SQL columns (system fields, then the schema's properties,
 //! typed from the JSON Schema; see `convert`) without the catch-all `properties` JSON
 //! column, plus `embedding` (and `embedding_alt`) as `List<Float32>` when asked.
+//! In Parquet and JSON lines, an object property whose JSON Schema declares its
+//! properties (all of scalar, date-time, array-of-scalar or such object types) is a
+//! struct column, decoded from the JSON text by `arrow-json`; other objects, and every
+//! object in CSV, stay JSON text.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Float32Builder, ListBuilder, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
+use datafusion::arrow::array::{
+    Array, ArrayRef, Float32Builder, ListBuilder, StringArray, StructArray,
+};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::datatypes::{
+    DataType, Field, Fields, Schema as ArrowSchema, SchemaRef, TimeUnit,
+};
 use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use rem::{Database, EntityId, Error, Result};
+use serde_json::Value;
 
 use crate::convert::{columns, Source};
 use crate::engine::{Sql, SqlOptions};
@@ -189,6 +199,19 @@ pub fn export_table(
     }
     let base = stream.schema();
     let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+    // Object columns written as structs: (column index, struct fields).
+    let mut structs = Vec::new();
+    if options.format != ExportFormat::Csv {
+        for (i, f) in fields.iter_mut().enumerate() {
+            if let Some(DataType::Struct(sf)) = schema.document["properties"]
+                .get(f.name())
+                .and_then(struct_type)
+            {
+                *f = Field::new(f.name(), DataType::Struct(sf.clone()), true);
+                structs.push((i, sf));
+            }
+        }
+    }
     for c in &vector_columns {
         fields.push(Field::new(
             *c,
@@ -215,7 +238,7 @@ pub fn export_table(
         .map_err(|e| io_error(path, e))?;
         let mut rows = 0usize;
         for batch in stream {
-            let batch = batch?;
+            let batch = with_structs(batch?, &structs)?;
             let batch = with_vectors(db, &schema.name, &vector_columns, batch, &out_schema)?;
             rows += batch.num_rows();
             writer.write(&batch).map_err(|e| io_error(path, e))?;
@@ -262,6 +285,108 @@ pub fn export_all(db: &Database, dir: &Path, options: &ExportOptions) -> Result<
         out.push(export_table(db, &schema.name, &path, options)?);
     }
     Ok(out)
+}
+
+/// The Arrow type of a JSON Schema property definition inside a struct; `None` when it
+/// has none (untyped, mixed, or an object without declared properties).
+fn json_schema_type(def: &Value) -> Option<DataType> {
+    match def.get("type")?.as_str()? {
+        "string" if def.get("format").and_then(Value::as_str) == Some("date-time") => Some(
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        ),
+        "string" => Some(DataType::Utf8),
+        "integer" => Some(DataType::Int64),
+        "number" => Some(DataType::Float64),
+        "boolean" => Some(DataType::Boolean),
+        "array" => {
+            let item = json_schema_type(def.get("items")?)?;
+            Some(DataType::List(Arc::new(Field::new("item", item, true))))
+        }
+        "object" => struct_type(def),
+        _ => None,
+    }
+}
+
+/// `Struct` for an object definition whose declared properties all have an Arrow type.
+fn struct_type(def: &Value) -> Option<DataType> {
+    if def.get("type").and_then(Value::as_str) != Some("object") {
+        return None;
+    }
+    let props = def.get("properties")?.as_object()?;
+    if props.is_empty() {
+        return None;
+    }
+    let fields = props
+        .iter()
+        .map(|(name, d)| json_schema_type(d).map(|t| Field::new(name, t, true)))
+        .collect::<Option<Vec<_>>>()?;
+    Some(DataType::Struct(Fields::from(fields)))
+}
+
+/// Replaces the JSON-text columns listed in `structs` by struct columns. Properties not
+/// declared are dropped; a value that does not decode (written under an older schema)
+/// becomes null rather than failing the export.
+fn with_structs(batch: RecordBatch, structs: &[(usize, Fields)]) -> Result<RecordBatch> {
+    if structs.is_empty() {
+        return Ok(batch);
+    }
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    for (i, sf) in structs {
+        let text = columns[*i]
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| Error::Sql("export: an object column is not JSON text".into()))?;
+        let decode = |docs: &[&str]| -> std::result::Result<RecordBatch, String> {
+            let schema = Arc::new(ArrowSchema::new(sf.clone()));
+            let mut decoder = arrow_json::ReaderBuilder::new(schema)
+                .with_batch_size(docs.len().max(1))
+                .build_decoder()
+                .map_err(|e| e.to_string())?;
+            for d in docs {
+                decoder.decode(d.as_bytes()).map_err(|e| e.to_string())?;
+                decoder.decode(b"\n").map_err(|e| e.to_string())?;
+            }
+            match decoder.flush().map_err(|e| e.to_string())? {
+                Some(b) => Ok(b),
+                None => Ok(RecordBatch::new_empty(Arc::new(ArrowSchema::new(
+                    sf.clone(),
+                )))),
+            }
+        };
+        let mut valid: Vec<bool> = (0..text.len()).map(|r| text.is_valid(r)).collect();
+        let mut docs: Vec<&str> = (0..text.len())
+            .map(|r| if valid[r] { text.value(r) } else { "{}" })
+            .collect();
+        let decoded = match decode(&docs) {
+            Ok(b) => b,
+            Err(_) => {
+                // Find the rows that do not fit and null them.
+                for r in 0..docs.len() {
+                    if valid[r] && decode(&docs[r..r + 1]).is_err() {
+                        valid[r] = false;
+                        docs[r] = "{}";
+                    }
+                }
+                decode(&docs).map_err(|e| Error::Sql(format!("export: {e}")))?
+            }
+        };
+        let array = StructArray::try_new(
+            sf.clone(),
+            decoded.columns().to_vec(),
+            Some(NullBuffer::from(valid)),
+        )
+        .map_err(|e| Error::Sql(e.to_string()))?;
+        fields[*i] = Field::new(fields[*i].name(), DataType::Struct(sf.clone()), true);
+        columns[*i] = Arc::new(array);
+    }
+    RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)
+        .map_err(|e| Error::Sql(e.to_string()))
 }
 
 /// Appends the stored vectors of the batch's `id`s as `List<Float32>` columns.

@@ -240,6 +240,39 @@ impl Store {
         Ok(seq)
     }
 
+    /// Empties the change log and restarts numbering at 1, in one batch with `batch`
+    /// (a new replica drops the records of its own `rem init` before it takes the
+    /// primary's log with the primary's numbers).
+    pub fn reset_change_log(&self, mut batch: Batch<'_>) -> Result<()> {
+        if self.read_only {
+            return Err(StorageError::ReadOnly);
+        }
+        let _guard = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        batch.delete_range(
+            ColumnFamily::ChangeLog,
+            &0u64.to_be_bytes(),
+            &u64::MAX.to_be_bytes(),
+        );
+        batch.put(ColumnFamily::Meta, META_LAST_SEQ, &0u64.to_be_bytes());
+        self.write_raw(batch)?;
+        self.last_seq.store(0, Ordering::Release);
+        Ok(())
+    }
+
+    /// Removes change-log records with sequence numbers below `before` (retention).
+    pub fn truncate_change_log(&self, before: u64) -> Result<()> {
+        if self.read_only {
+            return Err(StorageError::ReadOnly);
+        }
+        let mut batch = self.batch();
+        batch.delete_range(
+            ColumnFamily::ChangeLog,
+            &0u64.to_be_bytes(),
+            &before.to_be_bytes(),
+        );
+        self.write_raw(batch)
+    }
+
     fn write_raw(&self, batch: Batch<'_>) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(self.sync_writes);
@@ -373,6 +406,14 @@ impl Batch<'_> {
     pub fn delete(&mut self, cf: ColumnFamily, key: &[u8]) {
         if let Ok(handle) = self.store.cf(cf) {
             self.inner.delete_cf(handle, key);
+            self.puts += 1;
+        }
+    }
+
+    /// Deletes every key in `[start, end)`.
+    pub fn delete_range(&mut self, cf: ColumnFamily, start: &[u8], end: &[u8]) {
+        if let Ok(handle) = self.store.cf(cf) {
+            self.inner.delete_range_cf(handle, start, end);
             self.puts += 1;
         }
     }

@@ -108,6 +108,55 @@ const SETTINGS: &[Setting] = &[
         help: "records per atomic batch for `rem insert --batch`",
     },
     Setting {
+        env: "P8_REPLICATION_MODE",
+        section: "replication",
+        key: "mode",
+        default: "standalone",
+        help: "standalone, primary or replica (`rem serve` follows P8_PRIMARY_HOST when replica)",
+    },
+    Setting {
+        env: "P8_REPLICATION_HOST",
+        section: "replication",
+        key: "host",
+        default: "127.0.0.1",
+        help: "address `rem serve` listens on",
+    },
+    Setting {
+        env: "P8_REPLICATION_PORT",
+        section: "replication",
+        key: "port",
+        default: "50051",
+        help: "port of `rem serve`",
+    },
+    Setting {
+        env: "P8_PRIMARY_HOST",
+        section: "replication",
+        key: "primary_host",
+        default: "",
+        help: "host:port of the primary a replica follows",
+    },
+    Setting {
+        env: "P8_REPLICATION_TOKEN",
+        section: "replication",
+        key: "token",
+        default: "",
+        help: "shared token every replication request must carry (empty: none)",
+    },
+    Setting {
+        env: "P8_WAL_RETENTION_SIZE",
+        section: "replication",
+        key: "wal_retention_size",
+        default: "1000000",
+        help: "change-log records a primary keeps for replicas (0: all)",
+    },
+    Setting {
+        env: "P8_WAL_BATCH_SIZE",
+        section: "replication",
+        key: "wal_batch_size",
+        default: "1000",
+        help: "change records per streamed batch",
+    },
+    Setting {
         env: "P8_DEFAULT_EMBEDDING",
         section: "embeddings",
         key: "default_model",
@@ -334,7 +383,7 @@ impl Config {
             help: "home of the database, models and config.toml",
         }];
         out.extend(self.values.values().cloned().map(|mut v| {
-            if v.env.ends_with("_API_KEY") && !v.value.is_empty() {
+            if (v.env.ends_with("_API_KEY") || v.env.ends_with("_TOKEN")) && !v.value.is_empty() {
                 v.value = "(set)".into();
             }
             v

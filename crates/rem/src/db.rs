@@ -51,7 +51,11 @@ pub(crate) struct Inner {
     pub(crate) providers: crate::embedding::Providers,
     /// Loaded vector indexes by (tenant, table, column).
     pub(crate) vectors: Mutex<HashMap<(String, String, String), crate::search::SharedIndex>>,
-    schemas: RwLock<HashMap<(String, String), Arc<Schema>>>,
+    pub(crate) schemas: RwLock<HashMap<(String, String), Arc<Schema>>>,
+    /// The replication role (`replica.rs`), cached from the meta column family.
+    pub(crate) role: RwLock<crate::ReplicationRole>,
+    /// Live entities and their tables by tenant, for graph reads (`nodes.rs`).
+    pub(crate) nodes: RwLock<HashMap<String, crate::nodes::NodeDirectory>>,
     /// Serialises read-modify-write cycles (reading old entities, staging the batch).
     pub(crate) write_lock: Mutex<()>,
 }
@@ -156,6 +160,7 @@ impl Database {
     }
 
     fn from_store(store: Store, tenant: &str, embedding: EmbeddingOptions) -> Result<Database> {
+        let role = Database::load_role(&store)?;
         let db = Database {
             inner: Arc::new(Inner {
                 store,
@@ -163,6 +168,8 @@ impl Database {
                 providers: Default::default(),
                 vectors: Mutex::new(HashMap::new()),
                 schemas: RwLock::new(HashMap::new()),
+                nodes: RwLock::new(HashMap::new()),
+                role: RwLock::new(role),
                 write_lock: Mutex::new(()),
             }),
             tenant: tenant.to_string(),
@@ -242,7 +249,13 @@ impl Database {
 
     /// Registers the built-in tables for this tenant if they are not stored yet.
     fn ensure_builtins(&self) -> Result<()> {
-        if self.is_read_only() {
+        // A replica gets the built-ins with the primary's log.
+        if self.is_read_only()
+            || matches!(
+                self.replication_role(),
+                crate::ReplicationRole::Replica { .. }
+            )
+        {
             return Ok(());
         }
         let id = EntityId::from_key(&self.tenant, "schemas", "schemas");

@@ -96,7 +96,7 @@ pub(crate) fn in_prefix(tenant: &str, dst: &str) -> Vec<u8> {
 
 /// Edge value: `weight f64 BE | created_at µs i64 BE | flags u8 | properties JSON`.
 /// Derived edges written before flags existed are the first 16 bytes alone.
-fn edge_value(
+pub(crate) fn edge_value(
     weight: f64,
     created_at: &DateTime<Utc>,
     explicit: bool,

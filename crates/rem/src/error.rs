@@ -21,6 +21,20 @@ pub enum Error {
     /// A write on a read-only database.
     #[error("the database is open read-only; writes are refused")]
     ReadOnly,
+    /// A local write on a replica.
+    #[error("this database is a replica of {primary}: writes go to the primary (or run `rem replication promote` to make this one a primary)")]
+    Replica {
+        /// The primary's address.
+        primary: String,
+    },
+    /// Replication: a change record arrived out of order or one is missing.
+    #[error("replication gap: expected change {expected}, got {got}")]
+    Gap {
+        /// The next sequence number the replica needs.
+        expected: u64,
+        /// The one it was given.
+        got: u64,
+    },
     /// The table is not registered for this tenant.
     #[error("unknown table '{0}'; register it with `rem schema add` (see `rem schema list`)")]
     UnknownTable(String),

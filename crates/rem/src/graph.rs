@@ -1,7 +1,8 @@
 //! Graph reads (SPEC §5.3): the edges of one entity, breadth- or depth-first traversal
 //! with depth and path, and shortest paths. Every step is a prefix scan of `edges`
 //! (out) or `edges_rev` (in), on one reused RocksDB iterator per direction; the
-//! neighbours found are checked for liveness with two multi-gets. Soft-deleted
+//! neighbours found are checked for liveness in the in-memory node directory
+//! (`nodes.rs`, kept current from the change log). Soft-deleted
 //! entities (and targets that do not exist yet) are not part of the graph.
 //!
 //! Targets are ids (qualified keys are stored as the id they determine), so both
@@ -13,8 +14,6 @@ use std::collections::{HashMap, HashSet};
 use rem_storage::{ColumnFamily, KeyReader};
 
 use crate::edges::{in_prefix, out_prefix, target_id};
-use crate::entity::is_deleted_encoded;
-use crate::index::{entity_key_bytes, id_key};
 use crate::{Database, Edge, EntityId, Error, Result};
 
 /// Deepest traversal or path search allowed.
@@ -140,23 +139,19 @@ impl Database {
                 true
             })?;
         }
-        // Targets that are deleted or missing are not edges of the graph.
-        let mut live = HashMap::new();
-        let mut keep = Vec::with_capacity(out.len());
-        for e in out {
-            let other = match e.dst_id() {
-                Some(d) if d != *id => Some(d),
-                _ => None,
-            };
-            let ok = match other {
-                Some(d) => *live.entry(d).or_insert(self.get(&d)?.is_some()),
-                None => true,
-            };
-            if ok {
-                keep.push(e);
-            }
-        }
-        Ok(keep)
+        // Edges whose other end is deleted or missing are not edges of the graph.
+        self.with_nodes(|d| {
+            out.into_iter()
+                .filter(|e| {
+                    let other = if e.src == *id {
+                        e.dst_id()
+                    } else {
+                        Some(e.src)
+                    };
+                    other.is_none_or(|o| d.table(&o).is_some())
+                })
+                .collect()
+        })
     }
 
     /// The neighbours of `node` one step away.
@@ -203,41 +198,19 @@ impl Database {
         Ok(())
     }
 
-    /// Tables of the live entities among `ids` (missing and soft-deleted ones absent).
+    /// Tables of the live entities among `ids` (missing and soft-deleted ones absent),
+    /// from the in-memory node directory.
     fn live_tables(&self, ids: &[EntityId]) -> Result<Vec<Option<String>>> {
-        let tenant = self.tenant.as_str();
-        let id_keys: Vec<Vec<u8>> = ids.iter().map(|id| id_key(tenant, id)).collect();
-        let tables = self.store().multi_get(ColumnFamily::Ids, &id_keys)?;
-        let mut entity_keys = Vec::new();
-        let mut which = Vec::new();
-        let mut out: Vec<Option<String>> = vec![None; ids.len()];
-        for (i, t) in tables.into_iter().enumerate() {
-            if let Some(t) = t.and_then(|t| String::from_utf8(t).ok()) {
-                entity_keys.push(entity_key_bytes(tenant, &t, &ids[i]));
-                which.push(i);
-                out[i] = Some(t);
-            }
-        }
-        for (bytes, i) in self
-            .store()
-            .multi_get(ColumnFamily::Entities, &entity_keys)?
-            .into_iter()
-            .zip(which)
-        {
-            let live = match bytes {
-                Some(b) => !is_deleted_encoded(&b)?,
-                None => false,
-            };
-            if !live {
-                out[i] = None;
-            }
-        }
-        Ok(out)
+        self.with_nodes(|d| {
+            ids.iter()
+                .map(|id| d.table(id).map(|t| t.to_string()))
+                .collect()
+        })
     }
 
     /// Resolves hops (each tagged with its parent) to live neighbours
     /// `(parent, id, table, edge type)`, dropping ids in `seen` and repeats before any
-    /// lookup; liveness of the whole set is two multi-gets.
+    /// lookup.
     fn resolve_hops(
         &self,
         hops: Vec<(usize, Hop)>,

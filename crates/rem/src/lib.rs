@@ -17,8 +17,10 @@ mod error;
 mod graph;
 mod id;
 mod index;
+mod nodes;
 mod predicate;
 mod query;
+mod replica;
 mod schema;
 mod search;
 mod vector;
@@ -38,6 +40,7 @@ pub use graph::{Direction, Node, TraverseOptions, MAX_DEPTH};
 pub use id::EntityId;
 pub use query::{AccessPath, Filter, ScanOptions};
 pub use rem_storage::StoreOptions;
+pub use replica::{LogStatus, ReplicatedChange, ReplicatedVector, ReplicationRole};
 pub use schema::{
     builtin_schemas, canonical_table_name, load_pydantic_schema, template, FieldType, Schema,
     TEMPLATES,

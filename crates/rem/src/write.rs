@@ -196,10 +196,12 @@ impl Database {
 
     pub(crate) fn check_writable(&self) -> Result<()> {
         if self.is_read_only() {
-            Err(Error::ReadOnly)
-        } else {
-            Ok(())
+            return Err(Error::ReadOnly);
         }
+        if let crate::ReplicationRole::Replica { primary } = self.replication_role() {
+            return Err(Error::Replica { primary });
+        }
+        Ok(())
     }
 
     /// Splits system fields off a record, validates the rest and derives the id.
@@ -323,40 +325,57 @@ impl Database {
             latest.insert(p.id, entity);
         }
         for id in &order {
-            let new = &latest[id];
-            let canonical = |t: &str| self.canonical_table(t);
-            let new_entries = index_entries(&self.tenant, schema, new, &canonical);
-            let old_entries = stored
-                .get(id)
-                .map(|old| index_entries(&self.tenant, schema, old, &canonical))
-                .unwrap_or_default();
-            let new_keys: HashSet<&[u8]> =
-                new_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
-            let old_keys: HashSet<&[u8]> =
-                old_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
-            for (cf, k, _) in &old_entries {
-                if !new_keys.contains(k.as_slice()) {
-                    batch.delete(*cf, k);
-                }
-            }
-            // Entries already present are left alone: their values depend only on the
-            // key, except an edge's creation time, which must stay the first one.
-            for (cf, k, v) in &new_entries {
-                if !old_keys.contains(k.as_slice()) {
-                    batch.put(*cf, k, v);
-                }
-            }
-            let encoded = new.encode();
-            let key = entity_key_bytes(&self.tenant, table, id);
-            batch.put(ColumnFamily::Entities, &key, &encoded);
+            let encoded = self.stage_entity(batch, schema, stored.get(id), &latest[id]);
             changes.push(encode_put(&self.tenant, table, &encoded));
         }
         Ok(input_ids)
     }
 
+    /// Stages one entity's new state over `old` (its stored state, if any): the index
+    /// entries that changed and the entity itself. Returns the entity's encoding.
+    pub(crate) fn stage_entity(
+        &self,
+        batch: &mut Batch<'_>,
+        schema: &Schema,
+        old: Option<&Entity>,
+        new: &Entity,
+    ) -> Vec<u8> {
+        let canonical = |t: &str| self.canonical_table(t);
+        let new_entries = index_entries(&self.tenant, schema, new, &canonical);
+        let old_entries = old
+            .map(|old| index_entries(&self.tenant, schema, old, &canonical))
+            .unwrap_or_default();
+        let new_keys: HashSet<&[u8]> = new_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
+        let old_keys: HashSet<&[u8]> = old_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
+        for (cf, k, _) in &old_entries {
+            if !new_keys.contains(k.as_slice()) {
+                batch.delete(*cf, k);
+            }
+        }
+        // Entries already present are left alone: their values depend only on the
+        // key, except an edge's creation time, which must stay the first one.
+        for (cf, k, v) in &new_entries {
+            if !old_keys.contains(k.as_slice()) {
+                batch.put(*cf, k, v);
+            }
+        }
+        let encoded = new.encode();
+        batch.put(
+            ColumnFamily::Entities,
+            &entity_key_bytes(&self.tenant, &schema.name, &new.id),
+            &encoded,
+        );
+        encoded
+    }
+
     /// Stages the rewrite of every index entry of `new.name` from `old`'s layout to
     /// `new`'s (for re-registration with other indexed fields or key field).
-    fn stage_reindex(&self, batch: &mut Batch<'_>, old: &Schema, new: &Schema) -> Result<()> {
+    pub(crate) fn stage_reindex(
+        &self,
+        batch: &mut Batch<'_>,
+        old: &Schema,
+        new: &Schema,
+    ) -> Result<()> {
         let table = canonical_table_name(&new.name);
         for item in self
             .store()
@@ -388,7 +407,7 @@ impl Database {
 }
 
 /// True when index entries depend on something that changed between the versions.
-fn needs_reindex(old: &Schema, new: &Schema) -> bool {
+pub(crate) fn needs_reindex(old: &Schema, new: &Schema) -> bool {
     old.key_field != new.key_field
         || old.indexed_fields != new.indexed_fields
         || old

@@ -16,7 +16,10 @@ const ITEMS: &str = r#"{"name": "item", "key_field": "sku",
    "sku": {"type": "string"}, "qty": {"type": "integer"}, "price": {"type": "number"},
    "active": {"type": "boolean"}, "seen": {"type": "string", "format": "date-time"},
    "tags": {"type": "array", "items": {"type": "string"}},
-   "meta": {"type": "object"}, "blurb": {"type": "string"}}}"#;
+   "meta": {"type": "object"}, "blurb": {"type": "string"},
+   "dims": {"type": "object", "properties": {
+     "w": {"type": "number"}, "unit": {"type": "string"},
+     "marks": {"type": "array", "items": {"type": "integer"}}}}}}"#;
 
 /// Reads a Parquet file with pyarrow: row count, column types and rows as JSON.
 fn pyarrow(path: &Path) -> Value {
@@ -53,16 +56,17 @@ fn setup() -> Rem {
     rem.ok(&["schema", "add", schema.to_str().unwrap()]);
     let mut lines = String::new();
     for i in 0..30 {
-        lines.push_str(
-            &json!({
-                "sku": format!("S-{i:02}"), "qty": i, "price": i as f64 * 1.5,
-                "active": i % 2 == 0, "seen": format!("2025-03-{:02}T10:00:00Z", 1 + i % 28),
-                "tags": if i % 3 == 0 { json!(["a", "b"]) } else { json!([]) },
-                "meta": {"color": "red", "n": i},
-                "blurb": format!("item number {i} in the catalogue")
-            })
-            .to_string(),
-        );
+        let mut record = json!({
+            "sku": format!("S-{i:02}"), "qty": i, "price": i as f64 * 1.5,
+            "active": i % 2 == 0, "seen": format!("2025-03-{:02}T10:00:00Z", 1 + i % 28),
+            "tags": if i % 3 == 0 { json!(["a", "b"]) } else { json!([]) },
+            "meta": {"color": "red", "n": i},
+            "blurb": format!("item number {i} in the catalogue")
+        });
+        if i % 5 != 0 {
+            record["dims"] = json!({"w": i, "unit": "cm", "marks": [i, 1]});
+        }
+        lines.push_str(&record.to_string());
         lines.push('\n');
     }
     let out = rem.run_with_stdin(&["insert", "item", "--batch"], &lines);
@@ -97,6 +101,11 @@ fn parquet_types_values_compressions_and_filters() {
         ("seen", "timestamp[us, tz=UTC]"),
         ("tags", "list<item: string>"),
         ("meta", "string"),
+        // Objects whose schema declares their properties are structs.
+        (
+            "dims",
+            "struct<w: double, unit: string, marks: list<item: int64>>",
+        ),
     ] {
         assert_eq!(types[col], ty, "{col}: {types}");
     }
@@ -118,6 +127,17 @@ fn parquet_types_values_compressions_and_filters() {
         serde_json::from_str::<Value>(row["meta"].as_str().unwrap()).unwrap(),
         json!({"color": "red", "n": 3})
     );
+    assert_eq!(
+        row["dims"],
+        json!({"w": 3.0, "unit": "cm", "marks": [3, 1]})
+    );
+    let absent = t["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["sku"] == "S-05")
+        .unwrap();
+    assert!(absent["dims"].is_null(), "{absent}");
     assert_eq!(t["codecs"], json!(["ZSTD"]));
 
     for (name, codec) in [
@@ -207,6 +227,11 @@ fn csv_jsonl_all_and_bad_input() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 5);
+    let one = lines.iter().find(|l| l["sku"] == "S-01").unwrap();
+    assert_eq!(
+        one["dims"],
+        json!({"w": 1.0, "unit": "cm", "marks": [1, 1]})
+    );
 
     let all = dir.join("all");
     rem.ok(&["export", "--all", "--output", all.to_str().unwrap()]);

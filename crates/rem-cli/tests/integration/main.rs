@@ -11,6 +11,7 @@ mod export;
 mod graph;
 mod ingest;
 mod query;
+mod replication;
 mod schemas;
 mod search;
 mod tenants;

@@ -315,6 +315,59 @@ fn soft_deleted_entities_drop_out() {
 }
 
 #[test]
+fn traversals_see_every_later_write() {
+    // Liveness comes from an in-memory directory kept current from the change log:
+    // deletes, revivals and new nodes after a first traversal must all show.
+    let db = people(&["ada", "bob", "cy"]);
+    knows(&db, "ada", "bob");
+    knows(&db, "bob", "cy");
+    let chain = |db: &Database| walk(db, "ada", &opts(3, Direction::Out));
+    assert_eq!(chain(&db).len(), 3);
+    db.delete(&id(&db, "cy")).unwrap();
+    assert_eq!(chain(&db), vec![("ada".into(), 0), ("bob".into(), 1)]);
+    // An upsert revives a soft-deleted entity.
+    db.insert("person", json!({"handle": "cy", "role": "back"}))
+        .unwrap();
+    assert_eq!(chain(&db).len(), 3);
+    db.insert("person", json!({"handle": "dee"})).unwrap();
+    knows(&db, "cy", "dee");
+    assert_eq!(chain(&db).last().unwrap(), &("dee".to_string(), 3));
+    // Another handle on the same store (another tenant) keeps its own directory.
+    let other = db.for_tenant("other").unwrap();
+    other
+        .register_schema(json!({
+            "name": "person", "key_field": "handle",
+            "properties": {"handle": {"type": "string"}}
+        }))
+        .unwrap();
+    other.insert("person", json!({"handle": "ada"})).unwrap();
+    assert_eq!(walk(&other, "ada", &opts(2, Direction::Out)).len(), 1);
+    assert_eq!(chain(&db).len(), 4);
+    // A reopened database rebuilds the directory from its entities.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let options = rem::OpenOptions {
+        create: true,
+        ..Default::default()
+    };
+    {
+        let db = Database::open(&path, &options).unwrap();
+        db.register_schema(json!({
+            "name": "person", "key_field": "handle",
+            "properties": {"handle": {"type": "string"}}
+        }))
+        .unwrap();
+        for h in ["ada", "bob"] {
+            db.insert("person", json!({"handle": h})).unwrap();
+        }
+        knows(&db, "ada", "bob");
+        db.delete(&id(&db, "bob")).unwrap();
+    }
+    let db = Database::open(&path, &options).unwrap();
+    assert_eq!(chain(&db), vec![("ada".into(), 0)]);
+}
+
+#[test]
 fn bad_input_is_refused_and_writes_nothing() {
     let db = people(&["ada", "bob", "dup"]);
     db.register_schema(json!({"name": "team", "key_field": "handle",

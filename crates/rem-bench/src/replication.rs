@@ -1,0 +1,264 @@
+//! Replication benchmark, in one process over real gRPC on 127.0.0.1: a primary
+//! `rem_replication::serve` and replicas running `rem_replication::follow`, each on its
+//! own RocksDB database.
+//!
+//! - Lag: single-record writes at a steady rate with two replicas attached; the lag of
+//!   a change is the time from its commit on the primary to its appearance on a replica
+//!   (a thread watches each replica's `last_seq`).
+//! - Catch-up: a replica started 100k entries behind; entries applied per second.
+//! - Write cost: the same batch inserts with no replica and with two replicas
+//!   following (the reference run is the first).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rem::{Database, OpenOptions};
+use rem_replication::{CommandRunner, FollowOptions, ReplicaStatus, ServeOptions};
+use serde_json::json;
+
+struct NoCommands;
+
+impl CommandRunner for NoCommands {
+    fn execute(&self, _: Vec<String>, _: Vec<u8>) -> (Vec<u8>, Vec<u8>, i32) {
+        (vec![], b"not available in the benchmark".to_vec(), 1)
+    }
+}
+
+fn open(dir: &std::path::Path, name: &str) -> Result<Database> {
+    Ok(Database::open(
+        dir.join(name),
+        &OpenOptions {
+            create: true,
+            ..OpenOptions::default()
+        },
+    )?)
+}
+
+fn schema(db: &Database) -> Result<()> {
+    db.register_schema(json!({
+        "name": "events", "key_field": "key", "indexed_fields": ["kind"],
+        "properties": {"key": {"type": "string"}, "kind": {"type": "string"},
+                       "n": {"type": "integer"}, "body": {"type": "string"}}
+    }))?;
+    Ok(())
+}
+
+fn record(i: usize) -> serde_json::Value {
+    let kind = ["a", "b", "c", "d"][i % 4];
+    json!({"key": format!("e-{i}"), "kind": kind, "n": i,
+           "body": format!("event number {i} with a little text to replicate")})
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+struct Cluster {
+    rt: tokio::runtime::Runtime,
+    port: u16,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Cluster {
+    fn start(primary: &Database) -> Result<Cluster> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        primary.set_primary()?;
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let port = listener.local_addr()?.port();
+        let (stop, mut rx) = tokio::sync::watch::channel(false);
+        rt.spawn(rem_replication::serve(
+            primary.clone(),
+            listener,
+            ServeOptions::default(),
+            Arc::new(NoCommands),
+            None,
+            async move {
+                let _ = rx.changed().await;
+            },
+        ));
+        Ok(Cluster { rt, port, stop })
+    }
+
+    fn follow(&self, replica: &Database, name: &str) -> Result<()> {
+        let primary = format!("127.0.0.1:{}", self.port);
+        replica.become_replica(&primary)?;
+        let options = FollowOptions {
+            primary: primary.clone(),
+            token: None,
+            follow: true,
+            max_backoff: Duration::from_secs(1),
+            name: name.into(),
+        };
+        self.rt.spawn(rem_replication::follow(
+            replica.clone(),
+            options,
+            Arc::new(ReplicaStatus::new(&primary)),
+            self.stop.subscribe(),
+        ));
+        Ok(())
+    }
+}
+
+fn wait_until(db: &Database, seq: u64, limit: Duration) -> Result<Duration> {
+    let t = Instant::now();
+    while db.last_seq() < seq {
+        anyhow::ensure!(
+            t.elapsed() < limit,
+            "replica stuck at {} < {seq}",
+            db.last_seq()
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(t.elapsed())
+}
+
+pub(crate) fn run(writes: usize, rate: usize, behind: usize, batch_rows: usize) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    println!("replication benchmark (one process, gRPC over 127.0.0.1, 2 cores)");
+
+    // 1. Lag under a steady load.
+    let primary = open(dir.path(), "primary")?;
+    schema(&primary)?;
+    let cluster = Cluster::start(&primary)?;
+    let replicas = [open(dir.path(), "r1")?, open(dir.path(), "r2")?];
+    for (i, r) in replicas.iter().enumerate() {
+        cluster.follow(r, &format!("r{}", i + 1))?;
+    }
+    let start_seq = primary.last_seq();
+    for r in &replicas {
+        wait_until(r, start_seq, Duration::from_secs(30)).context("initial sync")?;
+    }
+    let committed: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchers: Vec<_> = replicas
+        .iter()
+        .map(|r| {
+            let r = r.clone();
+            let committed = committed.clone();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut lags = Vec::new();
+                let mut seen = r.last_seq();
+                let deadline = Instant::now() + Duration::from_secs(600);
+                while !done.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline
+                {
+                    let now_seq = r.last_seq();
+                    if now_seq > seen {
+                        let now = Instant::now();
+                        let map = committed.lock().unwrap_or_else(|p| p.into_inner());
+                        for s in seen + 1..=now_seq {
+                            if let Some(t) = map.get(&s) {
+                                lags.push(now.duration_since(*t).as_secs_f64() * 1000.0);
+                            }
+                        }
+                        seen = now_seq;
+                    } else {
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                }
+                lags
+            })
+        })
+        .collect();
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let t = Instant::now();
+    for i in 0..writes {
+        let due = t + interval * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        primary.insert("events", record(i))?;
+        let seq = primary.last_seq();
+        committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seq, Instant::now());
+    }
+    let last = primary.last_seq();
+    for r in &replicas {
+        wait_until(r, last, Duration::from_secs(60))?;
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut lags: Vec<f64> = Vec::new();
+    for w in watchers {
+        lags.extend(w.join().map_err(|_| anyhow::anyhow!("watcher panicked"))?);
+    }
+    lags.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "\nlag: {writes} single-record writes at {rate}/s, 2 replicas: {} samples, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        lags.len(),
+        percentile(&lags, 0.5),
+        percentile(&lags, 0.99),
+        lags.last().copied().unwrap_or(f64::NAN)
+    );
+    for r in &replicas {
+        anyhow::ensure!(
+            r.content_checksum()? == primary.content_checksum()?,
+            "a replica differs from the primary"
+        );
+    }
+    println!("replicas' content checksums equal the primary's");
+    drop(cluster);
+
+    // 2. Catch-up of a replica `behind` entries behind.
+    let primary = open(dir.path(), "primary2")?;
+    schema(&primary)?;
+    let records: Vec<_> = (0..behind).map(record).collect();
+    for chunk in records.chunks(1000) {
+        primary.insert_batch("events", chunk.to_vec())?;
+    }
+    let cluster = Cluster::start(&primary)?;
+    let late = open(dir.path(), "late")?;
+    let t = Instant::now();
+    cluster.follow(&late, "late")?;
+    let took = wait_until(&late, primary.last_seq(), Duration::from_secs(600))?.max(t.elapsed());
+    println!(
+        "\ncatch-up: {} entries in {:.2} s = {:.0} entries/s",
+        primary.last_seq(),
+        took.as_secs_f64(),
+        primary.last_seq() as f64 / took.as_secs_f64()
+    );
+    drop(cluster);
+
+    // 3. Write throughput with and without two replicas.
+    let measure = |with_replicas: bool, name: &str| -> Result<f64> {
+        let primary = open(dir.path(), name)?;
+        schema(&primary)?;
+        let cluster = Cluster::start(&primary)?;
+        let mut followers = Vec::new();
+        if with_replicas {
+            for i in 0..2 {
+                let r = open(dir.path(), &format!("{name}-r{i}"))?;
+                cluster.follow(&r, &format!("{name}-r{i}"))?;
+                followers.push(r);
+            }
+        }
+        let t = Instant::now();
+        for chunk in records.chunks(batch_rows) {
+            primary.insert_batch("events", chunk.to_vec())?;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        for r in &followers {
+            wait_until(r, primary.last_seq(), Duration::from_secs(600))?;
+        }
+        drop(cluster);
+        Ok(records.len() as f64 / secs)
+    };
+    let alone = measure(false, "w0")?;
+    let with_two = measure(true, "w2")?;
+    println!(
+        "\nwrites ({} records, batches of {batch_rows}): no replica {alone:.0} rec/s, two replicas {with_two:.0} rec/s, cost {:.1}%",
+        records.len(),
+        100.0 * (1.0 - with_two / alone)
+    );
+    Ok(())
+}

@@ -1,0 +1,402 @@
+//! Replication with real processes on 127.0.0.1: the seeds' "Peer Replication
+//! Testing" walkthrough (primary, two replicas, failover, automatic catch-up), commands
+//! going through a running server, convergence checked by content checksums, and
+//! kills of the primary and of a replica. Every wait is bounded in time.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{path_str, Rem};
+
+const ARTICLES: &str = r#"{"name": "articles", "key_field": "title",
+ "description": "Articles replicated between nodes",
+ "indexed_fields": ["category"], "embedding_fields": ["content"],
+ "properties": {"title": {"type": "string"}, "content": {"type": "string"},
+                "category": {"type": "string"}}}"#;
+
+/// A background `rem` process, killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (at most `secs`) until `check` holds.
+fn wait_for(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn endpoint(rem: &Rem) -> std::path::PathBuf {
+    rem.db_path().join("SERVER")
+}
+
+fn spawn(rem: &Rem, args: &[&str]) -> Proc {
+    let child = rem
+        .command()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn rem");
+    Proc(child)
+}
+
+/// `rem serve` on `port`, waiting for its endpoint file to name it.
+fn serve(rem: &Rem, port: u16) -> Proc {
+    let _ = std::fs::remove_file(endpoint(rem));
+    let p = spawn(
+        rem,
+        &["serve", "--host", "127.0.0.1", "--port", &port.to_string()],
+    );
+    wait_for("the primary to serve", 60, || endpoint(rem).exists());
+    p
+}
+
+fn follow(rem: &Rem, port: u16) -> Proc {
+    let p = spawn(
+        rem,
+        &[
+            "replicate",
+            "--primary",
+            &format!("127.0.0.1:{port}"),
+            "--follow",
+        ],
+    );
+    wait_for("the replica to serve", 60, || endpoint(rem).exists());
+    p
+}
+
+fn status(rem: &Rem) -> Value {
+    rem.json(&["replication", "status"])
+}
+
+fn wait_synced(replica: &Rem, primary_seq: u64) {
+    wait_for("the replica to catch up", 120, || {
+        let s = status(replica);
+        s["state"] == "synced" && s["applied_seq"].as_u64() == Some(primary_seq)
+    });
+}
+
+fn checksum(rem: &Rem) -> Value {
+    rem.json(&["replication", "checksum"])
+}
+
+fn seq(rem: &Rem) -> u64 {
+    rem.json(&["replication", "wal-status"])["seq"]
+        .as_u64()
+        .unwrap()
+}
+
+fn titles(rem: &Rem) -> Vec<String> {
+    let rows = rem.json(&["query", "SELECT title FROM articles ORDER BY title"]);
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["title"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn add_schema(rem: &Rem) {
+    let schema = rem.write_file("articles.json", ARTICLES);
+    rem.ok(&["schema", "add", path_str(&schema)]);
+}
+
+#[test]
+fn walkthrough_two_replicas_failover_and_catch_up() {
+    // Terminal 1: the primary.
+    let primary = Rem::init();
+    add_schema(&primary);
+    let port = free_port();
+    let mut server = serve(&primary, port);
+    // Commands on the served database go through the server (no lock error).
+    primary.ok(&[
+        "insert",
+        "articles",
+        r#"{"title": "Doc 1", "content": "Test replication", "category": "test"}"#,
+    ]);
+    let wal = primary.json(&["replication", "wal-status"]);
+    assert!(wal["entries"].as_u64().unwrap() >= 1, "{wal}");
+    assert!(wal["bytes"].as_u64().unwrap() > 0);
+    let text = primary.ok(&["replication", "wal-status", "--format", "table"]);
+    assert!(
+        text.contains("WAL sequence: ") && text.contains("Entries: "),
+        "{text}"
+    );
+
+    // Terminals 2 and 3: two replicas.
+    let r1 = Rem::init();
+    let r2 = Rem::init();
+    let _f1 = follow(&r1, port);
+    let _f2 = follow(&r2, port);
+    let at = seq(&primary);
+    wait_synced(&r1, at);
+    wait_synced(&r2, at);
+    let s = r1.ok(&["replication", "status", "--format", "table"]);
+    for line in [
+        "Mode: replica",
+        &format!("Primary: 127.0.0.1:{port}"),
+        "Status: synced",
+        "Lag: ",
+    ] {
+        assert!(s.contains(line), "{line} missing from:\n{s}");
+    }
+    assert_eq!(titles(&r1), vec!["Doc 1"]);
+    let count = r2.json(&["query", "SELECT COUNT(*) AS n FROM articles"]);
+    assert_eq!(count[0]["n"], 1);
+    // Same content, index entries and vectors; same search results.
+    assert_eq!(checksum(&r1), checksum(&primary));
+    assert_eq!(checksum(&r2), checksum(&primary));
+    let search = |rem: &Rem| rem.json(&["search", "replication test", "--schema", "articles"]);
+    assert_eq!(search(&r1)["results"], search(&primary)["results"]);
+    // Replicas refuse local writes, with one clear line.
+    let err = r1.fails(&["insert", "articles", r#"{"title": "local"}"#]);
+    assert!(err.contains("replica of 127.0.0.1"), "{err}");
+
+    // Failover: the primary dies; replicas keep serving reads.
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    assert_eq!(titles(&r1), vec!["Doc 1"]);
+    wait_for("the replica to notice the outage", 30, || {
+        status(&r1)["state"] == "disconnected"
+    });
+    let s = r1.ok(&["replication", "status", "--format", "table"]);
+    assert!(
+        s.contains("Status: disconnected") && s.contains("Last contact: "),
+        "{s}"
+    );
+
+    // The primary restarts and takes a write; the replicas catch up by themselves.
+    server = serve(&primary, port);
+    primary.ok(&[
+        "insert",
+        "articles",
+        r#"{"title": "Doc 2", "content": "After restart", "category": "test"}"#,
+    ]);
+    let at = seq(&primary);
+    wait_synced(&r1, at);
+    wait_synced(&r2, at);
+    let newest = r1.json(&[
+        "query",
+        "SELECT title FROM articles ORDER BY created_at DESC LIMIT 1",
+    ]);
+    assert_eq!(newest[0]["title"], "Doc 2");
+    let s = r1.ok(&["replication", "status", "--format", "table"]);
+    assert!(
+        s.contains("Status: synced") && s.contains("Catchup: completed"),
+        "{s}"
+    );
+    assert_eq!(checksum(&r2), checksum(&primary));
+    drop(server);
+}
+
+/// Upserts, deletes, explicit edges and `references` lists, in batches.
+fn write_burst(rem: &Rem, round: usize, n: usize) {
+    let mut lines = String::new();
+    for i in 0..n {
+        let k = (round * 7 + i) % (n + 50);
+        let category = ["a", "b", "c"][i % 3];
+        lines.push_str(
+            &json!({
+                "title": format!("T{k}"), "content": format!("round {round} item {i}"),
+                "category": category,
+                "edges": if i % 4 == 0 { json!([format!("articles:T{}", (k + 1) % (n + 50))]) } else { json!([]) },
+            })
+            .to_string(),
+        );
+        lines.push('\n');
+    }
+    let out = rem.run_with_stdin(
+        &["insert", "articles", "--batch", "--batch-size", "97"],
+        &lines,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rem.ok(&[
+        "edge",
+        "add",
+        &format!("T{round}"),
+        &format!("T{}", round + 3),
+        "--type",
+        "cites",
+        "--props",
+        r#"{"w": 1}"#,
+    ]);
+    if round % 2 == 1 {
+        let found = rem.json(&["lookup", &format!("T{}", 100 + round * 5)]);
+        if let Some(id) = found
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|e| e["id"].as_str())
+        {
+            rem.ok(&["delete", id]);
+        }
+        let _ = rem.run(&[
+            "edge",
+            "rm",
+            &format!("T{}", round - 1),
+            &format!("T{}", round + 2),
+            "--type",
+            "cites",
+        ]);
+    }
+}
+
+#[test]
+fn replicas_converge_through_kills_of_primary_and_replica() {
+    let primary = Rem::init();
+    // Without embeddings, so the burst measures replication rather than the model.
+    let schema = ARTICLES.replace(r#""embedding_fields": ["content"],"#, "");
+    let f = primary.write_file("articles.json", &schema);
+    primary.ok(&["schema", "add", path_str(&f)]);
+    let port = free_port();
+    let mut server = serve(&primary, port);
+    let r1 = Rem::init();
+    let r2 = Rem::init();
+    let _f1 = follow(&r1, port);
+    let mut f2 = follow(&r2, port);
+    for round in 0..4 {
+        write_burst(&primary, round, 400);
+    }
+    // SIGKILL the replica while it applies a burst, then restart it.
+    write_burst(&primary, 4, 400);
+    let _ = f2.0.kill();
+    let _ = f2.0.wait();
+    write_burst(&primary, 5, 400);
+    f2 = follow(&r2, port);
+    // SIGKILL the primary while a client writes through it; every insert that was
+    // acknowledged (exit 0 with an id) must survive.
+    let writer = {
+        let home = primary.home.path().to_path_buf();
+        let models = super::models_dir();
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            for i in 0..300 {
+                let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rem"));
+                for (k, _) in std::env::vars() {
+                    if k.starts_with("P8_") {
+                        c.env_remove(k);
+                    }
+                }
+                let out = c
+                    .env("P8_HOME", &home)
+                    .env("P8_MODELS_DIR", &models)
+                    .args(["insert", "articles"])
+                    .arg(
+                        json!({"title": format!("K{i}"), "content": "burst", "category": "k"})
+                            .to_string(),
+                    )
+                    .output()
+                    .unwrap();
+                if out.status.success() {
+                    acked.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+                }
+            }
+            acked
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    let acked_ids = writer.join().unwrap();
+    assert!(!acked_ids.is_empty());
+    server = serve(&primary, port);
+    for id in &acked_ids {
+        assert!(
+            primary.run(&["get", id]).status.success(),
+            "acknowledged {id} lost"
+        );
+    }
+    write_burst(&primary, 6, 400);
+    let at = seq(&primary);
+    wait_synced(&r1, at);
+    wait_synced(&r2, at);
+    let want = checksum(&primary);
+    assert_eq!(checksum(&r1), want);
+    assert_eq!(checksum(&r2), want);
+    for r in [&r1, &r2] {
+        let v = r.ok(&["verify"]);
+        assert!(v.starts_with("ok: "), "{v}");
+        assert_eq!(titles(r), titles(&primary));
+    }
+    drop(f2);
+    drop(server);
+}
+
+#[test]
+fn wrong_token_and_non_empty_replica_are_refused() {
+    let primary = Rem::init();
+    let port = free_port();
+    let p = primary
+        .command()
+        .env("P8_REPLICATION_TOKEN", "s3cret")
+        .args(["serve", "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _p = Proc(p);
+    wait_for("the primary to serve", 60, || endpoint(&primary).exists());
+    // A command without the token is refused by the server.
+    let out = primary.run(&["stats"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
+    let replica = Rem::init();
+    let out = replica
+        .command()
+        .env("P8_REPLICATION_TOKEN", "wrong")
+        .args(["replicate", "--primary", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    let err = super::check_failure(&["replicate"], &out);
+    assert!(err.contains("wrong replication token"), "{err}");
+    let ok = replica
+        .command()
+        .env("P8_REPLICATION_TOKEN", "s3cret")
+        .args(["replicate", "--primary", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // A database with its own data cannot become a replica.
+    let other = Rem::init();
+    add_schema(&other);
+    let err = other.fails(&["replicate", "--primary", &format!("127.0.0.1:{port}")]);
+    assert!(err.contains("its own data"), "{err}");
+    // Promotion: the replica becomes a primary and accepts writes.
+    replica.ok(&["replication", "promote"]);
+    assert!(!Path::new(&endpoint(&replica)).exists());
+    replica.ok(&[
+        "schema",
+        "add",
+        path_str(&replica.write_file("a.json", ARTICLES)),
+    ]);
+}

@@ -1,0 +1,321 @@
+//! The gRPC server of a running `rem serve` or `rem replicate --follow`.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rem::Database;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::proto::replication_server::{Replication, ReplicationServer};
+use crate::proto::{
+    Change, ChangeBatch, ExecuteReply, ExecuteRequest, HeartbeatReply, HeartbeatRequest,
+    StatusReply, StatusRequest, SubscribeRequest, Vector,
+};
+use crate::replica::ReplicaStatus;
+use crate::{now_micros, TOKEN_HEADER};
+
+/// Runs `rem` command lines inside the serving process (implemented by the CLI).
+pub trait CommandRunner: Send + Sync + 'static {
+    /// Runs `args` (without the program name) with `stdin`; returns stdout, stderr and
+    /// the exit code.
+    fn execute(&self, args: Vec<String>, stdin: Vec<u8>) -> (Vec<u8>, Vec<u8>, i32);
+}
+
+/// Settings of a server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Change records per streamed batch (`P8_WAL_BATCH_SIZE`).
+    pub batch_size: usize,
+    /// Shared token every request must carry (`P8_REPLICATION_TOKEN`), if any.
+    pub token: Option<String>,
+    /// Change-log records a primary keeps (`P8_WAL_RETENTION_SIZE`); 0 keeps all.
+    pub retention: u64,
+    /// How often an idle stream looks for new commits.
+    pub poll: Duration,
+    /// How often an idle stream sends an empty batch (liveness and the primary's
+    /// sequence number).
+    pub keepalive: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            batch_size: 1000,
+            token: None,
+            retention: 1_000_000,
+            poll: Duration::from_millis(1),
+            keepalive: Duration::from_millis(500),
+        }
+    }
+}
+
+struct Service {
+    db: Database,
+    options: ServeOptions,
+    runner: Arc<dyn CommandRunner>,
+    replica: Option<Arc<ReplicaStatus>>,
+    subscribers: Arc<AtomicUsize>,
+}
+
+impl Service {
+    fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let Some(token) = self.options.token.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(());
+        };
+        match req
+            .metadata()
+            .get(TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(given) if given == token => Ok(()),
+            Some(_) => {
+                tracing::warn!("refused a request with a wrong replication token");
+                Err(Status::unauthenticated(
+                    "wrong replication token (P8_REPLICATION_TOKEN differs from the server's)",
+                ))
+            }
+            None => {
+                tracing::warn!("refused a request without a replication token");
+                Err(Status::unauthenticated(
+                    "this server requires a replication token; set P8_REPLICATION_TOKEN",
+                ))
+            }
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> rem::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Status::internal(e.to_string())),
+        Err(e) => Err(Status::internal(format!("task failed: {e}"))),
+    }
+}
+
+fn to_proto(c: rem::ReplicatedChange) -> Change {
+    Change {
+        seq: c.seq,
+        record: c.record,
+        vectors: c
+            .vectors
+            .into_iter()
+            .map(|v| Vector {
+                column: v.column,
+                meta: v.meta,
+                present: v.stored.is_some(),
+                stored: v.stored.unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+/// Counts a subscriber while its stream lives.
+struct Subscribed(Arc<AtomicUsize>);
+
+impl Drop for Subscribed {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+type ChangeStream = Pin<Box<dyn Stream<Item = Result<ChangeBatch, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Replication for Service {
+    type SubscribeStream = ChangeStream;
+
+    async fn subscribe(
+        &self,
+        req: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.check(&req)?;
+        let after = req.get_ref().after_seq;
+        let name = req.get_ref().replica_name.clone();
+        let db = self.db.clone();
+        let last = db.last_seq();
+        if after > last {
+            return Err(Status::failed_precondition(format!(
+                "the replica is at change {after} but this server is at {last}: it follows another history; start it from a new database"
+            )));
+        }
+        let probe = db.clone();
+        let first = blocking(move || probe.first_retained_seq()).await?;
+        if after + 1 < first {
+            return Err(Status::failed_precondition(format!(
+                "this server no longer holds change {} (oldest retained: {first}); the replica must be rebuilt from a new database",
+                after + 1
+            )));
+        }
+        tracing::info!(replica = %name, after, "replica subscribed");
+        let (tx, rx) = mpsc::channel::<Result<ChangeBatch, Status>>(4);
+        let options = self.options.clone();
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        let guard = Subscribed(self.subscribers.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            let mut at = after;
+            let mut idle_since = tokio::time::Instant::now();
+            loop {
+                if tx.is_closed() {
+                    break;
+                }
+                let last = db.last_seq();
+                if last <= at {
+                    if idle_since.elapsed() >= options.keepalive {
+                        idle_since = tokio::time::Instant::now();
+                        let beat = ChangeBatch {
+                            changes: vec![],
+                            primary_seq: last,
+                            sent_at_micros: now_micros(),
+                        };
+                        if tx.send(Ok(beat)).await.is_err() {
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(options.poll).await;
+                    continue;
+                }
+                let reader = db.clone();
+                let max = options.batch_size.max(1);
+                let changes = match blocking(move || reader.replication_batch(at, max)).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        break;
+                    }
+                };
+                match changes.first() {
+                    Some(c) if c.seq == at + 1 => {}
+                    _ => {
+                        let _ = tx
+                            .send(Err(Status::failed_precondition(format!(
+                                "this server no longer holds change {}; the replica must be rebuilt from a new database",
+                                at + 1
+                            ))))
+                            .await;
+                        break;
+                    }
+                }
+                at = changes.last().map(|c| c.seq).unwrap_or(at);
+                let batch = ChangeBatch {
+                    changes: changes.into_iter().map(to_proto).collect(),
+                    primary_seq: db.last_seq(),
+                    sent_at_micros: now_micros(),
+                };
+                if tx.send(Ok(batch)).await.is_err() {
+                    break;
+                }
+                idle_since = tokio::time::Instant::now();
+            }
+            tracing::info!(replica = %name, at, "replica stream ended");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_status(
+        &self,
+        req: Request<StatusRequest>,
+    ) -> Result<Response<StatusReply>, Status> {
+        self.check(&req)?;
+        let db = self.db.clone();
+        let log = blocking(move || db.log_status()).await?;
+        let role = self.db.replication_role();
+        let mut reply = StatusReply {
+            mode: role.mode().to_string(),
+            primary: match &role {
+                rem::ReplicationRole::Replica { primary } => primary.clone(),
+                _ => String::new(),
+            },
+            last_seq: log.last_seq,
+            first_seq: log.first_seq,
+            entries: log.entries,
+            bytes: log.bytes,
+            replicas: self.subscribers.load(Ordering::Relaxed) as u64,
+            ..StatusReply::default()
+        };
+        if let Some(r) = &self.replica {
+            r.fill(&mut reply, log.last_seq);
+        }
+        Ok(Response::new(reply))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatReply>, Status> {
+        self.check(&req)?;
+        Ok(Response::new(HeartbeatReply {
+            last_seq: self.db.last_seq(),
+            now_micros: now_micros(),
+        }))
+    }
+
+    async fn execute(
+        &self,
+        req: Request<ExecuteRequest>,
+    ) -> Result<Response<ExecuteReply>, Status> {
+        self.check(&req)?;
+        let ExecuteRequest { args, stdin } = req.into_inner();
+        let runner = self.runner.clone();
+        let (stdout, stderr, exit_code) =
+            tokio::task::spawn_blocking(move || runner.execute(args, stdin))
+                .await
+                .map_err(|e| Status::internal(format!("command failed: {e}")))?;
+        Ok(Response::new(ExecuteReply {
+            stdout,
+            stderr,
+            exit_code,
+        }))
+    }
+}
+
+/// Serves `db` on `listener` until `shutdown` completes. A primary also trims its
+/// change log to `options.retention` records every few seconds.
+pub async fn serve(
+    db: Database,
+    listener: tokio::net::TcpListener,
+    options: ServeOptions,
+    runner: Arc<dyn CommandRunner>,
+    replica: Option<Arc<ReplicaStatus>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    if replica.is_none() && options.retention > 0 {
+        let db = db.clone();
+        let keep = options.retention;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let db = db.clone();
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || db.apply_retention(keep)).await
+                {
+                    tracing::warn!("change-log retention failed: {e}");
+                }
+            }
+        });
+    }
+    let service = Service {
+        db,
+        options,
+        runner,
+        replica,
+        subscribers: Arc::new(AtomicUsize::new(0)),
+    };
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            ReplicationServer::new(service)
+                .max_decoding_message_size(256 << 20)
+                .max_encoding_message_size(256 << 20),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| format!("server failed: {}", crate::source_message(&e)))
+}
