@@ -277,12 +277,22 @@ impl Database {
     /// replica that applies them all converges).
     pub fn replication_batch(&self, after: u64, max: usize) -> Result<Vec<ReplicatedChange>> {
         let mut out = Vec::new();
+        // Column metadata, read once per (tenant, table, column) of the batch.
+        let mut metas: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         for (seq, record) in self.changes_since(after, max)? {
             let mut vectors = Vec::new();
             if let Change::Put { tenant, entity } = decode_change(&record)? {
                 for column in [EMBEDDING, EMBEDDING_ALT] {
                     let meta_key = column_meta_key(&tenant, &entity.table, column);
-                    let Some(meta) = self.store().get(ColumnFamily::Meta, &meta_key)? else {
+                    let meta = match metas.get(&meta_key) {
+                        Some(m) => m.clone(),
+                        None => {
+                            let m = self.store().get(ColumnFamily::Meta, &meta_key)?;
+                            metas.insert(meta_key, m.clone());
+                            m
+                        }
+                    };
+                    let Some(meta) = meta else {
                         continue;
                     };
                     let key = embedding_key(&tenant, &entity.table, column, &entity.id);
@@ -325,6 +335,7 @@ impl Database {
             let mut pending: HashMap<(String, EntityId), Entity> = HashMap::new();
             let mut touched: HashMap<(String, String), Vec<EntityId>> = HashMap::new();
             let mut schema_changed: Option<(String, String)> = None;
+            let mut metas_written: std::collections::HashSet<Vec<u8>> = Default::default();
             let mut expected = self.last_seq() + 1;
             while i < changes.len() {
                 let c = &changes[i];
@@ -369,11 +380,10 @@ impl Database {
                         };
                         db.stage_entity(&mut batch, &schema, old.as_ref(), &entity);
                         for v in &c.vectors {
-                            batch.put(
-                                ColumnFamily::Meta,
-                                &column_meta_key(&tenant, &entity.table, &v.column),
-                                &v.meta,
-                            );
+                            let meta_key = column_meta_key(&tenant, &entity.table, &v.column);
+                            if metas_written.insert(meta_key.clone()) {
+                                batch.put(ColumnFamily::Meta, &meta_key, &v.meta);
+                            }
                             let key = embedding_key(&tenant, &entity.table, &v.column, &entity.id);
                             match (&v.stored, entity.deleted_at) {
                                 (Some(bytes), None) => {

@@ -345,20 +345,7 @@ impl Database {
         let old_entries = old
             .map(|old| index_entries(&self.tenant, schema, old, &canonical))
             .unwrap_or_default();
-        let new_keys: HashSet<&[u8]> = new_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
-        let old_keys: HashSet<&[u8]> = old_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
-        for (cf, k, _) in &old_entries {
-            if !new_keys.contains(k.as_slice()) {
-                batch.delete(*cf, k);
-            }
-        }
-        // Entries already present are left alone: their values depend only on the
-        // key, except an edge's creation time, which must stay the first one.
-        for (cf, k, v) in &new_entries {
-            if !old_keys.contains(k.as_slice()) {
-                batch.put(*cf, k, v);
-            }
-        }
+        stage_index_diff(batch, &old_entries, &new_entries);
         let encoded = new.encode();
         batch.put(
             ColumnFamily::Entities,
@@ -386,25 +373,31 @@ impl Database {
             let canonical = |t: &str| self.canonical_table(t);
             let new_entries = index_entries(&self.tenant, new, &entity, &canonical);
             let old_entries = index_entries(&self.tenant, old, &entity, &canonical);
-            let new_keys: HashSet<&[u8]> =
-                new_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
-            let old_keys: HashSet<&[u8]> =
-                old_entries.iter().map(|(_, k, _)| k.as_slice()).collect();
-            for (cf, k, _) in &old_entries {
-                if !new_keys.contains(k.as_slice()) {
-                    batch.delete(*cf, k);
-                }
-            }
-            // Present entries stay (an edge keeps its creation time).
-            for (cf, k, v) in &new_entries {
-                if !old_keys.contains(k.as_slice()) {
-                    batch.put(*cf, k, v);
-                }
-            }
+            stage_index_diff(batch, &old_entries, &new_entries);
         }
         Ok(())
     }
 }
+
+/// Stages the change from one set of index entries to another: deletes what is gone
+/// and puts what is new. Entries in both are left alone: their values depend only on
+/// the key, except an edge's creation time, which must stay the first one.
+fn stage_index_diff(batch: &mut Batch<'_>, old: &[IndexEntry], new: &[IndexEntry]) {
+    let new_keys: HashSet<&[u8]> = new.iter().map(|(_, k, _)| k.as_slice()).collect();
+    let old_keys: HashSet<&[u8]> = old.iter().map(|(_, k, _)| k.as_slice()).collect();
+    for (cf, k, _) in old {
+        if !new_keys.contains(k.as_slice()) {
+            batch.delete(*cf, k);
+        }
+    }
+    for (cf, k, v) in new {
+        if !old_keys.contains(k.as_slice()) {
+            batch.put(*cf, k, v);
+        }
+    }
+}
+
+type IndexEntry = (ColumnFamily, Vec<u8>, Vec<u8>);
 
 /// True when index entries depend on something that changed between the versions.
 pub(crate) fn needs_reindex(old: &Schema, new: &Schema) -> bool {
