@@ -93,6 +93,7 @@ impl Cluster {
         let options = FollowOptions {
             primary: primary.clone(),
             token: None,
+            tls: None,
             follow: true,
             max_backoff: Duration::from_secs(1),
             name: name.into(),

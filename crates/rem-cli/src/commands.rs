@@ -375,13 +375,17 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { host, port } => {
             let db = ctx.open(Access::Write)?;
             if ctx.config.get("P8_REPLICATION_MODE") == Some("replica") {
-                return crate::server::replicate(&ctx.config, db, None, true);
+                return crate::server::replicate(&ctx.config, db, None, true, &|| {
+                    ctx.open(Access::Write)
+                });
             }
             return crate::server::serve(&ctx.config, db, host, port);
         }
         Command::Replicate { primary, follow } => {
             let db = ctx.open(Access::Write)?;
-            return crate::server::replicate(&ctx.config, db, primary, follow);
+            return crate::server::replicate(&ctx.config, db, primary, follow, &|| {
+                ctx.open(Access::Write)
+            });
         }
         Command::Replication(cmd) => {
             let access = match cmd {

@@ -12,7 +12,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -25,14 +25,19 @@ use serde_json::json;
 use crate::cli::{Cli, Command, Format, ReplicationCommand};
 use crate::io::{errln, outln};
 
-/// The database of this process's server, when it runs one.
-static SERVED: OnceLock<Database> = OnceLock::new();
+/// The database of this process's server, when it runs one (cleared while a replica
+/// swaps in a snapshot).
+static SERVED: RwLock<Option<Database>> = RwLock::new(None);
 /// The replica loop's state, when this process is a following replica.
 static REPLICA: OnceLock<Arc<ReplicaStatus>> = OnceLock::new();
 
 /// The database a running server holds (commands inside it use that handle).
-pub(crate) fn served() -> Option<&'static Database> {
-    SERVED.get()
+pub(crate) fn served() -> Option<Database> {
+    SERVED.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+fn set_served(db: Option<Database>) {
+    *SERVED.write().unwrap_or_else(|p| p.into_inner()) = db;
 }
 
 /// Runs command lines from other `rem` processes on the served database.
@@ -96,9 +101,15 @@ pub(crate) fn forward(cli: &Cli, config: &Config) -> Result<Option<ExitCode>> {
         return Ok(None);
     }
     let db_path = config.db_path();
-    let Some(address) = endpoint::read(&db_path) else {
+    let Some(server) = endpoint::read(&db_path) else {
         return Ok(None);
     };
+    let address = server.address;
+    let tls = client_tls(config)?;
+    if server.tls && tls.is_none() {
+        bail!("the server holding this database ({address}) accepts TLS only; set P8_REPLICATION_TLS_CA to the CA that signed its certificate");
+    }
+    let tls = tls.filter(|_| server.tls);
     let token = config.get("P8_REPLICATION_TOKEN").map(String::from);
     let mut args: Vec<String> = std::env::args().skip(1).map(absolute_if_path).collect();
     if cli.global.format.is_none() {
@@ -122,7 +133,8 @@ pub(crate) fn forward(cli: &Cli, config: &Config) -> Result<Option<ExitCode>> {
     let rt = runtime()?;
     let reply = rt.block_on(async {
         // A file left by a killed server points at nothing: open the database directly.
-        let Ok(mut client) = rem_replication::connect(&address, Duration::from_secs(2)).await
+        let Ok(mut client) =
+            rem_replication::connect(&address, Duration::from_secs(2), tls.as_ref()).await
         else {
             return Ok(None);
         };
@@ -176,6 +188,39 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// The contents of the PEM file a setting names, if it is set.
+fn read_pem(config: &Config, name: &str) -> Result<Option<Vec<u8>>> {
+    let Some(path) = config.get(name).filter(|p| !p.trim().is_empty()) else {
+        return Ok(None);
+    };
+    std::fs::read(path)
+        .map(Some)
+        .with_context(|| format!("cannot read {name} ({path})"))
+}
+
+/// TLS of the server (`P8_REPLICATION_TLS_CERT` and `_KEY`), when set.
+fn server_tls(config: &Config) -> Result<Option<rem_replication::ServerTls>> {
+    match (
+        read_pem(config, "P8_REPLICATION_TLS_CERT")?,
+        read_pem(config, "P8_REPLICATION_TLS_KEY")?,
+    ) {
+        (Some(cert_pem), Some(key_pem)) => Ok(Some(rem_replication::ServerTls { cert_pem, key_pem })),
+        (None, None) => Ok(None),
+        _ => bail!("set both P8_REPLICATION_TLS_CERT and P8_REPLICATION_TLS_KEY, or neither"),
+    }
+}
+
+/// TLS of clients (`P8_REPLICATION_TLS_CA`), when set.
+fn client_tls(config: &Config) -> Result<Option<rem_replication::ClientTls>> {
+    Ok(read_pem(config, "P8_REPLICATION_TLS_CA")?.map(|ca_pem| rem_replication::ClientTls {
+        ca_pem,
+        domain: config
+            .get("P8_REPLICATION_TLS_DOMAIN")
+            .filter(|d| !d.is_empty())
+            .map(String::from),
+    }))
+}
+
 fn serve_options(config: &Config) -> Result<ServeOptions> {
     let number = |name: &str| -> Result<u64> {
         let raw = config.get(name).unwrap_or_default();
@@ -190,6 +235,7 @@ fn serve_options(config: &Config) -> Result<ServeOptions> {
             .filter(|t| !t.is_empty())
             .map(String::from),
         retention: number("P8_WAL_RETENTION_SIZE")?,
+        tls: server_tls(config)?,
         ..ServeOptions::default()
     })
 }
@@ -258,12 +304,13 @@ pub(crate) fn serve(
     let rt = runtime()?;
     let listener = rt.block_on(bind(&host, port))?;
     let addr = listener.local_addr()?;
-    let _ = SERVED.set(db.clone());
-    endpoint::write(db.path(), &local_address(addr), "primary")
+    set_served(Some(db.clone()));
+    endpoint::write(db.path(), &local_address(addr), "primary", options.tls.is_some())
         .with_context(|| format!("cannot write the endpoint file in {}", db.path().display()))?;
     errln!(
-        "serving {} as primary on {addr} (change {}); Ctrl-C stops",
+        "serving {} as primary on {addr}{} (change {}); Ctrl-C stops",
         db.path().display(),
+        if options.tls.is_some() { " with TLS" } else { "" },
         db.last_seq()
     );
     let result = rt.block_on(rem_replication::serve(
@@ -275,17 +322,21 @@ pub(crate) fn serve(
         stop_signal(),
     ));
     endpoint::remove(db.path());
+    set_served(None);
     result.map_err(|e| anyhow!(e))?;
     errln!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// `rem replicate`.
+/// `rem replicate`: follows the primary (serving other commands on the database while
+/// it does, with `follow`); bootstraps from a snapshot when the primary's retained log
+/// no longer reaches the database, reopening it with `reopen` after the swap.
 pub(crate) fn replicate(
     config: &Config,
-    db: Database,
+    mut db: Database,
     primary: Option<String>,
     follow: bool,
+    reopen: &dyn Fn() -> Result<Database>,
 ) -> Result<ExitCode> {
     let primary = primary
         .or_else(|| {
@@ -302,64 +353,176 @@ pub(crate) fn replicate(
     let follow_options = rem_replication::FollowOptions {
         primary: primary.clone(),
         token: options.token.clone(),
+        tls: client_tls(config)?,
         follow,
         max_backoff: Duration::from_secs(if follow { 5 } else { 2 }),
         name: format!("{}@{}", db.path().display(), std::process::id()),
     };
     let rt = runtime()?;
+    // Turns true when the process is asked to stop.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stop_tx = Arc::new(stop_tx);
-    let mut server = None;
     if follow {
+        rt.spawn(async move {
+            stop_signal().await;
+            let _ = stop_tx.send(true);
+        });
+    }
+    let mut announced = false;
+    loop {
+        let server = if follow {
+            let served = ServedReplica::start(&rt, config, &db, &options, &status, &stop_rx)?;
+            if !announced {
+                errln!(
+                    "replicating {primary} into {} (at change {}); commands on this database are served on {}; Ctrl-C stops",
+                    db.path().display(),
+                    db.last_seq(),
+                    served.address
+                );
+                announced = true;
+            }
+            Some(served)
+        } else {
+            None
+        };
+        let result = rt.block_on(rem_replication::follow(
+            db.clone(),
+            follow_options.clone(),
+            status.clone(),
+            stop_rx.clone(),
+        ));
+        let reason = match result {
+            Ok(rem_replication::Followed::NeedsSnapshot(reason)) if !*stop_rx.borrow() => reason,
+            other => {
+                // Following ended (stopped, promoted, or an error retrying cannot fix).
+                if let Some(server) = server {
+                    server.stop(&rt, &db);
+                }
+                other.map_err(|e| anyhow!(e))?;
+                break;
+            }
+        };
+        errln!("{reason}; bootstrapping from a snapshot of {primary}");
+        status.bootstrap("downloading a snapshot".to_string());
+        let started = std::time::Instant::now();
+        // The download runs while the old copy still serves reads.
+        let fetched = rt.block_on(async {
+            let mut stop = stop_rx.clone();
+            tokio::select! {
+                r = rem_replication::fetch_snapshot(db.path(), &follow_options) => Some(r),
+                _ = stop.changed() => None,
+            }
+        });
+        if let Some(server) = server {
+            server.stop(&rt, &db);
+        }
+        let (seq, bytes) = match fetched {
+            None => {
+                let _ = rem::discard_staged_snapshot(db.path());
+                break;
+            }
+            Some(Err(e)) => {
+                let _ = rem::discard_staged_snapshot(db.path());
+                if !follow {
+                    bail!("cannot bootstrap from a snapshot: {e}");
+                }
+                errln!("snapshot failed: {e}; retrying");
+                status.bootstrap(format!("snapshot failed: {e}"));
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+            Some(Ok(fetched)) => fetched,
+        };
+        // Swap the copy in: every handle on the old database must be closed first.
+        let path = db.path().to_path_buf();
+        close(db)?;
+        rem::install_snapshot(&path)
+            .with_context(|| format!("cannot install the snapshot into {}", path.display()))?;
+        db = reopen()?;
+        let text = format!(
+            "completed (snapshot at change {seq}, {:.1} MB, {} ms)",
+            bytes as f64 / 1e6,
+            started.elapsed().as_millis()
+        );
+        errln!("snapshot installed: {} is at change {seq}; following", path.display());
+        status.bootstrap(text);
+    }
+    if !follow {
+        outln!("replica at change {} (primary {primary})", db.last_seq());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Closes `db`, waiting (a bounded time) for the handles other tasks still hold.
+fn close(db: Database) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while db.handle_count() > 1 {
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "cannot install the snapshot: {} other handles on the database are still open",
+                db.handle_count() - 1
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(db);
+    Ok(())
+}
+
+/// The server of a following replica (other commands on its database go through it).
+struct ServedReplica {
+    address: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl ServedReplica {
+    fn start(
+        rt: &tokio::runtime::Runtime,
+        config: &Config,
+        db: &Database,
+        options: &ServeOptions,
+        status: &Arc<ReplicaStatus>,
+        stop_rx: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<ServedReplica> {
         let host = config
             .get("P8_REPLICATION_HOST")
             .unwrap_or("127.0.0.1")
             .to_string();
         let listener = rt.block_on(bind(&host, 0))?;
-        let addr = listener.local_addr()?;
-        let _ = SERVED.set(db.clone());
-        endpoint::write(db.path(), &local_address(addr), "replica").with_context(|| {
+        let address = listener.local_addr()?;
+        set_served(Some(db.clone()));
+        let tls = options.tls.is_some();
+        endpoint::write(db.path(), &local_address(address), "replica", tls).with_context(|| {
             format!("cannot write the endpoint file in {}", db.path().display())
         })?;
-        let mut stop = stop_rx.clone();
-        server = Some(rt.spawn(rem_replication::serve(
+        let (stop, mut own_stop) = tokio::sync::watch::channel(false);
+        let mut process_stop = stop_rx.clone();
+        let task = rt.spawn(rem_replication::serve(
             db.clone(),
             listener,
-            options,
+            options.clone(),
             Arc::new(Runner),
             Some(status.clone()),
             async move {
-                let _ = stop.changed().await;
+                tokio::select! {
+                    _ = own_stop.changed() => {}
+                    _ = process_stop.changed() => {}
+                }
             },
-        )));
-        errln!(
-            "replicating {primary} into {} (at change {}); commands on this database are served on {addr}; Ctrl-C stops",
-            db.path().display(),
-            db.last_seq()
-        );
-        let on_signal = stop_tx.clone();
-        rt.spawn(async move {
-            stop_signal().await;
-            let _ = on_signal.send(true);
-        });
+        ));
+        Ok(ServedReplica {
+            address,
+            stop,
+            task,
+        })
     }
-    let result = rt.block_on(rem_replication::follow(
-        db.clone(),
-        follow_options,
-        status,
-        stop_rx,
-    ));
-    // Following ended (stopped, promoted, or an error retrying cannot fix): stop serving.
-    let _ = stop_tx.send(true);
-    if let Some(server) = server {
-        let _ = rt.block_on(server);
+
+    fn stop(self, rt: &tokio::runtime::Runtime, db: &Database) {
+        let _ = self.stop.send(true);
+        let _ = rt.block_on(self.task);
         endpoint::remove(db.path());
+        set_served(None);
     }
-    result.map_err(|e| anyhow!(e))?;
-    if !follow {
-        outln!("replica at change {} (primary {primary})", db.last_seq());
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn ago(micros: i64) -> String {

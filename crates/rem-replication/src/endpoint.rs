@@ -13,21 +13,33 @@ fn path(db: &Path) -> PathBuf {
     db.join(FILE_NAME)
 }
 
+/// A running server, as its endpoint file describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `host:port` to connect to.
+    pub address: String,
+    /// True when the server accepts TLS connections only.
+    pub tls: bool,
+}
+
 /// Writes the endpoint file for `address` (atomically: temporary file, then rename).
-pub fn write(db: &Path, address: &str, role: &str) -> std::io::Result<()> {
+pub fn write(db: &Path, address: &str, role: &str, tls: bool) -> std::io::Result<()> {
     let doc = serde_json::json!({
-        "address": address, "pid": std::process::id(), "role": role,
+        "address": address, "pid": std::process::id(), "role": role, "tls": tls,
     });
     let tmp = db.join(format!(".{FILE_NAME}.{}", std::process::id()));
     std::fs::write(&tmp, doc.to_string())?;
     std::fs::rename(&tmp, path(db))
 }
 
-/// The address in the endpoint file, if there is one.
-pub fn read(db: &Path) -> Option<String> {
+/// The server the endpoint file names, if there is one.
+pub fn read(db: &Path) -> Option<Endpoint> {
     let text = std::fs::read_to_string(path(db)).ok()?;
     let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
-    doc["address"].as_str().map(String::from)
+    Some(Endpoint {
+        address: doc["address"].as_str()?.to_string(),
+        tls: doc["tls"].as_bool().unwrap_or(false),
+    })
 }
 
 /// Removes the endpoint file if it is this process's.

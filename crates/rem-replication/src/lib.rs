@@ -18,9 +18,11 @@
 pub mod endpoint;
 mod replica;
 mod server;
+mod snapshot;
 
-pub use replica::{follow, FollowOptions, ReplicaState, ReplicaStatus};
+pub use replica::{follow, FollowOptions, Followed, ReplicaState, ReplicaStatus};
 pub use server::{serve, CommandRunner, ServeOptions};
+pub use snapshot::fetch_snapshot;
 
 /// Generated gRPC types and stubs (`proto/replication.proto`).
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::unwrap_used)]
@@ -52,20 +54,53 @@ pub fn request<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
     req
 }
 
-/// Connects a client to `address` (`host:port` or a URL), within `timeout`.
+/// TLS on the client side: the certificate authority (PEM) that signed the server's
+/// certificate (`P8_REPLICATION_TLS_CA`).
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// The CA certificate(s), PEM.
+    pub ca_pem: Vec<u8>,
+    /// The name the server's certificate must carry (default: the address's host).
+    pub domain: Option<String>,
+}
+
+/// TLS on the server side: its certificate chain and private key, PEM
+/// (`P8_REPLICATION_TLS_CERT`, `P8_REPLICATION_TLS_KEY`).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// Certificate chain, PEM.
+    pub cert_pem: Vec<u8>,
+    /// Private key, PEM.
+    pub key_pem: Vec<u8>,
+}
+
+/// Connects a client to `address` (`host:port` or a URL), within `timeout`; over TLS
+/// when `tls` is given.
 pub async fn connect(
     address: &str,
     timeout: std::time::Duration,
+    tls: Option<&ClientTls>,
 ) -> Result<proto::replication_client::ReplicationClient<tonic::transport::Channel>, String> {
-    let url = if address.contains("://") {
-        address.to_string()
-    } else {
-        format!("http://{address}")
-    };
-    let endpoint = tonic::transport::Endpoint::from_shared(url)
+    let host_port = address.split_once("://").map_or(address, |(_, rest)| rest);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{host_port}");
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url)
         .map_err(|e| format!("bad address '{address}': {e}"))?
         .connect_timeout(timeout)
         .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        let host = host_port
+            .rsplit_once(':')
+            .map_or(host_port, |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem))
+            .domain_name(tls.domain.clone().unwrap_or_else(|| host.to_string()));
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|e| format!("bad TLS settings: {}", source_message(&e)))?;
+    }
     let channel = endpoint
         .connect()
         .await

@@ -111,6 +111,14 @@ impl ReplicaStatus {
         }
     }
 
+    /// Records the progress of a snapshot bootstrap (shown as the catch-up).
+    pub fn bootstrap(&self, text: String) {
+        let mut s = self.lock();
+        s.state = ReplicaState::CatchingUp;
+        s.last_contact_micros = now_micros();
+        s.last_catch_up = text;
+    }
+
     /// Records a new connection at watermark `applied`: a catch-up starts.
     fn connected(&self, applied: u64) {
         let mut s = self.lock();
@@ -148,6 +156,8 @@ pub struct FollowOptions {
     pub primary: String,
     /// Shared token (`P8_REPLICATION_TOKEN`).
     pub token: Option<String>,
+    /// TLS to the primary, if it serves TLS.
+    pub tls: Option<crate::ClientTls>,
     /// Keep following after catching up (otherwise return once synced).
     pub follow: bool,
     /// Longest wait between reconnection attempts.
@@ -176,6 +186,39 @@ fn from_proto(batch: ChangeBatch) -> Vec<ReplicatedChange> {
         .collect()
 }
 
+/// How [`follow`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Followed {
+    /// Stopped, promoted, or (without `follow`) synced.
+    Done,
+    /// The primary no longer holds the changes this replica needs: it must bootstrap
+    /// from a snapshot ([`crate::fetch_snapshot`]). Carries the primary's message.
+    NeedsSnapshot(String),
+}
+
+const SNAPSHOT: &str = "snapshot: ";
+const FATAL: &str = "fatal: ";
+
+/// A failed call as the error [`stream_changes`] returns.
+fn classify(s: &tonic::Status) -> String {
+    let prefix = match s.code() {
+        tonic::Code::OutOfRange => SNAPSHOT,
+        code if is_fatal(code) => FATAL,
+        _ => "",
+    };
+    format!("{prefix}{}", status_message(s))
+}
+
+/// A plain-text client talking to a TLS server sees only an HTTP/2 failure: say what
+/// is probably wrong.
+fn tls_hint(e: String, tls: bool) -> String {
+    if !tls && (e.contains("h2 protocol error") || e.contains("transport error")) {
+        format!("{e} (if the primary serves TLS, set P8_REPLICATION_TLS_CA)")
+    } else {
+        e
+    }
+}
+
 /// Errors that retrying cannot fix.
 fn is_fatal(code: tonic::Code) -> bool {
     matches!(
@@ -184,30 +227,34 @@ fn is_fatal(code: tonic::Code) -> bool {
     )
 }
 
-/// Follows the primary until `stop` turns true (or, without `follow`, until synced).
-/// Returns an error for what retrying cannot fix: a refused token, a replica the
-/// primary can no longer serve, a write that fails locally.
+/// Follows the primary until `stop` turns true (or, without `follow`, until synced),
+/// or until the primary's retained log no longer reaches this replica.
+/// Returns an error for what retrying cannot fix: a refused token, a replica ahead of
+/// the primary, a write that fails locally.
 pub async fn follow(
     db: Database,
     options: FollowOptions,
     status: Arc<ReplicaStatus>,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<Followed, String> {
     let mut backoff = Duration::from_millis(100);
     loop {
         if *stop.borrow() {
-            return Ok(());
+            return Ok(Followed::Done);
         }
         let mut connected = false;
         let attempt = stream_changes(&db, &options, &status, &mut connected);
         let outcome = tokio::select! {
             r = attempt => r,
-            _ = stop.changed() => return Ok(()),
+            _ = stop.changed() => return Ok(Followed::Done),
         };
         match outcome {
-            Ok(()) => return Ok(()),
-            Err(e) if e.starts_with("fatal: ") => {
-                let e = e.trim_start_matches("fatal: ").to_string();
+            Ok(()) => return Ok(Followed::Done),
+            Err(e) if e.starts_with(SNAPSHOT) => {
+                return Ok(Followed::NeedsSnapshot(e[SNAPSHOT.len()..].to_string()));
+            }
+            Err(e) if e.starts_with(FATAL) => {
+                let e = e[FATAL.len()..].to_string();
                 status.disconnected(e.clone());
                 return Err(e);
             }
@@ -215,7 +262,9 @@ pub async fn follow(
                 if connected {
                     backoff = Duration::from_millis(100);
                 }
-                if status.state() != ReplicaState::Disconnected {
+                let e = tls_hint(e, options.tls.is_some());
+                // A one-shot `rem replicate` reports only its final error.
+                if status.state() != ReplicaState::Disconnected && options.follow {
                     tracing::warn!("replication interrupted: {e}; reconnecting");
                 }
                 let was_synced = status.state() == ReplicaState::Synced;
@@ -225,7 +274,7 @@ pub async fn follow(
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return Ok(()),
+                    _ = stop.changed() => return Ok(Followed::Done),
                 }
                 backoff = (backoff * 2).min(options.max_backoff);
                 continue;
@@ -243,7 +292,7 @@ async fn stream_changes(
     status: &ReplicaStatus,
     connected: &mut bool,
 ) -> Result<(), String> {
-    let mut client = connect(&options.primary, Duration::from_secs(3)).await?;
+    let mut client = connect(&options.primary, Duration::from_secs(3), options.tls.as_ref()).await?;
     let req = request(
         SubscribeRequest {
             after_seq: db.last_seq(),
@@ -254,13 +303,7 @@ async fn stream_changes(
     let mut stream = client
         .subscribe(req)
         .await
-        .map_err(|s| {
-            if is_fatal(s.code()) {
-                format!("fatal: {}", status_message(&s))
-            } else {
-                status_message(&s)
-            }
-        })?
+        .map_err(|s| classify(&s))?
         .into_inner();
     tracing::info!(primary = %options.primary, "connected");
     *connected = true;
@@ -269,8 +312,7 @@ async fn stream_changes(
         let batch = match stream.message().await {
             Ok(Some(b)) => b,
             Ok(None) => return Err("the primary closed the stream".to_string()),
-            Err(s) if is_fatal(s.code()) => return Err(format!("fatal: {}", status_message(&s))),
-            Err(s) => return Err(status_message(&s)),
+            Err(s) => return Err(classify(&s)),
         };
         // A promoted replica stops following.
         if !matches!(db.replication_role(), rem::ReplicationRole::Replica { .. }) {
@@ -288,12 +330,12 @@ async fn stream_changes(
             }
         })
         .await
-        .map_err(|e| format!("fatal: apply task failed: {e}"))?;
+        .map_err(|e| format!("{FATAL}apply task failed: {e}"))?;
         let applied = match applied {
             Ok(seq) => seq,
             // A gap: subscribe again from what is applied.
             Err(e @ rem::Error::Gap { .. }) => return Err(e.to_string()),
-            Err(e) => return Err(format!("fatal: applying changes failed: {e}")),
+            Err(e) => return Err(format!("{FATAL}applying changes failed: {e}")),
         };
         status.applied(primary_seq, sent_at, n, applied);
         if !options.follow && applied >= primary_seq {

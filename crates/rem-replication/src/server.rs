@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::proto::replication_server::{Replication, ReplicationServer};
 use crate::proto::{
     Change, ChangeBatch, ExecuteReply, ExecuteRequest, HeartbeatReply, HeartbeatRequest,
-    StatusReply, StatusRequest, SubscribeRequest, Vector,
+    SnapshotChunk, SnapshotRequest, StatusReply, StatusRequest, SubscribeRequest, Vector,
 };
 use crate::replica::ReplicaStatus;
 use crate::{now_micros, TOKEN_HEADER};
@@ -33,6 +33,8 @@ pub struct ServeOptions {
     pub batch_size: usize,
     /// Shared token every request must carry (`P8_REPLICATION_TOKEN`), if any.
     pub token: Option<String>,
+    /// Serve TLS only, with this certificate (`P8_REPLICATION_TLS_CERT` / `_KEY`).
+    pub tls: Option<crate::ServerTls>,
     /// Change-log records a primary keeps (`P8_WAL_RETENTION_SIZE`); 0 keeps all.
     pub retention: u64,
     /// How often an idle stream looks for new commits.
@@ -47,6 +49,7 @@ impl Default for ServeOptions {
         ServeOptions {
             batch_size: 1000,
             token: None,
+            tls: None,
             retention: 1_000_000,
             poll: Duration::from_millis(1),
             keepalive: Duration::from_millis(500),
@@ -126,6 +129,14 @@ impl Drop for Subscribed {
 }
 
 type ChangeStream = Pin<Box<dyn Stream<Item = Result<ChangeBatch, Status>> + Send>>;
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotChunk, Status>> + Send>>;
+
+/// The message a replica gets when the retained log no longer reaches it.
+fn behind_retention(next: u64, first: u64) -> Status {
+    Status::out_of_range(format!(
+        "this server no longer holds change {next} (oldest retained: {first}); the replica must bootstrap from a snapshot"
+    ))
+}
 
 #[tonic::async_trait]
 impl Replication for Service {
@@ -148,10 +159,7 @@ impl Replication for Service {
         let probe = db.clone();
         let first = blocking(move || probe.first_retained_seq()).await?;
         if after + 1 < first {
-            return Err(Status::failed_precondition(format!(
-                "this server no longer holds change {} (oldest retained: {first}); the replica must be rebuilt from a new database",
-                after + 1
-            )));
+            return Err(behind_retention(after + 1, first));
         }
         tracing::info!(replica = %name, after, "replica subscribed");
         let (tx, rx) = mpsc::channel::<Result<ChangeBatch, Status>>(4);
@@ -193,13 +201,9 @@ impl Replication for Service {
                 };
                 match changes.first() {
                     Some(c) if c.seq == at + 1 => {}
-                    _ => {
-                        let _ = tx
-                            .send(Err(Status::failed_precondition(format!(
-                                "this server no longer holds change {}; the replica must be rebuilt from a new database",
-                                at + 1
-                            ))))
-                            .await;
+                    first => {
+                        let first = first.map(|c| c.seq).unwrap_or(0);
+                        let _ = tx.send(Err(behind_retention(at + 1, first))).await;
                         break;
                     }
                 }
@@ -216,6 +220,35 @@ impl Replication for Service {
             }
             tracing::info!(replica = %name, at, "replica stream ended");
         });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        req: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.check(&req)?;
+        let name = req.get_ref().replica_name.clone();
+        let db = self.db.clone();
+        let dir = crate::snapshot::checkpoint_dir(db.path());
+        let target = dir.clone();
+        let files = blocking(move || {
+            db.checkpoint(&target)?;
+            crate::snapshot::list_files(&target)
+        })
+        .await;
+        let files = match files {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        tracing::info!(replica = %name, files = files.len(), "sending a snapshot");
+        let (tx, rx) = mpsc::channel::<Result<SnapshotChunk, Status>>(4);
+        tokio::task::spawn_blocking(move || crate::snapshot::send_files(dir, files, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -286,6 +319,8 @@ pub async fn serve(
     replica: Option<Arc<ReplicaStatus>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    // Checkpoints left by a server that was killed while sending them.
+    let _ = std::fs::remove_dir_all(crate::snapshot::checkpoints_root(db.path()));
     if replica.is_none() && options.retention > 0 {
         let db = db.clone();
         let keep = options.retention;
@@ -301,6 +336,13 @@ pub async fn serve(
             }
         });
     }
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(tls) = &options.tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| format!("bad TLS certificate or key: {}", crate::source_message(&e)))?;
+    }
     let service = Service {
         db,
         options,
@@ -308,8 +350,7 @@ pub async fn serve(
         replica,
         subscribers: Arc::new(AtomicUsize::new(0)),
     };
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    builder
         .add_service(
             ReplicationServer::new(service)
                 .max_decoding_message_size(256 << 20)

@@ -273,6 +273,20 @@ impl Store {
         self.write_raw(batch)
     }
 
+    /// Writes a consistent point-in-time copy of the database into `dir`, which must
+    /// not exist yet (a RocksDB checkpoint: SST files are hard-linked when `dir` is on
+    /// the same file system, so it is cheap and leaves the live database untouched).
+    pub fn checkpoint(&self, dir: &Path) -> Result<()> {
+        if self.in_memory {
+            return Err(StorageError::Backend(
+                "an in-memory database has no files to checkpoint".to_string(),
+            ));
+        }
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?
+            .create_checkpoint(dir)
+            .map_err(|e| StorageError::from_rocksdb(e, dir))
+    }
+
     fn write_raw(&self, batch: Batch<'_>) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(self.sync_writes);

@@ -135,6 +135,7 @@ impl Database {
             (false, true) => OpenMode::Create,
             (false, false) => OpenMode::Existing,
         };
+        crate::snapshot::recover_snapshot_install(path)?;
         let store = Store::open(path, mode, &options.store).map_err(|e| match Error::from(e) {
             Error::NotInitialized { .. } => Error::NotInitialized {
                 path: path.display().to_string(),

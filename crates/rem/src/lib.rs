@@ -23,6 +23,7 @@ mod query;
 mod replica;
 mod schema;
 mod search;
+mod snapshot;
 mod vector;
 mod verify;
 mod write;
@@ -44,6 +45,10 @@ pub use replica::{LogStatus, ReplicatedChange, ReplicatedVector, ReplicationRole
 pub use schema::{
     builtin_schemas, canonical_table_name, load_pydantic_schema, template, FieldType, Schema,
     TEMPLATES,
+};
+pub use snapshot::{
+    discard_staged_snapshot, install_snapshot, prepare_snapshot, recover_snapshot_install,
+    snapshot_staging_path,
 };
 pub use search::{SearchHit, SearchOptions, SearchResult};
 pub use vector::VectorIndex;

@@ -22,7 +22,7 @@ use crate::schema::Schema;
 use crate::write::needs_reindex;
 use crate::{Database, Entity, EntityId, Error, Result};
 
-const META_ROLE: &[u8] = b"replication_role";
+pub(crate) const META_ROLE: &[u8] = b"replication_role";
 
 /// What a database does in replication.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -49,7 +49,7 @@ impl ReplicationRole {
         }
     }
 
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         match self {
             ReplicationRole::Replica { primary } => format!("replica {primary}"),
             other => other.mode().to_string(),

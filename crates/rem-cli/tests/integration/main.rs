@@ -25,12 +25,15 @@ use serde_json::Value;
 /// A sandboxed `rem`: its own `P8_HOME` and database path, no inherited `P8_*`.
 pub(crate) struct Rem {
     pub(crate) home: tempfile::TempDir,
+    /// Variables every later command gets ([`Rem::set_env`]).
+    env: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 impl Rem {
     pub(crate) fn new() -> Rem {
         Rem {
             home: tempfile::tempdir().expect("temp dir"),
+            env: Default::default(),
         }
     }
 
@@ -55,7 +58,13 @@ impl Rem {
         c.env("P8_HOME", self.home.path());
         // The local embedding model installed by the test setup (scripts/install-model.sh).
         c.env("P8_MODELS_DIR", models_dir());
+        c.envs(self.env.borrow().iter().map(|(k, v)| (k, v)));
         c
+    }
+
+    /// Sets `key` for every later command of this sandbox.
+    pub(crate) fn set_env(&self, key: &str, value: &str) {
+        self.env.borrow_mut().push((key.into(), value.into()));
     }
 
     pub(crate) fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {

@@ -51,9 +51,10 @@ fn endpoint(rem: &Rem) -> std::path::PathBuf {
     rem.db_path().join("SERVER")
 }
 
-fn spawn(rem: &Rem, args: &[&str]) -> Proc {
+fn spawn_with(rem: &Rem, args: &[&str], env: &[(&str, &str)]) -> Proc {
     let child = rem
         .command()
+        .envs(env.iter().copied())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -65,17 +66,26 @@ fn spawn(rem: &Rem, args: &[&str]) -> Proc {
 
 /// `rem serve` on `port`, waiting for its endpoint file to name it.
 fn serve(rem: &Rem, port: u16) -> Proc {
+    serve_with(rem, port, &[])
+}
+
+fn serve_with(rem: &Rem, port: u16, env: &[(&str, &str)]) -> Proc {
     let _ = std::fs::remove_file(endpoint(rem));
-    let p = spawn(
+    let p = spawn_with(
         rem,
         &["serve", "--host", "127.0.0.1", "--port", &port.to_string()],
+        env,
     );
     wait_for("the primary to serve", 60, || endpoint(rem).exists());
     p
 }
 
 fn follow(rem: &Rem, port: u16) -> Proc {
-    let p = spawn(
+    follow_with(rem, port, &[])
+}
+
+fn follow_with(rem: &Rem, port: u16, env: &[(&str, &str)]) -> Proc {
+    let p = spawn_with(
         rem,
         &[
             "replicate",
@@ -83,6 +93,7 @@ fn follow(rem: &Rem, port: u16) -> Proc {
             &format!("127.0.0.1:{port}"),
             "--follow",
         ],
+        env,
     );
     wait_for("the replica to serve", 60, || endpoint(rem).exists());
     p
@@ -279,14 +290,16 @@ fn replicas_converge_through_kills_of_primary_and_replica() {
     let r2 = Rem::init();
     let _f1 = follow(&r1, port);
     let mut f2 = follow(&r2, port);
+    // 7 bursts of 1,400 upserts (with `references` edges), explicit edges added and
+    // removed, deletes, and 300 single inserts: over 10,000 writes.
     for round in 0..4 {
-        write_burst(&primary, round, 400);
+        write_burst(&primary, round, 1400);
     }
     // SIGKILL the replica while it applies a burst, then restart it.
-    write_burst(&primary, 4, 400);
+    write_burst(&primary, 4, 1400);
     let _ = f2.0.kill();
     let _ = f2.0.wait();
-    write_burst(&primary, 5, 400);
+    write_burst(&primary, 5, 1400);
     f2 = follow(&r2, port);
     // SIGKILL the primary while a client writes through it; every insert that was
     // acknowledged (exit 0 with an id) must survive.
@@ -331,7 +344,7 @@ fn replicas_converge_through_kills_of_primary_and_replica() {
             "acknowledged {id} lost"
         );
     }
-    write_burst(&primary, 6, 400);
+    write_burst(&primary, 6, 1400);
     let at = seq(&primary);
     wait_synced(&r1, at);
     wait_synced(&r2, at);
@@ -399,4 +412,141 @@ fn wrong_token_and_non_empty_replica_are_refused() {
         "add",
         path_str(&replica.write_file("a.json", ARTICLES)),
     ]);
+}
+
+fn wal(rem: &Rem) -> Value {
+    rem.json(&["replication", "wal-status"])
+}
+
+fn no_embeddings_schema(rem: &Rem) {
+    let schema = ARTICLES.replace(r#""embedding_fields": ["content"],"#, "");
+    let f = rem.write_file("articles.json", &schema);
+    rem.ok(&["schema", "add", path_str(&f)]);
+}
+
+#[test]
+fn a_replica_past_retention_bootstraps_from_a_snapshot() {
+    let primary = Rem::init();
+    no_embeddings_schema(&primary);
+    let port = free_port();
+    // The primary keeps only the newest 200 change records.
+    let mut server = serve_with(&primary, port, &[("P8_WAL_RETENTION_SIZE", "200")]);
+    let r1 = Rem::init();
+    let mut f1 = follow(&r1, port);
+    write_burst(&primary, 0, 300);
+    wait_synced(&r1, seq(&primary));
+    // r1 stops; the primary writes on and trims its log past r1's watermark.
+    let _ = f1.0.kill();
+    let _ = f1.0.wait();
+    let stopped_at = seq(&r1);
+    for round in 1..4 {
+        write_burst(&primary, round, 300);
+    }
+    wait_for("retention to trim the primary's log", 30, || {
+        wal(&primary)["first_seq"].as_u64().unwrap() > stopped_at + 1
+    });
+    // r1 comes back and a new replica r2 joins: neither can be served from the log.
+    f1 = follow(&r1, port);
+    let r2 = Rem::init();
+    let f2 = follow(&r2, port);
+    let at = seq(&primary);
+    wait_synced(&r1, at);
+    wait_synced(&r2, at);
+    for r in [&r1, &r2] {
+        // The replica's log is the primary's trimmed one: it came with the snapshot.
+        assert!(wal(r)["first_seq"].as_u64().unwrap() > 1, "{}", wal(r));
+        assert_eq!(status(r)["mode"], "replica");
+        let err = r.fails(&["insert", "articles", r#"{"title": "local"}"#]);
+        assert!(err.contains("replica"), "{err}");
+    }
+    // They keep following after the bootstrap, through a primary restart too.
+    write_burst(&primary, 4, 300);
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    server = serve_with(&primary, port, &[("P8_WAL_RETENTION_SIZE", "200")]);
+    write_burst(&primary, 5, 300);
+    let at = seq(&primary);
+    wait_synced(&r1, at);
+    wait_synced(&r2, at);
+    let want = checksum(&primary);
+    for r in [&r1, &r2] {
+        assert_eq!(checksum(r), want);
+        let v = r.ok(&["verify"]);
+        assert!(v.starts_with("ok: "), "{v}");
+        assert_eq!(titles(r), titles(&primary));
+    }
+    // No staging or replaced folder is left beside the replicas.
+    for r in [&r1, &r2] {
+        let parent = r.db_path().parent().unwrap().to_path_buf();
+        let leftovers: Vec<_> = std::fs::read_dir(&parent)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".snapshot") || n.ends_with(".replaced"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+    drop((f1, f2, server));
+}
+
+#[test]
+fn tls_replication_and_commands_through_a_tls_server() {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let primary = Rem::init();
+    let cert = primary.write_file("cert.pem", &certified.cert.pem());
+    let key = primary.write_file("key.pem", &certified.signing_key.serialize_pem());
+    let wrong_ca = primary.write_file("other.pem", &other.cert.pem());
+    let (cert, key, wrong_ca) = (path_str(&cert), path_str(&key), path_str(&wrong_ca));
+    no_embeddings_schema(&primary);
+    let port = free_port();
+    let tls_server = [
+        ("P8_REPLICATION_TLS_CERT", cert),
+        ("P8_REPLICATION_TLS_KEY", key),
+    ];
+    let _server = serve_with(&primary, port, &tls_server);
+    // A command through the TLS server needs the CA, and says so without it.
+    let err = primary.fails(&["stats"]);
+    assert!(err.contains("P8_REPLICATION_TLS_CA"), "{err}");
+    primary.set_env("P8_REPLICATION_TLS_CA", cert);
+    primary.ok(&["insert", "articles", r#"{"title": "over TLS", "category": "a"}"#]);
+    // A replica trusting the server's certificate follows over TLS (and serves its
+    // own commands over TLS).
+    let replica = Rem::init();
+    for (k, v) in [("P8_REPLICATION_TLS_CA", cert)].into_iter().chain(tls_server) {
+        replica.set_env(k, v);
+    }
+    let _f = follow(&replica, port);
+    write_burst(&primary, 0, 50);
+    wait_synced(&replica, seq(&primary));
+    assert_eq!(checksum(&replica), checksum(&primary));
+    // A replica without TLS, or trusting another certificate, is refused.
+    let url = format!("127.0.0.1:{port}");
+    for env in [None, Some(wrong_ca)] {
+        let r = Rem::init();
+        let mut c = r.command();
+        if let Some(ca) = env {
+            c.env("P8_REPLICATION_TLS_CA", ca);
+        }
+        let out = c.args(["replicate", "--primary", &url]).output().unwrap();
+        let err = super::check_failure(&["replicate"], &out);
+        let expected = if env.is_none() {
+            "P8_REPLICATION_TLS_CA"
+        } else {
+            "certificate"
+        };
+        assert!(err.contains(expected), "{err}");
+        assert_eq!(seq(&r), 0, "{err}");
+    }
+    // Half a TLS configuration is refused with a clear error.
+    let r = Rem::init();
+    let out = r
+        .command()
+        .env("P8_REPLICATION_TLS_CERT", cert)
+        .args(["serve", "--port", &free_port().to_string()])
+        .output()
+        .unwrap();
+    let err = super::check_failure(&["serve"], &out);
+    assert!(err.contains("P8_REPLICATION_TLS_KEY"), "{err}");
 }

@@ -137,3 +137,98 @@ fn only_a_new_database_becomes_a_replica() {
     );
     assert!(db.replication_batch(0, 10).unwrap()[0].seq == last - 1);
 }
+
+/// A replica behind the retained log takes a checkpoint of the primary, swapped in for
+/// its database, and continues from the copy's sequence number.
+#[test]
+fn a_replica_bootstraps_from_a_checkpoint_and_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = open(dir.path(), "p");
+    primary
+        .register_schema(json!({
+            "name": "doc", "key_field": "k", "indexed_fields": ["tag"],
+            "properties": {"k": {"type": "string"}, "tag": {"type": "string"}}
+        }))
+        .unwrap();
+    for i in 0..40 {
+        primary
+            .insert("doc", json!({"k": format!("d{i}"), "tag": format!("t{}", i % 4)}))
+            .unwrap();
+    }
+    primary.apply_retention(5).unwrap();
+    let replica_path = dir.path().join("r");
+    let replica = open(dir.path(), "r");
+    replica.become_replica("127.0.0.1:1").unwrap();
+    // The primary no longer holds change 1: the batch does not start where the replica is.
+    assert!(primary.replication_batch(0, 10).unwrap()[0].seq > 1);
+
+    // The primary's copy, as the Snapshot RPC would send it, lands in the staging folder.
+    let staging = rem::snapshot_staging_path(&replica_path);
+    primary.checkpoint(&staging).unwrap();
+    let seq = rem::prepare_snapshot(&staging, "127.0.0.1:1").unwrap();
+    assert_eq!(seq, primary.last_seq());
+    // A reader opening the database meanwhile leaves a staged copy alone.
+    rem::recover_snapshot_install(&replica_path).unwrap();
+    assert!(staging.exists());
+    drop(replica);
+    rem::install_snapshot(&replica_path).unwrap();
+    assert!(!staging.exists());
+
+    let replica = open(dir.path(), "r");
+    assert_eq!(
+        replica.replication_role(),
+        ReplicationRole::Replica {
+            primary: "127.0.0.1:1".into()
+        }
+    );
+    assert_eq!(replica.last_seq(), seq);
+    assert!(replica.insert("doc", json!({"k": "local"})).is_err());
+    primary.insert("doc", json!({"k": "after", "tag": "t9"})).unwrap();
+    sync(&primary, &replica, 100);
+    assert_eq!(
+        replica.content_checksum().unwrap(),
+        primary.content_checksum().unwrap()
+    );
+    assert!(replica.verify().unwrap().is_ok());
+    assert_eq!(replica.lookup("after").unwrap().len(), 1);
+}
+
+/// A crash between the two renames of an install is finished or undone on the next
+/// open, whichever keeps a whole database.
+#[test]
+fn an_interrupted_snapshot_install_is_recovered_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = open(dir.path(), "source");
+    source
+        .register_schema(json!({"name": "doc", "key_field": "k",
+                                "properties": {"k": {"type": "string"}}}))
+        .unwrap();
+    source.insert("doc", json!({"k": "from-snapshot"})).unwrap();
+    let path = dir.path().join("r");
+    let old = open(dir.path(), "r");
+    old.become_replica("127.0.0.1:1").unwrap();
+    drop(old);
+    let staging = rem::snapshot_staging_path(&path);
+    let replaced = path.with_file_name(".r.replaced");
+
+    // Crash after the first rename, with the copy complete: the copy is installed.
+    source.checkpoint(&staging).unwrap();
+    rem::prepare_snapshot(&staging, "127.0.0.1:1").unwrap();
+    std::fs::rename(&path, &replaced).unwrap();
+    let db = open(dir.path(), "r");
+    assert_eq!(db.lookup("from-snapshot").unwrap().len(), 1);
+    assert!(!staging.exists() && !replaced.exists());
+    drop(db);
+
+    // Crash after the first rename of a copy that was never completed (no marker):
+    // the old database is put back.
+    source.checkpoint(&staging).unwrap();
+    std::fs::rename(&path, &replaced).unwrap();
+    std::fs::remove_dir_all(&staging).unwrap();
+    let db = open(dir.path(), "r");
+    assert_eq!(db.lookup("from-snapshot").unwrap().len(), 1);
+    assert!(!replaced.exists());
+    // Installing without a complete copy is refused and changes nothing.
+    assert!(rem::install_snapshot(&path).is_err());
+    assert!(path.exists());
+}
