@@ -204,7 +204,9 @@ fn server_tls(config: &Config) -> Result<Option<rem_replication::ServerTls>> {
         read_pem(config, "P8_REPLICATION_TLS_CERT")?,
         read_pem(config, "P8_REPLICATION_TLS_KEY")?,
     ) {
-        (Some(cert_pem), Some(key_pem)) => Ok(Some(rem_replication::ServerTls { cert_pem, key_pem })),
+        (Some(cert_pem), Some(key_pem)) => {
+            Ok(Some(rem_replication::ServerTls { cert_pem, key_pem }))
+        }
         (None, None) => Ok(None),
         _ => bail!("set both P8_REPLICATION_TLS_CERT and P8_REPLICATION_TLS_KEY, or neither"),
     }
@@ -212,13 +214,15 @@ fn server_tls(config: &Config) -> Result<Option<rem_replication::ServerTls>> {
 
 /// TLS of clients (`P8_REPLICATION_TLS_CA`), when set.
 fn client_tls(config: &Config) -> Result<Option<rem_replication::ClientTls>> {
-    Ok(read_pem(config, "P8_REPLICATION_TLS_CA")?.map(|ca_pem| rem_replication::ClientTls {
-        ca_pem,
-        domain: config
-            .get("P8_REPLICATION_TLS_DOMAIN")
-            .filter(|d| !d.is_empty())
-            .map(String::from),
-    }))
+    Ok(
+        read_pem(config, "P8_REPLICATION_TLS_CA")?.map(|ca_pem| rem_replication::ClientTls {
+            ca_pem,
+            domain: config
+                .get("P8_REPLICATION_TLS_DOMAIN")
+                .filter(|d| !d.is_empty())
+                .map(String::from),
+        }),
+    )
 }
 
 fn serve_options(config: &Config) -> Result<ServeOptions> {
@@ -305,12 +309,21 @@ pub(crate) fn serve(
     let listener = rt.block_on(bind(&host, port))?;
     let addr = listener.local_addr()?;
     set_served(Some(db.clone()));
-    endpoint::write(db.path(), &local_address(addr), "primary", options.tls.is_some())
-        .with_context(|| format!("cannot write the endpoint file in {}", db.path().display()))?;
+    endpoint::write(
+        db.path(),
+        &local_address(addr),
+        "primary",
+        options.tls.is_some(),
+    )
+    .with_context(|| format!("cannot write the endpoint file in {}", db.path().display()))?;
     errln!(
         "serving {} as primary on {addr}{} (change {}); Ctrl-C stops",
         db.path().display(),
-        if options.tls.is_some() { " with TLS" } else { "" },
+        if options.tls.is_some() {
+            " with TLS"
+        } else {
+            ""
+        },
         db.last_seq()
     );
     let result = rt.block_on(rem_replication::serve(
@@ -443,7 +456,10 @@ pub(crate) fn replicate(
             bytes as f64 / 1e6,
             started.elapsed().as_millis()
         );
-        errln!("snapshot installed: {} is at change {seq}; following", path.display());
+        errln!(
+            "snapshot installed: {} is at change {seq}; following",
+            path.display()
+        );
         status.bootstrap(text);
     }
     if !follow {

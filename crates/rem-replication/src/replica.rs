@@ -199,24 +199,25 @@ pub enum Followed {
 const SNAPSHOT: &str = "snapshot: ";
 const FATAL: &str = "fatal: ";
 
-/// A failed call as the error [`stream_changes`] returns.
-fn classify(s: &tonic::Status) -> String {
+/// A failed call as the error [`stream_changes`] returns. A plain-text client talking
+/// to a TLS server sees only a broken HTTP/2 connection on its first call, so that
+/// case gets a hint unless `tls` (TLS in use, or the connection already worked).
+fn classify(s: &tonic::Status, tls: bool) -> String {
     let prefix = match s.code() {
         tonic::Code::OutOfRange => SNAPSHOT,
         code if is_fatal(code) => FATAL,
         _ => "",
     };
-    format!("{prefix}{}", status_message(s))
-}
-
-/// A plain-text client talking to a TLS server sees only an HTTP/2 failure: say what
-/// is probably wrong.
-fn tls_hint(e: String, tls: bool) -> String {
-    if !tls && (e.contains("h2 protocol error") || e.contains("transport error")) {
-        format!("{e} (if the primary serves TLS, set P8_REPLICATION_TLS_CA)")
+    let transport = matches!(
+        s.code(),
+        tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
+    );
+    let hint = if transport && !tls {
+        " (if the primary serves TLS, set P8_REPLICATION_TLS_CA)"
     } else {
-        e
-    }
+        ""
+    };
+    format!("{prefix}{}{hint}", status_message(s))
 }
 
 /// Errors that retrying cannot fix.
@@ -262,7 +263,6 @@ pub async fn follow(
                 if connected {
                     backoff = Duration::from_millis(100);
                 }
-                let e = tls_hint(e, options.tls.is_some());
                 // A one-shot `rem replicate` reports only its final error.
                 if status.state() != ReplicaState::Disconnected && options.follow {
                     tracing::warn!("replication interrupted: {e}; reconnecting");
@@ -292,7 +292,12 @@ async fn stream_changes(
     status: &ReplicaStatus,
     connected: &mut bool,
 ) -> Result<(), String> {
-    let mut client = connect(&options.primary, Duration::from_secs(3), options.tls.as_ref()).await?;
+    let mut client = connect(
+        &options.primary,
+        Duration::from_secs(3),
+        options.tls.as_ref(),
+    )
+    .await?;
     let req = request(
         SubscribeRequest {
             after_seq: db.last_seq(),
@@ -303,7 +308,7 @@ async fn stream_changes(
     let mut stream = client
         .subscribe(req)
         .await
-        .map_err(|s| classify(&s))?
+        .map_err(|s| classify(&s, options.tls.is_some()))?
         .into_inner();
     tracing::info!(primary = %options.primary, "connected");
     *connected = true;
@@ -312,7 +317,7 @@ async fn stream_changes(
         let batch = match stream.message().await {
             Ok(Some(b)) => b,
             Ok(None) => return Err("the primary closed the stream".to_string()),
-            Err(s) => return Err(classify(&s)),
+            Err(s) => return Err(classify(&s, true)),
         };
         // A promoted replica stops following.
         if !matches!(db.replication_role(), rem::ReplicationRole::Replica { .. }) {

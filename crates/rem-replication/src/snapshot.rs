@@ -78,9 +78,9 @@ pub(crate) fn send_files(
             let mut offset = 0u64;
             loop {
                 let mut data = vec![0u8; CHUNK];
-                let n = file
-                    .read(&mut data)
-                    .map_err(|e| Status::internal(format!("cannot read {}: {e}", path.display())))?;
+                let n = file.read(&mut data).map_err(|e| {
+                    Status::internal(format!("cannot read {}: {e}", path.display()))
+                })?;
                 if n == 0 {
                     break;
                 }
@@ -158,7 +158,10 @@ pub async fn fetch_snapshot(db: &Path, options: &FollowOptions) -> Result<(u64, 
     let mut total = 0u64;
     while let Some(chunk) = next(stream.message().await)? {
         let Some((size, at)) = files.get_mut(&chunk.file) else {
-            return Err(format!("the primary sent an unlisted file '{}'", chunk.file));
+            return Err(format!(
+                "the primary sent an unlisted file '{}'",
+                chunk.file
+            ));
         };
         if chunk.offset != *at || *at + chunk.data.len() as u64 > *size {
             return Err(format!("the primary sent '{}' out of order", chunk.file));

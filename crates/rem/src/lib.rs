@@ -46,10 +46,10 @@ pub use schema::{
     builtin_schemas, canonical_table_name, load_pydantic_schema, template, FieldType, Schema,
     TEMPLATES,
 };
+pub use search::{SearchHit, SearchOptions, SearchResult};
 pub use snapshot::{
     discard_staged_snapshot, install_snapshot, prepare_snapshot, recover_snapshot_install,
     snapshot_staging_path,
 };
-pub use search::{SearchHit, SearchOptions, SearchResult};
 pub use vector::VectorIndex;
 pub use verify::VerifyReport;

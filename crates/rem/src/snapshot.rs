@@ -133,7 +133,7 @@ pub fn install_snapshot(db: &Path) -> Result<()> {
     }
     if let Err(e) = fs::rename(&staging, db) {
         // Another process opening the database may have finished the swap.
-        if !(db.exists() && !staging.exists()) {
+        if !db.exists() || staging.exists() {
             return Err(io_error(&staging, e));
         }
     }
@@ -149,11 +149,17 @@ pub fn recover_snapshot_install(db: &Path) -> Result<()> {
     let replaced = replaced_path(db);
     if !db.exists() {
         if staging.join(COMPLETE).is_file() {
-            tracing::warn!("finishing an interrupted snapshot install in {}", db.display());
+            tracing::warn!(
+                "finishing an interrupted snapshot install in {}",
+                db.display()
+            );
             fs::rename(&staging, db).map_err(|e| io_error(&staging, e))?;
             let _ = fs::remove_file(db.join(COMPLETE));
         } else if replaced.exists() {
-            tracing::warn!("undoing an interrupted snapshot install in {}", db.display());
+            tracing::warn!(
+                "undoing an interrupted snapshot install in {}",
+                db.display()
+            );
             fs::rename(&replaced, db).map_err(|e| io_error(&replaced, e))?;
         } else {
             return Ok(());

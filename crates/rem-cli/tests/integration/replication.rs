@@ -510,11 +510,18 @@ fn tls_replication_and_commands_through_a_tls_server() {
     let err = primary.fails(&["stats"]);
     assert!(err.contains("P8_REPLICATION_TLS_CA"), "{err}");
     primary.set_env("P8_REPLICATION_TLS_CA", cert);
-    primary.ok(&["insert", "articles", r#"{"title": "over TLS", "category": "a"}"#]);
+    primary.ok(&[
+        "insert",
+        "articles",
+        r#"{"title": "over TLS", "category": "a"}"#,
+    ]);
     // A replica trusting the server's certificate follows over TLS (and serves its
     // own commands over TLS).
     let replica = Rem::init();
-    for (k, v) in [("P8_REPLICATION_TLS_CA", cert)].into_iter().chain(tls_server) {
+    for (k, v) in [("P8_REPLICATION_TLS_CA", cert)]
+        .into_iter()
+        .chain(tls_server)
+    {
         replica.set_env(k, v);
     }
     let _f = follow(&replica, port);

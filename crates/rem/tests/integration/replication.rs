@@ -152,7 +152,10 @@ fn a_replica_bootstraps_from_a_checkpoint_and_continues() {
         .unwrap();
     for i in 0..40 {
         primary
-            .insert("doc", json!({"k": format!("d{i}"), "tag": format!("t{}", i % 4)}))
+            .insert(
+                "doc",
+                json!({"k": format!("d{i}"), "tag": format!("t{}", i % 4)}),
+            )
             .unwrap();
     }
     primary.apply_retention(5).unwrap();
@@ -183,7 +186,9 @@ fn a_replica_bootstraps_from_a_checkpoint_and_continues() {
     );
     assert_eq!(replica.last_seq(), seq);
     assert!(replica.insert("doc", json!({"k": "local"})).is_err());
-    primary.insert("doc", json!({"k": "after", "tag": "t9"})).unwrap();
+    primary
+        .insert("doc", json!({"k": "after", "tag": "t9"}))
+        .unwrap();
     sync(&primary, &replica, 100);
     assert_eq!(
         replica.content_checksum().unwrap(),
