@@ -116,6 +116,22 @@ enum Scenario {
         #[arg(long, default_value_t = 100)]
         batch_rows: usize,
     },
+    /// Write throughput of a primary with no replica vs two `rem replicate --follow`
+    /// processes pinned to another core (run this program under `taskset -c 0`).
+    ReplicationCost {
+        /// Records per run.
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
+        /// Records per batch.
+        #[arg(long, default_value_t = 100)]
+        batch_rows: usize,
+        /// The CPU the replica processes are pinned to (`taskset -c`).
+        #[arg(long, default_value_t = 1)]
+        replica_cpu: usize,
+        /// Alternating runs of each case.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// SQL through the table providers vs DataFusion over a MemTable; cosine ORDER BY vs search.
     Sql {
         /// Rows in the relational table.
@@ -146,6 +162,12 @@ fn main() -> anyhow::Result<()> {
             fanout,
             reps,
         } => graph::run(nodes, fanout, reps),
+        Scenario::ReplicationCost {
+            records,
+            batch_rows,
+            replica_cpu,
+            rounds,
+        } => replication::cost_with_processes(records, batch_rows, replica_cpu, rounds),
         Scenario::Replication {
             writes,
             rate,

@@ -263,3 +263,184 @@ pub(crate) fn run(writes: usize, rate: usize, behind: usize, batch_rows: usize) 
     );
     Ok(())
 }
+
+/// A `rem replicate --follow` process pinned to `cpu`, killed when dropped.
+struct ReplicaProcess {
+    child: std::process::Child,
+    home: std::path::PathBuf,
+}
+
+impl Drop for ReplicaProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `rem` binary built beside this program.
+fn rem_exe() -> std::path::PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("rem")))
+        .unwrap_or_else(|| "rem".into())
+}
+
+impl ReplicaProcess {
+    fn rem(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(rem_exe());
+        c.env("P8_HOME", &self.home);
+        c
+    }
+
+    fn start(home: std::path::PathBuf, port: u16, cpu: usize) -> Result<ReplicaProcess> {
+        let init = std::process::Command::new(rem_exe())
+            .env("P8_HOME", &home)
+            .arg("init")
+            .output()
+            .context("cannot run rem (build it beside rem-bench)")?;
+        anyhow::ensure!(init.status.success(), "rem init failed");
+        let child = std::process::Command::new("taskset")
+            .arg("-c")
+            .arg(cpu.to_string())
+            .arg(rem_exe())
+            .args([
+                "replicate",
+                "--primary",
+                &format!("127.0.0.1:{port}"),
+                "--follow",
+            ])
+            .env("P8_HOME", &home)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("cannot run taskset")?;
+        let p = ReplicaProcess { child, home };
+        let endpoint = p.home.join("db").join("SERVER");
+        let t = Instant::now();
+        while !endpoint.exists() {
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(60),
+                "the replica did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(p)
+    }
+
+    /// The replica's applied sequence number (through its server).
+    fn applied(&self) -> Result<u64> {
+        let out = self
+            .rem()
+            .args(["replication", "status", "--format", "json"])
+            .output()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())?;
+        Ok(v["applied_seq"].as_u64().unwrap_or(0))
+    }
+
+    fn wait_for(&self, seq: u64, limit: Duration) -> Result<()> {
+        let t = Instant::now();
+        while self.applied()? < seq {
+            anyhow::ensure!(t.elapsed() < limit, "replica stuck below {seq}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    /// The replica's content checksum rows, as `rem replication checksum` prints them.
+    fn checksum(&self) -> Result<Vec<(String, u64, String)>> {
+        let out = self
+            .rem()
+            .args(["replication", "checksum", "--format", "json"])
+            .output()?;
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+        Ok(v.iter()
+            .map(|r| {
+                (
+                    r["column_family"].as_str().unwrap_or_default().to_string(),
+                    r["entries"].as_u64().unwrap_or(0),
+                    r["checksum"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect())
+    }
+}
+
+/// Write throughput of this process's primary with no replica and with two replica
+/// processes on `replica_cpu`, alternating `rounds` times; prints each run and the
+/// medians. Meant to run under `taskset -c 0`, so the replicas' apply work does not
+/// compete with the primary for its core.
+pub(crate) fn cost_with_processes(
+    records: usize,
+    batch_rows: usize,
+    replica_cpu: usize,
+    rounds: usize,
+) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    println!(
+        "replication write cost: primary in this process, replicas as `rem replicate --follow` processes on CPU {replica_cpu}"
+    );
+    let rows: Vec<_> = (0..records).map(record).collect();
+    let mut alone = Vec::new();
+    let mut with_two = Vec::new();
+    for round in 0..rounds.max(1) {
+        for replicas in [0usize, 2] {
+            let name = format!("c{round}-{replicas}");
+            let primary = open(dir.path(), &name)?;
+            schema(&primary)?;
+            let cluster = Cluster::start(&primary)?;
+            let procs = (0..replicas)
+                .map(|i| {
+                    ReplicaProcess::start(
+                        dir.path().join(format!("{name}-r{i}")),
+                        cluster.port,
+                        replica_cpu,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for p in &procs {
+                p.wait_for(primary.last_seq(), Duration::from_secs(60))?;
+            }
+            let t = Instant::now();
+            for chunk in rows.chunks(batch_rows) {
+                primary.insert_batch("events", chunk.to_vec())?;
+            }
+            let secs = t.elapsed().as_secs_f64();
+            let rate = records as f64 / secs;
+            let mut after = String::new();
+            if !procs.is_empty() {
+                for p in &procs {
+                    p.wait_for(primary.last_seq(), Duration::from_secs(600))?;
+                }
+                let want: Vec<_> = primary
+                    .content_checksum()?
+                    .into_iter()
+                    .map(|(cf, n, h)| (cf, n, format!("{h:016x}")))
+                    .collect();
+                for p in &procs {
+                    anyhow::ensure!(p.checksum()? == want, "a replica differs from the primary");
+                }
+                after = format!(
+                    "; replicas synced {:.2} s after the first write, checksums equal",
+                    t.elapsed().as_secs_f64()
+                );
+                with_two.push(rate);
+            } else {
+                alone.push(rate);
+            }
+            println!("  round {round}, {replicas} replicas: {rate:.0} rec/s ({secs:.2} s){after}");
+            drop(procs);
+            drop(cluster);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (a, w) = (median(&mut alone), median(&mut with_two));
+    println!(
+        "\nmedian: no replica {a:.0} rec/s, two replicas {w:.0} rec/s, cost {:.1}%",
+        100.0 * (1.0 - w / a)
+    );
+    Ok(())
+}

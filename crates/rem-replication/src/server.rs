@@ -57,8 +57,34 @@ impl Default for ServeOptions {
     }
 }
 
+/// The batches most recently read for subscribers, by the watermark they follow:
+/// replicas at the same position share one read of the log.
+#[derive(Default)]
+struct RecentBatches(std::sync::Mutex<std::collections::VecDeque<(u64, Arc<Vec<Change>>)>>);
+
+impl RecentBatches {
+    const KEEP: usize = 16;
+
+    fn get(&self, after: u64) -> Option<Arc<Vec<Change>>> {
+        let recent = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        recent
+            .iter()
+            .find(|(a, _)| *a == after)
+            .map(|(_, b)| b.clone())
+    }
+
+    fn put(&self, after: u64, batch: Arc<Vec<Change>>) {
+        let mut recent = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() >= Self::KEEP {
+            recent.pop_front();
+        }
+        recent.push_back((after, batch));
+    }
+}
+
 struct Service {
     db: Database,
+    recent: Arc<RecentBatches>,
     options: ServeOptions,
     runner: Arc<dyn CommandRunner>,
     replica: Option<Arc<ReplicaStatus>>,
@@ -164,6 +190,7 @@ impl Replication for Service {
         tracing::info!(replica = %name, after, "replica subscribed");
         let (tx, rx) = mpsc::channel::<Result<ChangeBatch, Status>>(4);
         let options = self.options.clone();
+        let recent = self.recent.clone();
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         let guard = Subscribed(self.subscribers.clone());
         tokio::spawn(async move {
@@ -190,13 +217,22 @@ impl Replication for Service {
                     tokio::time::sleep(options.poll).await;
                     continue;
                 }
-                let reader = db.clone();
-                let max = options.batch_size.max(1);
-                let changes = match blocking(move || reader.replication_batch(at, max)).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        break;
+                let changes = match recent.get(at) {
+                    Some(c) => c,
+                    None => {
+                        let reader = db.clone();
+                        let max = options.batch_size.max(1);
+                        match blocking(move || reader.replication_batch(at, max)).await {
+                            Ok(c) => {
+                                let c = Arc::new(c.into_iter().map(to_proto).collect::<Vec<_>>());
+                                recent.put(at, c.clone());
+                                c
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(e)).await;
+                                break;
+                            }
+                        }
                     }
                 };
                 match changes.first() {
@@ -209,7 +245,7 @@ impl Replication for Service {
                 }
                 at = changes.last().map(|c| c.seq).unwrap_or(at);
                 let batch = ChangeBatch {
-                    changes: changes.into_iter().map(to_proto).collect(),
+                    changes: changes.as_ref().clone(),
                     primary_seq: db.last_seq(),
                     sent_at_micros: now_micros(),
                 };
@@ -345,6 +381,7 @@ pub async fn serve(
     }
     let service = Service {
         db,
+        recent: Arc::default(),
         options,
         runner,
         replica,

@@ -72,6 +72,28 @@ pub(crate) fn encode_put(tenant: &str, table: &str, encoded: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The tenant, table and entity id of an entity-put record (`None` for edge records),
+/// read from its header without decoding the entity.
+pub(crate) fn put_target(bytes: &[u8]) -> Result<Option<(String, String, EntityId)>> {
+    let mut r = KeyReader::new(bytes);
+    if r.tag()? != OP_PUT {
+        return Ok(None);
+    }
+    let tenant = r.str()?;
+    let table = r.str()?;
+    // The entity encoding starts with its version byte and the 16-byte id.
+    let id = r
+        .rest()
+        .get(1..17)
+        .and_then(EntityId::from_slice)
+        .ok_or_else(|| {
+            Error::Storage(rem_storage::StorageError::Corrupt(
+                "change-log entity id".into(),
+            ))
+        })?;
+    Ok(Some((tenant, table, id)))
+}
+
 /// Decodes a change-log record.
 pub fn decode_change(bytes: &[u8]) -> Result<Change> {
     let mut r = KeyReader::new(bytes);

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use rem_storage::{Batch, ColumnFamily};
 
-use crate::change::{decode_change, Change};
+use crate::change::{decode_change, put_target, Change};
 use crate::edges::{edge_key, edge_value, reverse_key};
 use crate::embedding::{column_meta_key, embedding_key, EMBEDDING, EMBEDDING_ALT};
 use crate::index::entity_key_bytes;
@@ -281,9 +281,9 @@ impl Database {
         let mut metas: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         for (seq, record) in self.changes_since(after, max)? {
             let mut vectors = Vec::new();
-            if let Change::Put { tenant, entity } = decode_change(&record)? {
+            if let Some((tenant, table, id)) = put_target(&record)? {
                 for column in [EMBEDDING, EMBEDDING_ALT] {
-                    let meta_key = column_meta_key(&tenant, &entity.table, column);
+                    let meta_key = column_meta_key(&tenant, &table, column);
                     let meta = match metas.get(&meta_key) {
                         Some(m) => m.clone(),
                         None => {
@@ -295,7 +295,7 @@ impl Database {
                     let Some(meta) = meta else {
                         continue;
                     };
-                    let key = embedding_key(&tenant, &entity.table, column, &entity.id);
+                    let key = embedding_key(&tenant, &table, column, &id);
                     vectors.push(ReplicatedVector {
                         column: column.to_string(),
                         meta,
