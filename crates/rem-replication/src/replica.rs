@@ -200,18 +200,20 @@ const SNAPSHOT: &str = "snapshot: ";
 const FATAL: &str = "fatal: ";
 
 /// A failed call as the error [`stream_changes`] returns. A plain-text client talking
-/// to a TLS server sees only a broken HTTP/2 connection on its first call, so that
-/// case gets a hint unless `tls` (TLS in use, or the connection already worked).
+/// to a TLS server sees only a broken HTTP/2 connection before its first message, so
+/// that case gets a hint unless `tls` (TLS in use, or a message already arrived).
 fn classify(s: &tonic::Status, tls: bool) -> String {
     let prefix = match s.code() {
         tonic::Code::OutOfRange => SNAPSHOT,
         code if is_fatal(code) => FATAL,
         _ => "",
     };
-    let transport = matches!(
-        s.code(),
-        tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
-    );
+    let transport = match s.code() {
+        tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled => true,
+        // What an HTTP/2 failure maps to; the service's own internal errors say more.
+        tonic::Code::Internal => s.message().starts_with("h2 protocol error"),
+        _ => false,
+    };
     let hint = if transport && !tls {
         " (if the primary serves TLS, set P8_REPLICATION_TLS_CA)"
     } else {
@@ -313,12 +315,14 @@ async fn stream_changes(
     tracing::info!(primary = %options.primary, "connected");
     *connected = true;
     status.connected(db.last_seq());
+    let mut received = false;
     loop {
         let batch = match stream.message().await {
             Ok(Some(b)) => b,
             Ok(None) => return Err("the primary closed the stream".to_string()),
-            Err(s) => return Err(classify(&s, true)),
+            Err(s) => return Err(classify(&s, options.tls.is_some() || received)),
         };
+        received = true;
         // A promoted replica stops following.
         if !matches!(db.replication_role(), rem::ReplicationRole::Replica { .. }) {
             return Ok(());
