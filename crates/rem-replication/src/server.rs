@@ -35,9 +35,9 @@ pub struct ServeOptions {
     pub token: Option<String>,
     /// Serve TLS only, with this certificate (`P8_REPLICATION_TLS_CERT` / `_KEY`).
     pub tls: Option<crate::ServerTls>,
-    /// Change-log records a primary keeps (`P8_WAL_RETENTION_SIZE`); 0 keeps all.
+    /// Change-log records the served database keeps (`P8_WAL_RETENTION_SIZE`); 0 keeps all.
     pub retention: u64,
-    /// How often an idle stream looks for new commits.
+    /// Shortest wait of an idle stream (it wakes on each commit).
     pub poll: Duration,
     /// How often an idle stream sends an empty batch (liveness and the primary's
     /// sequence number).
@@ -193,6 +193,7 @@ impl Replication for Service {
         let recent = self.recent.clone();
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         let guard = Subscribed(self.subscribers.clone());
+        let mut commits = db.watch_commits();
         tokio::spawn(async move {
             let _guard = guard;
             let mut at = after;
@@ -214,7 +215,12 @@ impl Replication for Service {
                             break;
                         }
                     }
-                    tokio::time::sleep(options.poll).await;
+                    // Wake on the next commit, or when a keep-alive is due.
+                    let due = options.keepalive.saturating_sub(idle_since.elapsed());
+                    tokio::select! {
+                        _ = commits.changed() => {}
+                        _ = tokio::time::sleep(due.max(options.poll)) => {}
+                    }
                     continue;
                 }
                 let changes = match recent.get(at) {
@@ -345,8 +351,9 @@ impl Replication for Service {
     }
 }
 
-/// Serves `db` on `listener` until `shutdown` completes. A primary also trims its
-/// change log to `options.retention` records every few seconds.
+/// Serves `db` on `listener` until `shutdown` completes, trimming its change log to
+/// `options.retention` records every few seconds (a replica's log is its primary's and
+/// is trimmed the same way, so a promoted replica can serve replicas of its own).
 pub async fn serve(
     db: Database,
     listener: tokio::net::TcpListener,
@@ -357,7 +364,16 @@ pub async fn serve(
 ) -> Result<(), String> {
     // Checkpoints left by a server that was killed while sending them.
     let _ = std::fs::remove_dir_all(crate::snapshot::checkpoints_root(db.path()));
-    if replica.is_none() && options.retention > 0 {
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(tls) = &options.tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| format!("bad TLS certificate or key: {}", crate::source_message(&e)))?;
+    }
+    // Stopped with the server: it holds a handle on the database, which a replica
+    // must close to install a snapshot.
+    let retention = (options.retention > 0).then(|| {
         let db = db.clone();
         let keep = options.retention;
         tokio::spawn(async move {
@@ -370,15 +386,8 @@ pub async fn serve(
                     tracing::warn!("change-log retention failed: {e}");
                 }
             }
-        });
-    }
-    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
-    if let Some(tls) = &options.tls {
-        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
-        builder = builder
-            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-            .map_err(|e| format!("bad TLS certificate or key: {}", crate::source_message(&e)))?;
-    }
+        })
+    });
     let service = Service {
         db,
         recent: Arc::default(),
@@ -387,7 +396,7 @@ pub async fn serve(
         replica,
         subscribers: Arc::new(AtomicUsize::new(0)),
     };
-    builder
+    let served = builder
         .add_service(
             ReplicationServer::new(service)
                 .max_decoding_message_size(256 << 20)
@@ -395,5 +404,10 @@ pub async fn serve(
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
-        .map_err(|e| format!("server failed: {}", crate::source_message(&e)))
+        .map_err(|e| format!("server failed: {}", crate::source_message(&e)));
+    if let Some(task) = retention {
+        task.abort();
+        let _ = task.await;
+    }
+    served
 }

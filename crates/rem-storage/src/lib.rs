@@ -22,6 +22,8 @@ pub use codec::{PlainCodec, ValueCodec};
 pub use error::StorageError;
 pub use keys::{prefix_successor, KeyBuf, KeyReader};
 pub use options::{Compression, StoreOptions};
+/// Sees the last committed sequence number change ([`Store::watch_commits`]).
+pub type CommitReceiver = tokio::sync::watch::Receiver<u64>;
 pub use store::{Batch, CfStats, OpenMode, RawScan, ScanIter, Store, FORMAT_VERSION};
 
 /// Result alias for storage operations.

@@ -59,6 +59,8 @@ pub struct Store {
     sync_writes: bool,
     commit_lock: Mutex<()>,
     last_seq: AtomicU64,
+    /// The last committed sequence number, for tasks waiting on new commits.
+    commits: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -147,6 +149,7 @@ impl Store {
             sync_writes: options.sync_writes,
             commit_lock: Mutex::new(()),
             last_seq: AtomicU64::new(0),
+            commits: tokio::sync::watch::Sender::new(0),
         };
         match store.get(ColumnFamily::Meta, META_FORMAT_VERSION)? {
             Some(v) => {
@@ -184,6 +187,7 @@ impl Store {
             None => 0,
         };
         store.last_seq = AtomicU64::new(last);
+        store.commits.send_replace(last);
         Ok(store)
     }
 
@@ -237,7 +241,14 @@ impl Store {
         batch.put(ColumnFamily::Meta, META_LAST_SEQ, &seq.to_be_bytes());
         self.write_raw(batch)?;
         self.last_seq.store(seq, Ordering::Release);
+        self.commits.send_replace(seq);
         Ok(seq)
+    }
+
+    /// A receiver that sees the last committed sequence number change (async tasks wait
+    /// on it instead of polling `last_seq`).
+    pub fn watch_commits(&self) -> crate::CommitReceiver {
+        self.commits.subscribe()
     }
 
     /// Empties the change log and restarts numbering at 1, in one batch with `batch`
@@ -256,6 +267,7 @@ impl Store {
         batch.put(ColumnFamily::Meta, META_LAST_SEQ, &0u64.to_be_bytes());
         self.write_raw(batch)?;
         self.last_seq.store(0, Ordering::Release);
+        self.commits.send_replace(0);
         Ok(())
     }
 

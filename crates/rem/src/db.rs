@@ -215,6 +215,12 @@ impl Database {
         self.inner.store.last_seq()
     }
 
+    /// A receiver that sees [`Database::last_seq`] change: an async task awaits
+    /// `changed()` instead of polling (replication streams do).
+    pub fn watch_commits(&self) -> rem_storage::CommitReceiver {
+        self.inner.store.watch_commits()
+    }
+
     /// Change-log records after sequence number `after` (at most `max`), in order, as
     /// `(seq, record)`; decode them with [`crate::decode_change`]. Records of every
     /// tenant are included (the log is the database's).

@@ -101,7 +101,8 @@ pub struct LogStatus {
     pub first_seq: u64,
     /// Records retained.
     pub entries: u64,
-    /// Bytes of retained records (keys and values).
+    /// Bytes the change log takes (RocksDB's figures for its column family: files and
+    /// memtables, including removed records not yet compacted away).
     pub bytes: u64,
 }
 
@@ -235,19 +236,23 @@ impl Database {
 
     /// Sequence range, count and size of the retained change log.
     pub fn log_status(&self) -> Result<LogStatus> {
-        let mut status = LogStatus {
-            last_seq: self.last_seq(),
-            ..LogStatus::default()
+        // The retained log is contiguous (retention removes a prefix, a replica applies
+        // without gaps), so its extent comes from its first key and `last_seq`; the
+        // size is RocksDB's for the column family, with no scan of the records.
+        let last_seq = self.last_seq();
+        let first = self.first_retained_seq()?;
+        let (first_seq, entries) = if first <= last_seq {
+            (first, last_seq - first + 1)
+        } else {
+            (0, 0)
         };
-        for item in self.store().scan_prefix(ColumnFamily::ChangeLog, &[])? {
-            let (k, v) = item?;
-            if status.entries == 0 {
-                status.first_seq = k.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
-            }
-            status.entries += 1;
-            status.bytes += (k.len() + v.len()) as u64;
-        }
-        Ok(status)
+        let stats = self.store().cf_stats(ColumnFamily::ChangeLog)?;
+        Ok(LogStatus {
+            last_seq,
+            first_seq,
+            entries,
+            bytes: stats.sst_bytes + stats.memtable_bytes,
+        })
     }
 
     /// Keeps the newest `keep` change-log records and removes older ones; returns the

@@ -446,7 +446,8 @@ fn a_replica_past_retention_bootstraps_from_a_snapshot() {
         wal(&primary)["first_seq"].as_u64().unwrap() > stopped_at + 1
     });
     // r1 comes back and a new replica r2 joins: neither can be served from the log.
-    f1 = follow(&r1, port);
+    // r1 trims its own log as well.
+    f1 = follow_with(&r1, port, &[("P8_WAL_RETENTION_SIZE", "200")]);
     let r2 = Rem::init();
     let f2 = follow(&r2, port);
     let at = seq(&primary);
@@ -475,6 +476,9 @@ fn a_replica_past_retention_bootstraps_from_a_snapshot() {
         assert!(v.starts_with("ok: "), "{v}");
         assert_eq!(titles(r), titles(&primary));
     }
+    wait_for("retention on the replica", 30, || {
+        wal(&r1)["entries"].as_u64().unwrap() <= 200
+    });
     // No staging or replaced folder is left beside the replicas.
     for r in [&r1, &r2] {
         let parent = r.db_path().parent().unwrap().to_path_buf();
