@@ -310,7 +310,7 @@ fn filtered(
     let n = data.len() / dims;
     let k = 10;
     let nq = (queries.len() / dims).min(200);
-    println!("\nFiltered search (ef_search {ef}, {nq} queries; sets of 2,048 or fewer ids are searched exactly, larger ones inside HNSW)");
+    println!("\nFiltered search (ef_search {ef}, {nq} queries; sets of at most 2,048 ids or 2% of the index are searched exactly, larger ones inside HNSW)");
     println!("\n| selectivity | allowed ids | recall@10 | QPS (1 thread) | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
     let mut rng = StdRng::seed_from_u64(seed ^ 0xf11e);

@@ -218,7 +218,11 @@ impl VectorIndex {
         }
         let query = &normalized(query)[..];
         let matches = match allowed {
-            Some(allowed) if allowed.len() <= EXACT_LIMIT || self.exact => {
+            Some(allowed)
+                if allowed.len() <= EXACT_LIMIT
+                    || allowed.len() * EXACT_FRACTION <= self.keys.len()
+                    || self.exact =>
+            {
                 return Ok(self.exact_subset(query, k, allowed));
             }
             Some(allowed) => self
@@ -330,6 +334,11 @@ impl VectorIndex {
 
 /// Allowed sets up to this size are searched exactly (perfect recall, cheap).
 const EXACT_LIMIT: usize = 2048;
+
+/// Allowed sets of at most 1/`EXACT_FRACTION` of the index are searched exactly too:
+/// a filtered graph walk slows down as the allowed share shrinks (at 1M vectors, 1% took
+/// 43 ms in the graph), while an exact pass costs about 1 µs per allowed vector.
+const EXACT_FRACTION: usize = 50;
 
 /// `v` scaled to unit length (unchanged when it is zero).
 pub(crate) fn normalized(v: &[f32]) -> Vec<f32> {
