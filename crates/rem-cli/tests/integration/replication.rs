@@ -20,10 +20,17 @@ const ARTICLES: &str = r#"{"name": "articles", "key_field": "title",
 /// A background `rem` process, killed when dropped.
 struct Proc(Child);
 
-impl Drop for Proc {
-    fn drop(&mut self) {
+impl Proc {
+    /// SIGKILL, and reap.
+    fn kill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -186,8 +193,7 @@ fn walkthrough_two_replicas_failover_and_catch_up() {
     assert!(err.contains("replica of 127.0.0.1"), "{err}");
 
     // Failover: the primary dies; replicas keep serving reads.
-    let _ = server.0.kill();
-    let _ = server.0.wait();
+    server.kill();
     assert_eq!(titles(&r1), vec!["Doc 1"]);
     wait_for("the replica to notice the outage", 30, || {
         status(&r1)["state"] == "disconnected"
@@ -281,9 +287,7 @@ fn write_burst(rem: &Rem, round: usize, n: usize) {
 fn replicas_converge_through_kills_of_primary_and_replica() {
     let primary = Rem::init();
     // Without embeddings, so the burst measures replication rather than the model.
-    let schema = ARTICLES.replace(r#""embedding_fields": ["content"],"#, "");
-    let f = primary.write_file("articles.json", &schema);
-    primary.ok(&["schema", "add", path_str(&f)]);
+    no_embeddings_schema(&primary);
     let port = free_port();
     let mut server = serve(&primary, port);
     let r1 = Rem::init();
@@ -297,8 +301,7 @@ fn replicas_converge_through_kills_of_primary_and_replica() {
     }
     // SIGKILL the replica while it applies a burst, then restart it.
     write_burst(&primary, 4, 1400);
-    let _ = f2.0.kill();
-    let _ = f2.0.wait();
+    f2.kill();
     write_burst(&primary, 5, 1400);
     f2 = follow(&r2, port);
     // SIGKILL the primary while a client writes through it; every insert that was
@@ -333,8 +336,7 @@ fn replicas_converge_through_kills_of_primary_and_replica() {
         })
     };
     std::thread::sleep(Duration::from_millis(1500));
-    let _ = server.0.kill();
-    let _ = server.0.wait();
+    server.kill();
     let acked_ids = writer.join().unwrap();
     assert!(!acked_ids.is_empty());
     server = serve(&primary, port);
@@ -345,17 +347,7 @@ fn replicas_converge_through_kills_of_primary_and_replica() {
         );
     }
     write_burst(&primary, 6, 1400);
-    let at = seq(&primary);
-    wait_synced(&r1, at);
-    wait_synced(&r2, at);
-    let want = checksum(&primary);
-    assert_eq!(checksum(&r1), want);
-    assert_eq!(checksum(&r2), want);
-    for r in [&r1, &r2] {
-        let v = r.ok(&["verify"]);
-        assert!(v.starts_with("ok: "), "{v}");
-        assert_eq!(titles(r), titles(&primary));
-    }
+    assert_converged(&primary, &[&r1, &r2]);
     drop(f2);
     drop(server);
 }
@@ -414,6 +406,22 @@ fn wrong_token_and_non_empty_replica_are_refused() {
     ]);
 }
 
+/// Waits until every replica has applied all of the primary's log, then checks that
+/// each has the same content (checksums), passes `rem verify` and returns the same rows.
+fn assert_converged(primary: &Rem, replicas: &[&Rem]) {
+    let at = seq(primary);
+    for r in replicas {
+        wait_synced(r, at);
+    }
+    let want = checksum(primary);
+    for r in replicas {
+        assert_eq!(checksum(r), want);
+        let v = r.ok(&["verify"]);
+        assert!(v.starts_with("ok: "), "{v}");
+        assert_eq!(titles(r), titles(primary));
+    }
+}
+
 fn wal(rem: &Rem) -> Value {
     rem.json(&["replication", "wal-status"])
 }
@@ -436,8 +444,7 @@ fn a_replica_past_retention_bootstraps_from_a_snapshot() {
     write_burst(&primary, 0, 300);
     wait_synced(&r1, seq(&primary));
     // r1 stops; the primary writes on and trims its log past r1's watermark.
-    let _ = f1.0.kill();
-    let _ = f1.0.wait();
+    f1.kill();
     let stopped_at = seq(&r1);
     for round in 1..4 {
         write_burst(&primary, round, 300);
@@ -462,20 +469,10 @@ fn a_replica_past_retention_bootstraps_from_a_snapshot() {
     }
     // They keep following after the bootstrap, through a primary restart too.
     write_burst(&primary, 4, 300);
-    let _ = server.0.kill();
-    let _ = server.0.wait();
+    server.kill();
     server = serve_with(&primary, port, &[("P8_WAL_RETENTION_SIZE", "200")]);
     write_burst(&primary, 5, 300);
-    let at = seq(&primary);
-    wait_synced(&r1, at);
-    wait_synced(&r2, at);
-    let want = checksum(&primary);
-    for r in [&r1, &r2] {
-        assert_eq!(checksum(r), want);
-        let v = r.ok(&["verify"]);
-        assert!(v.starts_with("ok: "), "{v}");
-        assert_eq!(titles(r), titles(&primary));
-    }
+    assert_converged(&primary, &[&r1, &r2]);
     wait_for("retention on the replica", 30, || {
         wal(&r1)["entries"].as_u64().unwrap() <= 200
     });
