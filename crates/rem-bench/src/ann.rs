@@ -142,6 +142,10 @@ pub(crate) struct Args {
     /// Random seed.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Keep the built index here (a path without extension) and load it on the next run
+    /// with the same data options instead of building again (build time is then not measured).
+    #[arg(long)]
+    index_cache: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
@@ -203,7 +207,20 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         hnsw_ef_search: efs[0],
         ..EmbeddingOptions::default()
     };
-    let mut index = VectorIndex::new(dims, "bench", &options)?;
+    let cache_model = format!("bench-n{n}-d{dims}-m{m}-efc{efc}-seed{seed}");
+    if let Some(index) = args
+        .index_cache
+        .as_deref()
+        .and_then(|base| VectorIndex::load(base, &cache_model, dims, &options))
+    {
+        println!(
+            "rem (usearch, {}) loaded from the cache: memory {:.1} MB",
+            quantization.name(),
+            index.memory_usage() as f64 / 1e6
+        );
+        return measure(args, &index, &data, &queries, &truth, exact_qps, threads);
+    }
+    let mut index = VectorIndex::new(dims, &cache_model, &options)?;
     let t = Instant::now();
     // The engine builds an index from stored vectors in chunks on all cores; do the same.
     let items: Vec<(EntityId, Vec<f32>)> = data
@@ -233,7 +250,32 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         index.memory_usage() as f64 / raw as f64,
         raw as f64 / 1e6
     );
+    if let Some(base) = &args.index_cache {
+        index.save(base)?;
+    }
+    measure(args, &index, &data, &queries, &truth, exact_qps, threads)
+}
 
+/// Recall and latency at each ef, the reference run, then the filtered table.
+fn measure(
+    args: &Args,
+    index: &VectorIndex,
+    data: &[f32],
+    queries: &[f32],
+    truth: &[Vec<usize>],
+    exact_qps: f64,
+    threads: usize,
+) -> Result<()> {
+    let (n, dims, nq, m, efc, seed) = (
+        args.n,
+        args.dims,
+        args.queries,
+        args.m,
+        args.ef_construction,
+        args.seed,
+    );
+    let efs = &args.ef_search;
+    let k = 10;
     println!("\n| library | ef_search | recall@10 | QPS (1 thread) | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
     println!(
@@ -265,8 +307,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
 
     if args.reference {
         let dir = tempfile::tempdir()?;
-        write_f32(&dir.path().join("data.f32"), &data)?;
-        write_f32(&dir.path().join("queries.f32"), &queries)?;
+        write_f32(&dir.path().join("data.f32"), data)?;
+        write_f32(&dir.path().join("queries.f32"), queries)?;
         let truth_flat: Vec<f32> = truth.iter().flatten().map(|&j| j as f32).collect();
         write_f32(&dir.path().join("truth.f32"), &truth_flat)?;
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ann_reference.py");
@@ -294,7 +336,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         }
         print!("{}", String::from_utf8_lossy(&out.stdout));
     }
-    filtered(&index, &data, &queries, dims, args.filtered_ef, seed)
+    filtered(index, data, queries, dims, args.filtered_ef, seed)
 }
 
 /// Recall and latency of filtered search at 50%, 10% and 1% selectivity: a random subset

@@ -14,7 +14,9 @@
 //! This crate owns the heavy dependencies (candle, tokenizers, HTTP) so that editing the
 //! engine does not rebuild them.
 
+mod bf16_gemm;
 mod error;
+mod fast_bert;
 mod local;
 mod models;
 mod openai;
@@ -22,7 +24,7 @@ mod openai;
 use std::sync::Arc;
 
 pub use error::EmbedError;
-pub use local::LocalBert;
+pub use local::{LocalBert, LocalEngine};
 pub use models::{find_model_dir, ModelLocation};
 pub use openai::{OpenAiProvider, OpenAiSettings};
 

@@ -265,8 +265,9 @@ impl VectorIndex {
     }
 
     /// Saves the index beside the database: data files first, the metadata file (the
-    /// commit point) last, each through a temporary name.
-    pub(crate) fn save(&self, base: &Path) -> Result<()> {
+    /// commit point) last, each through a temporary name. `base` is a path without
+    /// extension; the files are `base.{usearch,keys,json}`.
+    pub fn save(&self, base: &Path) -> Result<()> {
         let model = self.model.as_str();
         if let Some(dir) = base.parent() {
             std::fs::create_dir_all(dir).map_err(index_error)?;
@@ -294,7 +295,7 @@ impl VectorIndex {
 
     /// Loads a saved index; `None` when there is none or it does not match (`model`,
     /// `dims`, index type) — the caller then rebuilds.
-    pub(crate) fn load(
+    pub fn load(
         base: &Path,
         model: &str,
         dims: usize,

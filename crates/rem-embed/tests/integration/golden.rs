@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use rem_embed::{EmbeddingProvider, LocalBert};
+use rem_embed::{EmbeddingProvider, LocalBert, LocalEngine};
 
 /// Where `scripts/install-model.sh` puts the model (the test setup runs it).
 fn models_dir() -> PathBuf {
@@ -24,6 +24,25 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn local_model_matches_sentence_transformers() {
+    let model = LocalBert::load("all-MiniLM-L6-v2", &models_dir()).unwrap_or_else(|e| {
+        panic!("{e} (the test setup installs the model with scripts/install-model.sh)")
+    });
+    eprintln!("engine: {}", model.engine_name());
+    matches_golden(&model);
+}
+
+/// The candle engine (the fallback on CPUs without AVX-512 BF16) reproduces the golden
+/// vectors too, whichever engine the default picks on this machine.
+#[test]
+fn candle_engine_matches_sentence_transformers() {
+    let dir = models_dir().join("all-MiniLM-L6-v2");
+    let model = LocalBert::load_dir_with("all-MiniLM-L6-v2", &dir, LocalEngine::Candle)
+        .unwrap_or_else(|e| panic!("{e} (the test setup installs the model)"));
+    assert_eq!(model.engine_name(), "candle-f32");
+    matches_golden(&model);
+}
+
+fn matches_golden(model: &LocalBert) {
     let golden: serde_json::Value =
         serde_json::from_str(include_str!("../golden/all-MiniLM-L6-v2.json")).unwrap();
     let sentences: Vec<&str> = golden["sentences"]
@@ -44,9 +63,6 @@ fn local_model_matches_sentence_transformers() {
                 .collect()
         })
         .collect();
-    let model = LocalBert::load("all-MiniLM-L6-v2", &models_dir()).unwrap_or_else(|e| {
-        panic!("{e} (the test setup installs the model with scripts/install-model.sh)")
-    });
     assert_eq!(model.dims(), 384);
     assert_eq!(model.name(), "local:all-MiniLM-L6-v2");
     // One batch, as the engine calls it.
@@ -54,6 +70,7 @@ fn local_model_matches_sentence_transformers() {
     assert_eq!(got.len(), sentences.len());
     for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
         let c = cosine(g, e);
+        eprintln!("{} sentence {i}: cosine {c:.7}", model.engine_name());
         assert!(
             c >= 0.9999,
             "sentence {i} ({:?}): cosine {c}",
