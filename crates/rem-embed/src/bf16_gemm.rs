@@ -40,9 +40,11 @@ pub(crate) fn supported() -> bool {
     }
 }
 
-/// bf16 bits of `x`, rounded to nearest even (as `vcvtne2ps2bf16` does).
+/// bf16 bits of `x`, rounded to nearest even (as `vcvtne2ps2bf16` does; the model's
+/// values are finite, so NaN needs no care).
 fn bf16_bits(x: f32) -> u32 {
-    half::bf16::from_f32(x).to_bits() as u32
+    let b = x.to_bits();
+    (b.wrapping_add(0x7fff + ((b >> 16) & 1))) >> 16
 }
 
 /// Number of feature pairs for `k` input features.
@@ -50,19 +52,28 @@ pub(crate) fn pairs(k: usize) -> usize {
     k.div_ceil(2)
 }
 
-/// Rounds `rows` rows of `k` features to bf16 pairs (`pairs(k)` words per row; an odd
-/// last feature is paired with zero).
+/// Rows of `x` rounded up to whole kernel blocks: the row count activation and output
+/// buffers are sized for.
+pub(crate) fn padded_rows(rows: usize) -> usize {
+    rows.div_ceil(MR) * MR
+}
+
+/// Rounds `rows` rows of `k` features to bf16 pairs in the kernel's layout: blocks of 8
+/// rows, within a block feature pair by feature pair, the 8 rows' pairs side by side.
+/// Missing rows of the last block are zero; an odd last feature is paired with zero.
 pub(crate) fn to_pairs(x: &[f32], rows: usize, k: usize, out: &mut Vec<u32>) {
     let kp = pairs(k);
     out.clear();
-    out.reserve(rows * kp);
-    for row in x[..rows * k].chunks_exact(k) {
+    out.resize(padded_rows(rows) * kp, 0);
+    for (t, row) in x[..rows * k].chunks_exact(k).enumerate() {
+        let block = &mut out[(t / MR) * MR * kp..][..MR * kp];
+        let r = t % MR;
         let mut it = row.chunks_exact(2);
-        for p in &mut it {
-            out.push(bf16_bits(p[0]) | (bf16_bits(p[1]) << 16));
+        for (p, pair) in (&mut it).enumerate() {
+            block[p * MR + r] = bf16_bits(pair[0]) | (bf16_bits(pair[1]) << 16);
         }
         if let [last] = it.remainder() {
-            out.push(bf16_bits(*last));
+            block[(kp - 1) * MR + r] = bf16_bits(*last);
         }
     }
 }
@@ -73,8 +84,9 @@ pub(crate) struct PackedLinear {
     n: usize,
     /// Input features.
     k: usize,
-    /// `ceil(n / 16)` panels of `pairs(k) × 16` words.
-    panels: Vec<u32>,
+    /// Groups of up to three panels of 16 columns; within a group, feature pair by
+    /// feature pair, the panels' 16 words side by side.
+    packed: Vec<u32>,
     /// Bias, padded with zeros to a whole number of panels.
     bias: Vec<f32>,
 }
@@ -86,14 +98,17 @@ impl PackedLinear {
         assert_eq!(bias.len(), n, "bias shape");
         let kp = pairs(k);
         let np = n.div_ceil(LANES);
-        let mut panels = vec![0u32; np * kp * LANES];
+        let mut packed = vec![0u32; np * kp * LANES];
         for col in 0..n {
-            let (panel, lane) = (col / LANES, col % LANES);
+            let panel = col / LANES;
+            let (group, in_group) = (panel / NP, panel % NP);
+            let width = (np - group * NP).min(NP);
+            let base = group * NP * kp * LANES;
             let w = &weight[col * k..(col + 1) * k];
             for p in 0..kp {
                 let lo = bf16_bits(w[2 * p]);
                 let hi = w.get(2 * p + 1).map_or(0, |&v| bf16_bits(v));
-                panels[(panel * kp + p) * LANES + lane] = lo | (hi << 16);
+                packed[base + (p * width + in_group) * LANES + col % LANES] = lo | (hi << 16);
             }
         }
         let mut padded = bias.to_vec();
@@ -101,7 +116,7 @@ impl PackedLinear {
         PackedLinear {
             n,
             k,
-            panels,
+            packed,
             bias: padded,
         }
     }
@@ -111,16 +126,19 @@ impl PackedLinear {
         self.n
     }
 
-    /// `out[t] = x[t] · Wᵀ + b` for `rows` rows; `xb` holds the rows as [`to_pairs`] made
-    /// them, `out` receives `rows × n` values.
-    pub(crate) fn forward(&self, xb: &[u32], rows: usize, out: &mut [f32]) {
+    /// `out[t] = x[t] · Wᵀ + b` for `rows` rows; `xb` holds the rows as [`to_pairs`] laid
+    /// them out. `out` gets `padded_rows(rows) × n` values (rows past `rows` hold the bias).
+    pub(crate) fn forward(&self, xb: &[u32], rows: usize, out: &mut Vec<f32>) {
         let kp = pairs(self.k);
+        let rows = padded_rows(rows);
         assert!(xb.len() >= rows * kp, "activation rows");
-        assert!(out.len() >= rows * self.n, "output rows");
+        out.resize(rows * self.n, 0.0);
         assert!(supported(), "the bf16 kernel needs AVX-512 BF16");
-        // SAFETY: the CPU features are checked above; every pointer offset the kernel
-        // forms stays inside `xb` (rows × kp), `panels` (np × kp × 16), `bias` (np × 16)
-        // and `out` (rows × n, the last panel's columns masked to n).
+        // SAFETY: the CPU features are checked above. The kernel reads `kp × 8` words
+        // of `xb` per block of 8 rows (within `rows × kp`), `kp × 16 × width` words of
+        // `packed` per group and 16 × width values of `bias` (both sized for whole
+        // panels), and writes 8 rows of `out` at stride `n`, masking the columns of the
+        // last panel past `n`.
         #[cfg(target_arch = "x86_64")]
         unsafe {
             self.forward_avx512(xb, rows, out)
@@ -130,82 +148,71 @@ impl PackedLinear {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bf16")]
     unsafe fn forward_avx512(&self, xb: &[u32], rows: usize, out: &mut [f32]) {
+        let kp = pairs(self.k);
         let np = self.n.div_ceil(LANES);
-        let mut p0 = 0;
-        while p0 < np {
-            let panels = (np - p0).min(NP);
+        let mut panel = 0;
+        while panel < np {
+            let width = (np - panel).min(NP);
+            let w = self.packed.as_ptr().add(panel * kp * LANES);
+            let bias = self.bias.as_ptr().add(panel * LANES);
             let mut r0 = 0;
             while r0 < rows {
-                let block_rows = (rows - r0).min(MR);
-                let job = Block {
-                    xb: xb.as_ptr(),
-                    out: out.as_mut_ptr(),
-                    r0,
-                    p0,
-                };
-                macro_rules! dispatch {
-                    ($($r:literal)*) => {
-                        match (block_rows, panels) {
-                            $(($r, 1) => self.block::<$r, 1>(&job),
-                              ($r, 2) => self.block::<$r, 2>(&job),
-                              ($r, _) => self.block::<$r, 3>(&job),)*
-                            _ => unreachable!(),
-                        }
-                    };
+                let x = xb.as_ptr().add(r0 * kp);
+                let o = out.as_mut_ptr().add(r0 * self.n + panel * LANES);
+                let last = (self.n - (panel + width - 1) * LANES).min(LANES);
+                match width {
+                    1 => kernel::<1>(x, w, kp, o, self.n, bias, last),
+                    2 => kernel::<2>(x, w, kp, o, self.n, bias, last),
+                    _ => kernel::<3>(x, w, kp, o, self.n, bias, last),
                 }
-                dispatch!(1 2 3 4 5 6 7 8);
-                r0 += block_rows;
+                r0 += MR;
             }
-            p0 += panels;
-        }
-    }
-
-    /// One `R`-row × `P`-panel block of the output.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bf16")]
-    #[inline]
-    unsafe fn block<const R: usize, const P: usize>(&self, job: &Block) {
-        let kp = pairs(self.k);
-        let mut acc = [[_mm512_setzero_ps(); P]; R];
-        let xrow = job.xb.add(job.r0 * kp);
-        let wpanel = self.panels.as_ptr().add(job.p0 * kp * LANES);
-        for p in 0..kp {
-            let mut b = [_mm512_setzero_ps(); P];
-            for (c, bc) in b.iter_mut().enumerate() {
-                *bc = _mm512_castsi512_ps(_mm512_loadu_si512(
-                    wpanel.add((c * kp + p) * LANES) as *const _,
-                ));
-            }
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(*xrow.add(r * kp + p) as i32));
-                for (acc_rc, bc) in acc_r.iter_mut().zip(&b) {
-                    *acc_rc = _mm512_dpbf16_ps(*acc_rc, a, std::mem::transmute::<__m512, __m512bh>(*bc));
-                }
-            }
-        }
-        for (r, acc_r) in acc.iter().enumerate() {
-            let orow = job.out.add((job.r0 + r) * self.n);
-            for (c, acc_rc) in acc_r.iter().enumerate() {
-                let col = (job.p0 + c) * LANES;
-                let v = _mm512_add_ps(*acc_rc, _mm512_loadu_ps(self.bias.as_ptr().add(col)));
-                let valid = (self.n - col).min(LANES);
-                if valid == LANES {
-                    _mm512_storeu_ps(orow.add(col), v);
-                } else {
-                    _mm512_mask_storeu_ps(orow.add(col), ((1u32 << valid) - 1) as u16, v);
-                }
-            }
+            panel += width;
         }
     }
 }
 
-/// Where one kernel block reads and writes.
+/// An 8-row × `P`-panel block: `x` points at the rows' packed pairs, `w` at the panel
+/// group, `out` at the block's first value (row stride `ldo`); `last` columns of the
+/// last panel are stored (16 for a full panel).
 #[cfg(target_arch = "x86_64")]
-struct Block {
-    xb: *const u32,
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[inline(never)]
+unsafe fn kernel<const P: usize>(
+    x: *const u32,
+    w: *const u32,
+    kp: usize,
     out: *mut f32,
-    r0: usize,
-    p0: usize,
+    ldo: usize,
+    bias: *const f32,
+    last: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); P]; MR];
+    for p in 0..kp {
+        let wp = w.add(p * P * LANES);
+        let mut b = [_mm512_setzero_ps(); P];
+        for c in 0..P {
+            b[c] = _mm512_loadu_ps(wp.add(c * LANES) as *const f32);
+        }
+        let xp = x.add(p * MR);
+        for r in 0..MR {
+            let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(*xp.add(r) as i32));
+            for c in 0..P {
+                acc[r][c] = _mm512_dpbf16_ps(acc[r][c], a, std::mem::transmute::<__m512, __m512bh>(b[c]));
+            }
+        }
+    }
+    for r in 0..MR {
+        let orow = out.add(r * ldo);
+        for c in 0..P {
+            let v = _mm512_add_ps(acc[r][c], _mm512_loadu_ps(bias.add(c * LANES)));
+            if c + 1 < P || last == LANES {
+                _mm512_storeu_ps(orow.add(c * LANES), v);
+            } else {
+                _mm512_mask_storeu_ps(orow.add(c * LANES), ((1u32 << last) - 1) as u16, v);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -233,7 +240,7 @@ mod tests {
             let lin = PackedLinear::new(&w, &b, n, k);
             let mut xb = Vec::new();
             to_pairs(&x, rows, k, &mut xb);
-            let mut out = vec![f32::NAN; rows * n];
+            let mut out = Vec::new();
             lin.forward(&xb, rows, &mut out);
             let r = |v: f32| half::bf16::from_f32(v).to_f32() as f64;
             for t in 0..rows {
