@@ -42,6 +42,7 @@ pub(crate) fn supported() -> bool {
 
 /// bf16 bits of `x`, rounded to nearest even (as `vcvtne2ps2bf16` does; the model's
 /// values are finite, so NaN needs no care).
+#[inline(always)]
 fn bf16_bits(x: f32) -> u32 {
     let b = x.to_bits();
     (b.wrapping_add(0x7fff + ((b >> 16) & 1))) >> 16
@@ -61,6 +62,7 @@ pub(crate) fn padded_rows(rows: usize) -> usize {
 /// Rounds `rows` rows of `k` features to bf16 pairs in the kernel's layout: blocks of 8
 /// rows, within a block feature pair by feature pair, the 8 rows' pairs side by side.
 /// Missing rows of the last block are zero; an odd last feature is paired with zero.
+#[inline(always)]
 pub(crate) fn to_pairs(x: &[f32], rows: usize, k: usize, out: &mut Vec<u32>) {
     let kp = pairs(k);
     out.clear();
@@ -198,7 +200,8 @@ unsafe fn kernel<const P: usize>(
         for r in 0..MR {
             let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(*xp.add(r) as i32));
             for c in 0..P {
-                acc[r][c] = _mm512_dpbf16_ps(acc[r][c], a, std::mem::transmute::<__m512, __m512bh>(b[c]));
+                acc[r][c] =
+                    _mm512_dpbf16_ps(acc[r][c], a, std::mem::transmute::<__m512, __m512bh>(b[c]));
             }
         }
     }
@@ -220,7 +223,9 @@ mod tests {
     use super::*;
 
     fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 
@@ -233,7 +238,13 @@ mod tests {
             return;
         }
         let mut seed = 7;
-        for &(rows, n, k) in &[(1, 16, 2), (13, 40, 7), (21, 384, 384), (9, 1536, 384), (17, 100, 1536)] {
+        for &(rows, n, k) in &[
+            (1, 16, 2),
+            (13, 40, 7),
+            (21, 384, 384),
+            (9, 1536, 384),
+            (17, 100, 1536),
+        ] {
             let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
             let b: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
             let x: Vec<f32> = (0..rows * k).map(|_| lcg(&mut seed)).collect();
@@ -245,7 +256,9 @@ mod tests {
             let r = |v: f32| half::bf16::from_f32(v).to_f32() as f64;
             for t in 0..rows {
                 for c in 0..n {
-                    let want: f64 = (0..k).map(|i| r(x[t * k + i]) * r(w[c * k + i])).sum::<f64>()
+                    let want: f64 = (0..k)
+                        .map(|i| r(x[t * k + i]) * r(w[c * k + i]))
+                        .sum::<f64>()
                         + b[c] as f64;
                     let got = out[t * n + c] as f64;
                     assert!(

@@ -51,7 +51,10 @@ impl BertConfig {
             return Some(format!("activation {}", self.hidden_act));
         }
         if self.position_embedding_type != "absolute" {
-            return Some(format!("position embeddings {}", self.position_embedding_type));
+            return Some(format!(
+                "position embeddings {}",
+                self.position_embedding_type
+            ));
         }
         if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
             return Some("hidden size not divisible by the number of heads".into());
@@ -86,6 +89,9 @@ pub(crate) struct FastBert {
     heads: usize,
     eps: f32,
     max_positions: usize,
+    /// Buffers of finished passes, reused by the next ones (one per concurrent pass):
+    /// fresh multi-megabyte buffers per call cost page faults.
+    scratch: std::sync::Mutex<Vec<Scratch>>,
 }
 
 /// Buffers reused across the layers of one forward pass.
@@ -96,7 +102,7 @@ struct Scratch {
     ctx: Vec<f32>,
     proj: Vec<f32>,
     inter: Vec<f32>,
-    scores: Vec<f32>,
+    attention: AttentionScratch,
 }
 
 impl FastBert {
@@ -106,7 +112,12 @@ impl FastBert {
         let names: HashMap<String, String> = tensors
             .names()
             .into_iter()
-            .map(|n| (n.strip_prefix("bert.").unwrap_or(n).to_string(), n.to_string()))
+            .map(|n| {
+                (
+                    n.strip_prefix("bert.").unwrap_or(n).to_string(),
+                    n.to_string(),
+                )
+            })
             .collect();
         let get = |name: &str, len: usize| -> Result<Vec<f32>, String> {
             let full = names
@@ -130,7 +141,10 @@ impl FastBert {
                 other => return Err(format!("{name}: unsupported type {other:?}")),
             };
             if values.len() != len {
-                return Err(format!("{name} has {} values, expected {len}", values.len()));
+                return Err(format!(
+                    "{name} has {} values, expected {len}",
+                    values.len()
+                ));
             }
             Ok(values)
         };
@@ -199,6 +213,7 @@ impl FastBert {
             heads: config.num_attention_heads,
             eps: config.layer_norm_eps as f32,
             max_positions: config.max_position_embeddings,
+            scratch: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -206,6 +221,25 @@ impl FastBert {
     /// type ids, special tokens included, no padding), as sentence-transformers'
     /// `Pooling(mean)` and `Normalize` compute them.
     pub(crate) fn embed(&self, seqs: &[(&[u32], &[u32])]) -> Result<Vec<Vec<f32>>, String> {
+        if !crate::bf16_gemm::supported() {
+            return Err("this CPU has no AVX-512 BF16".into());
+        }
+        // SAFETY: the only requirement of a `target_feature` function is that the CPU
+        // has the features, checked just above.
+        #[allow(unsafe_code)]
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            self.embed_avx512(seqs)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Err("the fast engine runs on x86-64 only".into())
+    }
+
+    /// The pass compiled for AVX-512: the element-wise loops (layer norm, GELU,
+    /// attention) are inlined here and vectorised 16 lanes wide.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bf16,avx2,fma")]
+    fn embed_avx512(&self, seqs: &[(&[u32], &[u32])]) -> Result<Vec<Vec<f32>>, String> {
         let h = self.hidden;
         let vocab = self.word.len() / h;
         let types = self.token_type.len() / h;
@@ -238,9 +272,17 @@ impl FastBert {
         }
         layer_norm(&mut x, h, &self.emb_norm, self.eps);
         let lens: Vec<usize> = seqs.iter().map(|(ids, _)| ids.len()).collect();
-        let mut s = Scratch::default();
+        let mut s = self
+            .scratch
+            .lock()
+            .ok()
+            .and_then(|mut pool| pool.pop())
+            .unwrap_or_default();
         for layer in &self.layers {
             self.layer(layer, &mut x, total, &lens, &mut s);
+        }
+        if let Ok(mut pool) = self.scratch.lock() {
+            pool.push(s);
         }
         // Mean pooling over each sequence's tokens, then L2 normalisation.
         let mut out = Vec::with_capacity(seqs.len());
@@ -261,13 +303,14 @@ impl FastBert {
     }
 
     /// One encoder layer over all token rows, in place.
+    #[inline(always)]
     fn layer(&self, l: &Layer, x: &mut [f32], rows: usize, lens: &[usize], s: &mut Scratch) {
         let h = self.hidden;
         // Self-attention.
         to_pairs(x, rows, h, &mut s.xb);
         l.qkv.forward(&s.xb, rows, &mut s.qkv);
         s.ctx.resize(rows * h, 0.0);
-        self.attention(&s.qkv, lens, &mut s.ctx, &mut s.scores);
+        self.attention(&s.qkv, lens, &mut s.ctx, &mut s.attention);
         to_pairs(&s.ctx, rows, h, &mut s.xb);
         l.attn_out.forward(&s.xb, rows, &mut s.proj);
         add(x, &s.proj);
@@ -283,8 +326,12 @@ impl FastBert {
         layer_norm(x, h, &l.out_norm, self.eps);
     }
 
-    /// Scaled dot-product attention of every sequence with itself, per head.
-    fn attention(&self, qkv: &[f32], lens: &[usize], ctx: &mut [f32], scores: &mut Vec<f32>) {
+    /// Scaled dot-product attention of every sequence with itself, per head. The keys
+    /// of a head are first transposed (one row per dimension), so a query's scores are
+    /// built by whole-row multiply-adds across all keys at once rather than by one
+    /// horizontal dot product per key.
+    #[inline(always)]
+    fn attention(&self, qkv: &[f32], lens: &[usize], ctx: &mut [f32], s: &mut AttentionScratch) {
         let h = self.hidden;
         let dh = h / self.heads;
         let scale = 1.0 / (dh as f32).sqrt();
@@ -292,26 +339,32 @@ impl FastBert {
         ctx.fill(0.0);
         let mut start = 0;
         for &len in lens {
-            scores.resize(len, 0.0);
+            s.scores.resize(len, 0.0);
+            s.keys_t.resize(dh * len, 0.0);
             for head in 0..self.heads {
                 let (qo, ko, vo) = (head * dh, h + head * dh, 2 * h + head * dh);
+                for j in 0..len {
+                    let k = &qkv[(start + j) * stride + ko..][..dh];
+                    for (d, kd) in k.iter().enumerate() {
+                        s.keys_t[d * len + j] = *kd;
+                    }
+                }
                 for i in 0..len {
                     let q = &qkv[(start + i) * stride + qo..][..dh];
-                    let mut max = f32::MIN;
-                    for (j, sc) in scores.iter_mut().enumerate() {
-                        let k = &qkv[(start + j) * stride + ko..][..dh];
-                        *sc = dot(q, k) * scale;
-                        max = max.max(*sc);
+                    let scores = &mut s.scores[..len];
+                    scores.fill(0.0);
+                    for (d, qd) in q.iter().enumerate() {
+                        let w = qd * scale;
+                        let kt = &s.keys_t[d * len..(d + 1) * len];
+                        scores.iter_mut().zip(kt).for_each(|(sc, k)| *sc += w * k);
                     }
-                    let mut sum = 0.0;
-                    for sc in scores.iter_mut() {
-                        *sc = (*sc - max).exp();
-                        sum += *sc;
-                    }
+                    let max = scores.iter().fold(f32::MIN, |m, v| m.max(*v));
+                    scores.iter_mut().for_each(|sc| *sc = exp_neg(max - *sc));
+                    let inv = 1.0 / sum(scores);
                     let out = &mut ctx[(start + i) * h + head * dh..][..dh];
                     for (j, sc) in scores.iter().enumerate() {
                         let v = &qkv[(start + j) * stride + vo..][..dh];
-                        let w = sc / sum;
+                        let w = sc * inv;
                         out.iter_mut().zip(v).for_each(|(o, v)| *o += w * v);
                     }
                 }
@@ -321,24 +374,35 @@ impl FastBert {
     }
 }
 
-fn add(a: &mut [f32], b: &[f32]) {
-    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+/// Buffers of the attention step.
+#[derive(Default)]
+struct AttentionScratch {
+    scores: Vec<f32>,
+    /// One head's keys, transposed: `dh` rows of the sequence's length.
+    keys_t: Vec<f32>,
 }
 
-/// Dot product with eight independent sums (vectorisable).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+/// Sum with sixteen independent partial sums (vectorisable).
+#[inline(always)]
+fn sum(v: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..16 {
+            acc[i] += c[i];
         }
     }
     acc.iter().sum::<f32>() + tail
 }
 
+#[inline(always)]
+fn add(a: &mut [f32], b: &[f32]) {
+    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+}
+
 /// Layer norm of every `h`-wide row, in place.
+#[inline(always)]
 fn layer_norm(x: &mut [f32], h: usize, norm: &LayerNorm, eps: f32) {
     for row in x.chunks_exact_mut(h) {
         let mean = row.iter().sum::<f32>() / h as f32;
@@ -351,6 +415,7 @@ fn layer_norm(x: &mut [f32], h: usize, norm: &LayerNorm, eps: f32) {
 }
 
 /// GELU with the exact (erf) form, as BERT's `gelu` is: x · ½ · (1 + erf(x / √2)).
+#[inline(always)]
 fn gelu(x: &mut [f32]) {
     for v in x.iter_mut() {
         *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
@@ -359,6 +424,7 @@ fn gelu(x: &mut [f32]) {
 
 /// erf by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7, below f32's resolution
 /// of the GELU output), branch-free so the loop vectorises.
+#[inline(always)]
 fn erf(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
@@ -371,6 +437,7 @@ fn erf(x: f32) -> f32 {
 
 /// e^(−z) for z ≥ 0 (Cephes' expf polynomial after reduction by powers of two;
 /// relative error ~1e-7), branch-free.
+#[inline(always)]
 fn exp_neg(z: f32) -> f32 {
     let x = (-z).max(-87.0);
     // Round x·log2(e) to an integer n without a libm call (the 1.5·2²³ trick).
@@ -401,9 +468,19 @@ mod tests {
             let z = (x * x) as f32;
             let e = exp_neg(z) as f64;
             let want = (-(z as f64)).exp();
-            assert!((e - want).abs() <= 3e-7 * want.max(1e-30) + 1e-37, "exp(-{}) = {e} vs {want}", x * x);
+            assert!(
+                (e - want).abs() <= 3e-7 * want.max(1e-30) + 1e-37,
+                "exp(-{}) = {e} vs {want}",
+                x * x
+            );
         }
-        for (x, want) in [(0.0, 0.0), (0.5, 0.520_499_877_8), (1.0, 0.842_700_792_9), (2.0, 0.995_322_265_0), (-1.0, -0.842_700_792_9)] {
+        for (x, want) in [
+            (0.0, 0.0),
+            (0.5, 0.520_499_877_8),
+            (1.0, 0.842_700_792_9),
+            (2.0, 0.995_322_265_0),
+            (-1.0, -0.842_700_792_9),
+        ] {
             assert!((erf(x as f32) as f64 - want).abs() < 1e-6, "erf({x})");
         }
     }

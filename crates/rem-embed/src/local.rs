@@ -200,7 +200,7 @@ impl LocalBert {
             &self.device,
         )?;
         let hidden = model.forward(&ids, &type_ids, Some(&mask))?; // (rows, cols, dims)
-        // Mean pooling over real tokens, as sentence-transformers' Pooling(mean) does.
+                                                                   // Mean pooling over real tokens, as sentence-transformers' Pooling(mean) does.
         let mask_f = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (rows, cols, 1)
         let summed = hidden.broadcast_mul(&mask_f)?.sum(1)?; // (rows, dims)
         let counts = mask_f.sum(1)?.clamp(1e-9, f64::MAX)?; // (rows, 1)
