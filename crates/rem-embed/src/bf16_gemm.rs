@@ -180,6 +180,8 @@ impl PackedLinear {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[inline(never)]
+// Register blocking reads clearest as indexed loops over the fixed block shape.
+#[allow(clippy::needless_range_loop)]
 unsafe fn kernel<const P: usize>(
     x: *const u32,
     w: *const u32,
