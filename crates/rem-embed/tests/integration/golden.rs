@@ -92,3 +92,64 @@ fn matches_golden(model: &LocalBert) {
     }
     assert!(model.embed(&[]).unwrap().is_empty());
 }
+
+/// The two engines agree beyond the golden sentences: long texts (one past the model's
+/// 256-token limit, so truncation is exercised), a mixed-length batch in one call (the
+/// fast engine lays sequences end to end without padding), and a single word.
+#[test]
+fn fast_and_candle_engines_agree_on_long_and_mixed_batches() {
+    let dir = models_dir().join("all-MiniLM-L6-v2");
+    let auto = LocalBert::load_dir("all-MiniLM-L6-v2", &dir).unwrap();
+    if auto.engine_name() == "candle-f32" {
+        eprintln!("skipped: this CPU runs candle only (no AVX-512 BF16)");
+        return;
+    }
+    let candle = LocalBert::load_dir_with("all-MiniLM-L6-v2", &dir, LocalEngine::Candle).unwrap();
+    let words = [
+        "replication",
+        "the",
+        "primary",
+        "streams",
+        "its",
+        "change",
+        "log",
+        "to",
+        "every",
+        "replica",
+        "which",
+        "applies",
+        "batches",
+        "atomically",
+        "and",
+        "serves",
+        "reads",
+    ];
+    let text = |n: usize, salt: usize| -> String {
+        (0..n)
+            .map(|i| words[(i * 7 + salt) % words.len()])
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let texts: Vec<String> = vec![
+        text(180, 1),
+        "memory".to_string(),
+        text(400, 3), // past 256 tokens: truncated
+        text(12, 5),
+        text(60, 2),
+    ];
+    let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+    assert!(
+        auto.token_count(refs[2]) == 256,
+        "the long text is truncated to 256 tokens"
+    );
+    let fast = auto.embed(&refs).unwrap();
+    let reference = candle.embed(&refs).unwrap();
+    for (i, (f, c)) in fast.iter().zip(&reference).enumerate() {
+        let cos = cosine(f, c);
+        eprintln!(
+            "text {i} ({} tokens): cosine {cos:.7}",
+            auto.token_count(refs[i])
+        );
+        assert!(cos >= 0.9999, "text {i}: engines differ, cosine {cos}");
+    }
+}
