@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rem::{Database, EmbeddingOptions, OpenOptions};
-use rem_embed::{EmbeddingProvider, LocalBert};
+use rem_embed::{EmbeddingProvider, LocalBert, LocalEngine};
 use serde_json::json;
 
 const WORDS: [&str; 24] = [
@@ -55,17 +55,29 @@ fn throughput(model: &LocalBert, texts: &[String], batch: usize) -> Result<f64> 
     Ok(texts.len() as f64 / t.elapsed().as_secs_f64())
 }
 
-pub(crate) fn run(model: &str, models_dir: Option<std::path::PathBuf>, docs: usize) -> Result<()> {
+pub(crate) fn run(
+    model: &str,
+    models_dir: Option<std::path::PathBuf>,
+    candle_only: bool,
+    docs: usize,
+) -> Result<()> {
     let options = EmbeddingOptions {
         default_model: model.to_string(),
         ..EmbeddingOptions::default()
     };
     let models_dir = models_dir.unwrap_or_else(|| options.models_dir.clone());
     let t = Instant::now();
-    let bert = LocalBert::load(model, &models_dir)
+    let location = rem_embed::find_model_dir(model, &models_dir)
         .with_context(|| format!("loading {model} from {}", models_dir.display()))?;
+    let engine = if candle_only {
+        LocalEngine::Candle
+    } else {
+        LocalEngine::Auto
+    };
+    let bert = LocalBert::load_dir_with(model, location.dir(), engine)?;
     println!(
-        "embedding benchmark: local:{model} loaded in {:.2} s; {} threads available",
+        "embedding benchmark: local:{model} ({} engine) loaded in {:.2} s; {} threads available",
+        bert.engine_name(),
         t.elapsed().as_secs_f64(),
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -80,8 +92,10 @@ pub(crate) fn run(model: &str, models_dir: Option<std::path::PathBuf>, docs: usi
     throughput(&bert, &short[..64], 32)?;
     println!("\n| texts | avg tokens | batch | texts/s |");
     println!("|---|---|---|---|");
+    let mut rates = Vec::new();
     for (name, set) in [("short", &short), ("long", &long)] {
         let tps = throughput(&bert, set, 32)?;
+        rates.push(tps);
         println!("| {name} | {:.0} | 32 | {tps:.0} |", avg(set));
     }
     // Mixed lengths show what sorting by length inside a batch saves.
@@ -96,6 +110,19 @@ pub(crate) fn run(model: &str, models_dir: Option<std::path::PathBuf>, docs: usi
         "| mixed (8:1 short:long) | {:.0} | 32 | {tps:.0} |",
         avg(&mixed)
     );
+    if bert.engine_name() != "candle-f32" {
+        // Reference: the same texts through candle (f32), the engine on other CPUs.
+        let candle = LocalBert::load_dir_with(model, location.dir(), LocalEngine::Candle)?;
+        throughput(&candle, &short[..64], 32)?;
+        for ((name, set), rate) in [("short", &short), ("long", &long)].into_iter().zip(&rates) {
+            let tps = throughput(&candle, set, 32)?;
+            println!(
+                "| {name}, candle f32 (reference) | {:.0} | 32 | {tps:.0} ({:.2}x slower) |",
+                avg(set),
+                rate / tps
+            );
+        }
+    }
 
     // End to end: insert `docs` documents with one embedded field, batch 32.
     let bodies: Vec<String> = (0..docs).map(|_| text(&mut rng, 16)).collect();

@@ -58,6 +58,9 @@ enum Scenario {
         /// Models directory (default: P8_MODELS_DIR or ~/.p8/models).
         #[arg(long, env = "P8_MODELS_DIR")]
         models_dir: Option<std::path::PathBuf>,
+        /// Run the model on candle (f32) instead of the default engine.
+        #[arg(long)]
+        candle: bool,
         /// Documents for the end-to-end insert.
         #[arg(long, default_value_t = 1000)]
         docs: usize,
@@ -184,7 +187,8 @@ fn main() -> anyhow::Result<()> {
         Scenario::Embed {
             model,
             models_dir,
+            candle,
             docs,
-        } => embed::run(&model, models_dir, docs),
+        } => embed::run(&model, models_dir, candle, docs),
     }
 }
