@@ -46,6 +46,8 @@ pub trait EmbeddingProvider: Send + Sync {
 pub struct ProviderSettings {
     /// `P8_MODELS_DIR`.
     pub models_dir: std::path::PathBuf,
+    /// `P8_LOCAL_ENGINE`.
+    pub local_engine: LocalEngine,
     /// OpenAI-compatible endpoint settings.
     pub openai: OpenAiSettings,
 }
@@ -89,7 +91,12 @@ pub fn resolve(
 ) -> Result<Arc<dyn EmbeddingProvider>, EmbedError> {
     match parse_provider_name(name)? {
         (ProviderKind::Local, model) => {
-            Ok(Arc::new(LocalBert::load(&model, &settings.models_dir)?))
+            let location = find_model_dir(&model, &settings.models_dir)?;
+            Ok(Arc::new(LocalBert::load_dir_with(
+                &model,
+                location.dir(),
+                settings.local_engine,
+            )?))
         }
         (ProviderKind::OpenAi, model) => Ok(Arc::new(OpenAiProvider::new(
             &model,

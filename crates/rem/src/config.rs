@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use rem_embed::LocalEngine;
 use rem_storage::{Compression, StoreOptions};
 
 use crate::{Error, Result};
@@ -211,6 +212,13 @@ const SETTINGS: &[Setting] = &[
         key: "models_dir",
         default: "$P8_HOME/models",
         help: "where local models are looked for first",
+    },
+    Setting {
+        env: "P8_LOCAL_ENGINE",
+        section: "embeddings",
+        key: "local_engine",
+        default: "auto",
+        help: "local model engine: auto (bf16 on AVX-512 BF16 CPUs) or candle (f32)",
     },
     Setting {
         env: "P8_OPENAI_BASE_URL",
@@ -490,6 +498,15 @@ impl Config {
                 "P8_VECTOR_QUANTIZATION must be bf16, f16 or f32, not '{raw}'"
             ))
         })?;
+        let local_engine = match self.get("P8_LOCAL_ENGINE").unwrap_or("auto") {
+            "auto" => LocalEngine::Auto,
+            "candle" => LocalEngine::Candle,
+            other => {
+                return Err(Error::Config(format!(
+                    "P8_LOCAL_ENGINE must be auto or candle, not '{other}'"
+                )))
+            }
+        };
         let api_key = match self.get("P8_OPENAI_API_KEY").unwrap_or_default() {
             "" => std::env::var("OPENAI_API_KEY")
                 .ok()
@@ -509,6 +526,7 @@ impl Config {
             alt_model: (!alt.is_empty()).then_some(alt),
             batch_size,
             models_dir: expand_home(self.get("P8_MODELS_DIR").unwrap_or("~/.p8/models")),
+            local_engine,
             openai_base_url: self
                 .get("P8_OPENAI_BASE_URL")
                 .unwrap_or("https://api.openai.com/v1")
@@ -596,6 +614,8 @@ pub struct EmbeddingOptions {
     pub batch_size: usize,
     /// Where local models are looked for first.
     pub models_dir: PathBuf,
+    /// Which engine runs local models.
+    pub local_engine: LocalEngine,
     /// OpenAI-compatible endpoint.
     pub openai_base_url: String,
     /// API key for it.
@@ -619,6 +639,7 @@ impl Default for EmbeddingOptions {
             alt_model: None,
             batch_size: 32,
             models_dir: expand_home("~/.p8/models"),
+            local_engine: LocalEngine::Auto,
             openai_base_url: "https://api.openai.com/v1".into(),
             openai_api_key: None,
             index_type: VectorIndexType::Hnsw,
@@ -705,5 +726,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not valid TOML"));
+    }
+
+    #[test]
+    fn local_engine_setting() {
+        let home = tempfile::tempdir().unwrap();
+        let mut env = BTreeMap::new();
+        env.insert("P8_HOME".to_string(), home.path().display().to_string());
+        let engine = |env: &BTreeMap<String, String>| {
+            Config::load_from(env).and_then(|c| c.embedding_options())
+        };
+        assert_eq!(engine(&env).unwrap().local_engine, LocalEngine::Auto);
+        env.insert("P8_LOCAL_ENGINE".to_string(), "candle".to_string());
+        assert_eq!(engine(&env).unwrap().local_engine, LocalEngine::Candle);
+        env.insert("P8_LOCAL_ENGINE".to_string(), "gpu".to_string());
+        let err = engine(&env).unwrap_err().to_string();
+        assert!(err.contains("P8_LOCAL_ENGINE must be auto or candle"), "{err}");
     }
 }

@@ -34,6 +34,7 @@ impl Providers {
         }
         let settings = ProviderSettings {
             models_dir: options.models_dir.clone(),
+            local_engine: options.local_engine,
             openai: OpenAiSettings {
                 base_url: options.openai_base_url.clone(),
                 api_key: options.openai_api_key.clone(),
