@@ -741,6 +741,9 @@ mod tests {
         assert_eq!(engine(&env).unwrap().local_engine, LocalEngine::Candle);
         env.insert("P8_LOCAL_ENGINE".to_string(), "gpu".to_string());
         let err = engine(&env).unwrap_err().to_string();
-        assert!(err.contains("P8_LOCAL_ENGINE must be auto or candle"), "{err}");
+        assert!(
+            err.contains("P8_LOCAL_ENGINE must be auto or candle"),
+            "{err}"
+        );
     }
 }

@@ -39,8 +39,8 @@ pub use entity::{format_ts, parse_ts, Entity, SYSTEM_FIELDS};
 pub use error::{Error, Result};
 pub use graph::{Direction, Node, TraverseOptions, MAX_DEPTH};
 pub use id::EntityId;
-pub use rem_embed::LocalEngine;
 pub use query::{AccessPath, Filter, ScanOptions};
+pub use rem_embed::LocalEngine;
 pub use rem_storage::StoreOptions;
 pub use replica::{LogStatus, ReplicatedChange, ReplicatedVector, ReplicationRole};
 pub use schema::{
