@@ -149,14 +149,15 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
-    let (n, dims, nq, m, efc, seed) = (
-        args.n,
-        args.dims,
-        args.queries,
-        args.m,
-        args.ef_construction,
-        args.seed,
-    );
+    let &Args {
+        n,
+        dims,
+        queries: nq,
+        m,
+        ef_construction: efc,
+        seed,
+        ..
+    } = args;
     let efs = &args.ef_search;
     let threads = match args.threads {
         0 => std::thread::available_parallelism()
@@ -266,14 +267,10 @@ fn measure(
     exact_qps: f64,
     threads: usize,
 ) -> Result<()> {
-    let (n, dims, nq, m, efc, seed) = (
-        args.n,
-        args.dims,
-        args.queries,
-        args.m,
-        args.ef_construction,
-        args.seed,
-    );
+    let &Args {
+        n, dims, m, seed, ..
+    } = args;
+    let (nq, efc) = (args.queries, args.ef_construction);
     let efs = &args.ef_search;
     let k = 10;
     println!("\n| library | ef_search | recall@10 | QPS (1 thread) | p50 ms | p99 ms |");
