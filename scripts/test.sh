@@ -11,5 +11,6 @@ cd "$(dirname "$0")/.."
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 cargo fmt --all -- --check
+./scripts/check-architecture.sh
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

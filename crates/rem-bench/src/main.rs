@@ -11,6 +11,7 @@ mod export;
 mod graph;
 mod ingest;
 mod replication;
+mod service;
 mod sql;
 mod storage;
 
@@ -135,6 +136,24 @@ enum Scenario {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// The same operations embedded and through a server (the library, then `rem` commands).
+    Service {
+        /// Notes (embedded with the local model) to search and get.
+        #[arg(long, default_value_t = 2000)]
+        notes: usize,
+        /// Gets measured per path.
+        #[arg(long, default_value_t = 5000)]
+        gets: usize,
+        /// Searches and SQL queries measured per path.
+        #[arg(long, default_value_t = 200)]
+        reps: usize,
+        /// Runs of each `rem` command per path.
+        #[arg(long, default_value_t = 15)]
+        cli_reps: usize,
+        /// Where the local model is.
+        #[arg(long, env = "P8_MODELS_DIR")]
+        models_dir: Option<std::path::PathBuf>,
+    },
     /// SQL through the table providers vs DataFusion over a MemTable; cosine ORDER BY vs search.
     Sql {
         /// Rows in the relational table.
@@ -159,6 +178,19 @@ fn main() -> anyhow::Result<()> {
         } => storage::run(n, single, gets, lookups),
         Scenario::Ann(args) => ann::run(&args),
         Scenario::Sql { n, docs, reps } => sql::run(n, docs, reps),
+        Scenario::Service {
+            notes,
+            gets,
+            reps,
+            cli_reps,
+            models_dir,
+        } => service::run(
+            notes,
+            gets,
+            reps,
+            cli_reps,
+            models_dir.unwrap_or_else(|| rem::expand_home("~/.p8/models")),
+        ),
         Scenario::Export { n, reps } => export::run(n, reps),
         Scenario::Graph {
             nodes,

@@ -1,5 +1,5 @@
 //! Replication benchmark, in one process over real gRPC on 127.0.0.1: a primary
-//! `rem_replication::serve` and replicas running `rem_replication::follow`, each on its
+//! `rem_service::serve` and replicas running `rem_replication::follow`, each on its
 //! own RocksDB database.
 //!
 //! - Lag: single-record writes at a steady rate with two replicas attached; the lag of
@@ -15,16 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rem::{Database, OpenOptions};
-use rem_replication::{CommandRunner, FollowOptions, ReplicaStatus, ServeOptions};
+use rem_replication::{FollowOptions, ReplicaStatus, ServeOptions};
 use serde_json::json;
 
-struct NoCommands;
-
-impl CommandRunner for NoCommands {
-    fn execute(&self, _: Vec<String>, _: Vec<u8>) -> (Vec<u8>, Vec<u8>, i32) {
-        (vec![], b"not available in the benchmark".to_vec(), 1)
-    }
-}
+/// The token of the benchmark's primary.
+const TOKEN: &str = "bench-token";
 
 fn open(dir: &std::path::Path, name: &str) -> Result<Database> {
     Ok(Database::open(
@@ -74,11 +69,14 @@ impl Cluster {
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let port = listener.local_addr()?.port();
         let (stop, mut rx) = tokio::sync::watch::channel(false);
-        rt.spawn(rem_replication::serve(
+        rt.spawn(rem_service::serve(
             primary.clone(),
             listener,
-            ServeOptions::default(),
-            Arc::new(NoCommands),
+            rem_service::ServerOptions {
+                replication: ServeOptions::default(),
+                token: TOKEN.into(),
+                instance: rem_service::new_instance_id(),
+            },
             None,
             async move {
                 let _ = rx.changed().await;
@@ -92,7 +90,7 @@ impl Cluster {
         replica.become_replica(&primary)?;
         let options = FollowOptions {
             primary: primary.clone(),
-            token: None,
+            token: Some(TOKEN.into()),
             tls: None,
             follow: true,
             max_backoff: Duration::from_secs(1),
@@ -288,7 +286,7 @@ fn rem_exe() -> std::path::PathBuf {
 impl ReplicaProcess {
     fn rem(&self) -> std::process::Command {
         let mut c = std::process::Command::new(rem_exe());
-        c.env("P8_HOME", &self.home);
+        c.env("P8_HOME", &self.home).env("P8_REPLICATION_TOKEN", TOKEN);
         c
     }
 
@@ -310,6 +308,7 @@ impl ReplicaProcess {
                 "--follow",
             ])
             .env("P8_HOME", &home)
+            .env("P8_REPLICATION_TOKEN", TOKEN)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

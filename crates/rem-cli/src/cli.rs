@@ -15,8 +15,17 @@ pub(crate) enum Format {
     Jsonl,
     /// Comma-separated values with a header.
     Csv,
-    /// Apache Parquet (`rem export` only).
+}
+
+/// File formats of `rem export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FileFormat {
+    /// Apache Parquet.
     Parquet,
+    /// Comma-separated values with a header.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
 }
 
 #[derive(Debug, Parser)]
@@ -44,6 +53,11 @@ pub(crate) struct GlobalArgs {
     /// Output format (default: table on a terminal, json when piped).
     #[arg(long, global = true, value_enum)]
     pub(crate) format: Option<Format>,
+    /// Send the command to the server at HOST:PORT (P8_SERVER; its token in
+    /// P8_SERVER_TOKEN). Without it, a server holding the database is found through the
+    /// SERVER file in the database folder.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub(crate) server: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,10 +209,12 @@ replace their chunks. In a folder, a failing file is reported and the run goes o
     #[command(after_help = "Examples:
   rem export resources --output resources.parquet
   rem export resources --output docs.parquet --where \"category = 'docs'\" --include-embeddings
-  rem export person --output people.csv --format csv
+  rem export person --output people.csv
+  rem export person --output people.data --file-format jsonl
   rem export --all --output backup/            # one <table>.parquet per table
 
---format defaults to the output file's extension, else parquet. Parquet compression:
+--file-format defaults to the output file's extension, else parquet (--format is what
+the summary is printed as). Parquet compression:
 --compression, else P8_PARQUET_COMPRESSION (zstd); row groups of P8_PARQUET_ROW_GROUP_SIZE
 rows are written while streaming. Files are written beside the target and renamed into
 place when complete.")]
@@ -215,10 +231,13 @@ place when complete.")]
     /// Serve the database: replicas subscribe here, and other `rem` commands on the
     /// same database go through this process while it runs.
     #[command(
-        after_help = "Examples:\n  rem serve --port 50051\n  P8_REPLICATION_TOKEN=secret rem serve --host 0.0.0.0 --port 50051
+        after_help = "Examples:\n  rem serve --port 50051\n  P8_REPLICATION_TLS_CERT=cert.pem P8_REPLICATION_TLS_KEY=key.pem rem serve --host 0.0.0.0
 
 The database becomes a primary. Other rem commands with the same --path find the
-server through the file SERVER in the database folder. Stop with Ctrl-C."
+server through the file SERVER in the database folder; remote ones use --server.
+Every request needs the server's token: P8_SERVER_TOKEN (or P8_REPLICATION_TOKEN) when
+set, else a random token kept in the database folder's TOKEN file (mode 0600), which
+local commands read. A non-loopback --host needs TLS, or --insecure. Stop with Ctrl-C."
     )]
     Serve {
         /// Address to listen on (P8_REPLICATION_HOST, default 127.0.0.1).
@@ -227,6 +246,10 @@ server through the file SERVER in the database folder. Stop with Ctrl-C."
         /// Port (P8_REPLICATION_PORT, default 50051; 0 picks a free one).
         #[arg(long)]
         port: Option<u16>,
+        /// Allow plain-text connections on a non-loopback address (no TLS): anyone who
+        /// can watch the network sees the token and the data.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Make this database a replica of a primary and apply its changes.
     #[command(
@@ -244,6 +267,9 @@ database (see rem serve)."
         /// Keep following after catching up.
         #[arg(long)]
         follow: bool,
+        /// Allow the replica's server on a non-loopback address without TLS.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Replication status, change-log status and promotion.
     #[command(subcommand)]
@@ -373,6 +399,13 @@ pub(crate) struct SearchArgs {
     /// Search the alternative embedding (P8_ALT_EMBEDDING).
     #[arg(long)]
     pub(crate) alt: bool,
+    /// Table output: these columns (comma-separated) after the score, instead of the
+    /// table, key or name and content.
+    #[arg(long, value_delimiter = ',', conflicts_with = "all")]
+    pub(crate) columns: Option<Vec<String>>,
+    /// Table output: every field.
+    #[arg(long)]
+    pub(crate) all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -416,4 +449,7 @@ pub(crate) struct ExportArgs {
     /// Add the stored vectors as embedding (and embedding_alt) columns.
     #[arg(long)]
     pub(crate) include_embeddings: bool,
+    /// File format (default: the output file's extension, else parquet).
+    #[arg(long, value_enum)]
+    pub(crate) file_format: Option<FileFormat>,
 }

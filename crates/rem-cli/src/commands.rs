@@ -1,24 +1,57 @@
-//! Command implementations: open the database as the command needs, call the engine,
-//! print the result.
+//! Command implementations: each command is written once over a [`Backend`] — the
+//! database embedded in this process, or the server that holds it — and prints its
+//! result to the session's stdout.
 
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
-use std::path::Path;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use rem::{Config, Database, EntityId, OpenOptions, Schema};
+use rem::{Database, OpenOptions, Schema};
+use rem_replication::endpoint;
+use rem_service::proto;
+use rem_service::{Backend, Client, ClientOptions};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    BatchArgs, Cli, Command, ConfigCommand, EdgeCommand, ExportArgs, Format, GlobalArgs,
-    SchemaCommand,
+    BatchArgs, Cli, Command, ConfigCommand, EdgeCommand, ExportArgs, FileFormat, Format,
+    ReplicationCommand, SchemaCommand, SearchArgs,
 };
-use crate::io::{errln, outln};
+use crate::config::Config;
 use crate::output::{print_json, print_rows, Rows};
+use crate::session::Session;
 
-/// How a command opens the database.
+/// `writeln!` to the command's stdout; a failed write (a closed pipe) ends the command.
+macro_rules! outln {
+    ($ctx:expr, $($t:tt)*) => {
+        writeln!($ctx.session.out(), $($t)*).context("cannot write the output")?
+    };
+}
+
+/// `writeln!` to the command's stderr.
+macro_rules! errln {
+    ($ctx:expr, $($t:tt)*) => {
+        { let _ = writeln!($ctx.session.err(), $($t)*); }
+    };
+}
+
+pub(crate) use {errln, outln};
+
+/// A failure that is not the user's: verification found corrupt data, and the like.
+#[derive(Debug)]
+pub(crate) struct InternalError(pub(crate) String);
+
+impl std::fmt::Display for InternalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InternalError {}
+
+/// How a command opens the database when it opens it itself.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Access {
+pub(crate) enum Access {
     Create,
     Write,
     Read,
@@ -27,41 +60,99 @@ enum Access {
     ReadSaving,
 }
 
-struct Ctx {
-    config: Config,
-    format: Format,
-    /// `--format` as given (export reads it as the file format).
-    format_flag: Option<Format>,
+/// A command's context: configuration, output format and the session.
+pub(crate) struct Ctx<'s> {
+    pub(crate) config: Config,
+    pub(crate) format: Format,
+    pub(crate) session: &'s mut Session,
+    /// `--server` / `P8_SERVER`.
+    server: Option<String>,
 }
 
-impl Ctx {
-    fn new(global: &GlobalArgs) -> Result<Ctx> {
-        let mut config = Config::load()?;
-        if let Some(p) = &global.path {
-            config.set_flag("P8_DB_PATH", &p.display().to_string());
+impl Ctx<'_> {
+    pub(crate) fn out(&mut self) -> crate::session::Out<'_> {
+        self.session.out()
+    }
+
+    /// The token for a server: the configured one, else the token file of the local
+    /// database `db` (a server found through its SERVER file).
+    fn token(&self, db: Option<&Path>) -> Result<String> {
+        for name in ["P8_SERVER_TOKEN", "P8_REPLICATION_TOKEN"] {
+            if let Some(t) = self.config.get(name).filter(|t| !t.trim().is_empty()) {
+                return Ok(t.trim().to_string());
+            }
         }
-        if let Some(t) = &global.tenant {
-            config.set_flag("P8_DEFAULT_TENANT", t);
+        match db {
+            Some(db) => Ok(rem_replication::read_token_file(db)
+                .map_err(|e| anyhow!(e))?
+                .unwrap_or_default()),
+            None => bail!("give the server's token in P8_SERVER_TOKEN (it is in the TOKEN file of the served database's folder)"),
         }
-        let format = match global.format {
-            // Parquet is a file format (rem export); what is printed is JSON.
-            Some(Format::Parquet) => Format::Json,
-            Some(f) => f,
-            None if !crate::io::captured() && std::io::stdout().is_terminal() => Format::Table,
-            None => Format::Json,
-        };
-        Ok(Ctx {
-            config,
-            format,
-            format_flag: global.format,
+    }
+
+    fn client_options(&self, db: Option<&Path>) -> Result<ClientOptions> {
+        Ok(ClientOptions {
+            token: self.token(db)?,
+            tls: crate::server::client_tls(&self.config)?,
+            tenant: Some(self.config.tenant().to_string()),
+            connect_timeout: std::time::Duration::from_secs(5),
         })
     }
 
-    fn open(&self, access: Access) -> Result<Database> {
-        // Inside a running server: its open database.
-        if let Some(db) = crate::server::served() {
-            return Ok(db.for_tenant(self.config.tenant())?);
+    /// The database the command runs on: the session's, a server's (explicit, or the
+    /// one holding the database), or the database opened here as `access` says.
+    /// Nothing is read from stdin before this returns, so no input is lost whichever
+    /// it is.
+    pub(crate) fn backend(&mut self, access: Access) -> Result<Backend> {
+        if let Some(db) = &self.session.database {
+            return Ok(Backend::Embedded(db.for_tenant(self.config.tenant())?));
         }
+        if let Some(address) = self.server.clone() {
+            let client = Client::connect(&address, &self.client_options(None)?)?;
+            return Ok(Backend::Remote(client));
+        }
+        let db_path = self.config.db_path();
+        if let Some(server) = endpoint::read(&db_path) {
+            if let Some(client) = self.local_server(&db_path, &server)? {
+                return Ok(Backend::Remote(client));
+            }
+        }
+        Ok(Backend::Embedded(self.open(access)?))
+    }
+
+    /// A client of the server the SERVER file names, if that server is alive and is
+    /// the one that wrote the file; `None` for a file left by a killed server.
+    fn local_server(&self, db: &Path, server: &endpoint::Endpoint) -> Result<Option<Client>> {
+        let options = self.client_options(Some(db))?;
+        if server.tls && options.tls.is_none() {
+            bail!(
+                "the server holding this database ({}) accepts TLS only; set P8_REPLICATION_TLS_CA to the CA that signed its certificate",
+                server.address
+            );
+        }
+        let options = ClientOptions {
+            tls: options.tls.filter(|_| server.tls),
+            connect_timeout: std::time::Duration::from_secs(2),
+            ..options
+        };
+        let Ok(client) = Client::connect(&server.address, &options) else {
+            return Ok(None);
+        };
+        match client.hello() {
+            Ok(hello) if hello.instance == server.instance => Ok(Some(client)),
+            // Another process now listens on that port.
+            Ok(_) => Ok(None),
+            Err(rem_service::Error::Connection(_)) => Ok(None),
+            // A live server that refuses us: say so, never open around it.
+            Err(e) => Err(anyhow!(e).context(format!(
+                "the server holding this database ({}) refused the command",
+                server.address
+            ))),
+        }
+    }
+
+    /// Opens the database in this process.
+    pub(crate) fn open(&self, access: Access) -> Result<Database> {
         let options = OpenOptions {
             tenant: self.config.tenant().to_string(),
             // Reads do not take the lock: they work beside a running writer.
@@ -86,92 +177,117 @@ impl Ctx {
     }
 }
 
-pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
-    init_logging();
-    let ctx = Ctx::new(&cli.global)?;
-    if crate::server::served().is_none() {
-        if let Some(code) = crate::server::forward(&cli, &ctx.config)? {
-            return Ok(code);
-        }
+/// Runs a parsed command line in `session`.
+pub(crate) fn run(cli: Cli, session: &mut Session) -> Result<ExitCode> {
+    let mut config = Config::load_from(&session.env)?;
+    if let Some(p) = &cli.global.path {
+        config.set_flag("P8_DB_PATH", &p.display().to_string());
     }
-    if ctx.format_flag == Some(Format::Parquet) && !matches!(cli.command, Command::Export(_)) {
-        bail!("--format parquet applies to rem export only");
+    if let Some(t) = &cli.global.tenant {
+        config.set_flag("P8_DEFAULT_TENANT", t);
     }
+    let format = match cli.global.format {
+        Some(f) => f,
+        None if session.stdout_is_terminal => Format::Table,
+        None => Format::Json,
+    };
+    let server = cli
+        .global
+        .server
+        .clone()
+        .or_else(|| config.get("P8_SERVER").map(String::from))
+        .filter(|s| !s.trim().is_empty());
+    let mut ctx = Ctx {
+        config,
+        format,
+        session,
+        server,
+    };
+    let ctx = &mut ctx;
     match cli.command {
         Command::Init => {
             let path = ctx.config.db_path();
-            let db = ctx.open(Access::Create)?;
-            let tables = db.schemas()?.len();
+            let backend = ctx.backend(Access::Create)?;
+            let tables = backend.schemas()?.len();
+            let tenant = ctx.config.tenant().to_string();
             outln!(
-                "initialized {} ({tables} tables, tenant '{}')",
-                path.display(),
-                db.tenant()
+                ctx,
+                "initialized {} ({tables} tables, tenant '{tenant}')",
+                path.display()
             );
         }
-        Command::Schema(cmd) => schema_command(&ctx, cmd)?,
+        Command::Schema(cmd) => schema_command(ctx, cmd)?,
         Command::Insert(args) => {
             if args.batch {
-                let db = ctx.open(Access::Write)?;
-                write_jsonl(&ctx, &db, &args.table, crate::io::stdin(), &args.batching)?;
+                let backend = ctx.backend(Access::Write)?;
+                let mut input = std::mem::replace(
+                    &mut ctx.session.stdin,
+                    Box::new(std::io::Cursor::new(Vec::new())),
+                );
+                let result = write_jsonl(ctx, &backend, &args.table, &mut input, &args.batching);
+                ctx.session.stdin = input;
+                result?;
             } else {
                 let text = args.json.unwrap_or_default();
                 let record: Value =
                     serde_json::from_str(&text).map_err(|e| rem::Error::InvalidJson {
                         location: Some(format!("at line {} column {}", e.line(), e.column())),
-                        message: strip_position(&e.to_string()),
+                        message: rem_service::strip_position(&e.to_string()),
                     })?;
-                let db = ctx.open(Access::Write)?;
-                let id = db.insert(&args.table, record)?;
-                outln!("{id}");
+                let backend = ctx.backend(Access::Write)?;
+                let ids = backend
+                    .inserter(&args.table)?
+                    .write(vec![record])
+                    .map_err(single_record)?;
+                for id in ids {
+                    outln!(ctx, "{id}");
+                }
             }
         }
         Command::Upsert(args) => {
             let file = std::fs::File::open(&args.file)
                 .map_err(|e| anyhow!("cannot read {}: {}", args.file.display(), os_message(&e)))?;
-            let db = ctx.open(Access::Write)?;
-            write_jsonl(
-                &ctx,
-                &db,
-                &args.schema,
-                BufReader::new(file),
-                &args.batching,
-            )?;
+            let backend = ctx.backend(Access::Write)?;
+            let mut input = std::io::BufReader::new(file);
+            write_jsonl(ctx, &backend, &args.schema, &mut input, &args.batching)?;
         }
         Command::Get {
             id,
             include_deleted,
         } => {
-            let id = EntityId::parse(&id)?;
-            let db = ctx.open(Access::Read)?;
-            let entity = if include_deleted {
-                db.get_including_deleted(&id)?
-            } else {
-                db.get(&id)?
-            };
-            let entity = entity.ok_or_else(|| rem::Error::NotFound(id.to_string()))?;
-            print_rows(ctx.format, &Rows::single(entity.to_json()))?;
+            rem::EntityId::parse(&id)?;
+            let backend = ctx.backend(Access::Read)?;
+            let entity = backend
+                .get(&id, include_deleted)?
+                .ok_or_else(|| rem::Error::NotFound(id.clone()))?;
+            let format = ctx.format;
+            print_rows(&mut ctx.out(), format, &Rows::single(entity))?;
         }
         Command::Delete { id } => {
-            let id = EntityId::parse(&id)?;
-            let db = ctx.open(Access::Write)?;
-            let e = db.delete(&id)?;
-            outln!("deleted {} from {}", e.id, e.table);
+            rem::EntityId::parse(&id)?;
+            let backend = ctx.backend(Access::Write)?;
+            let e = backend.delete(&id)?;
+            outln!(ctx, "deleted {} from {}", e.id, e.table);
         }
-        Command::Edge(cmd) => edge_command(&ctx, cmd)?,
+        Command::Edge(cmd) => edge_command(ctx, cmd)?,
         Command::Edges {
             entity,
             direction,
             edge_type,
         } => {
-            let direction = rem::Direction::parse(&direction)?;
-            let db = ctx.open(Access::Read)?;
-            let id = db.resolve(&entity)?.id;
-            let edges = db.edges_of(&id, direction, edge_type.as_deref())?;
-            let rows: Vec<Value> = edges.iter().map(edge_json).collect();
+            rem::Direction::parse(&direction)?;
+            let backend = ctx.backend(Access::Read)?;
+            let edges = backend.edges(proto::EdgesRequest {
+                entity,
+                direction,
+                edge_type: edge_type.unwrap_or_default(),
+            })?;
+            let rows: Vec<Value> = edges.iter().map(edge_json).collect::<Result<_>>()?;
             if rows.is_empty() && ctx.format == Format::Table {
-                errln!("no edges");
+                errln!(ctx, "no edges");
             }
-            print_rows(ctx.format, &Rows::from_objects(rows))?;
+            let format = ctx.format;
+            print_rows(&mut ctx.out(), format, &Rows::from_objects(rows))?;
         }
         Command::Traverse {
             entity,
@@ -180,29 +296,35 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             edge_type,
             dfs,
         } => {
-            let options = rem::TraverseOptions {
-                depth,
-                direction: rem::Direction::parse(&direction)?,
-                edge_type,
+            rem::Direction::parse(&direction)?;
+            let backend = ctx.backend(Access::Read)?;
+            let nodes = backend.traverse(proto::TraverseRequest {
+                entity,
+                depth: depth as u64,
+                direction,
+                edge_type: edge_type.unwrap_or_default(),
                 dfs,
-            };
-            let db = ctx.open(Access::Read)?;
-            let start = db.resolve(&entity)?.id;
-            let nodes = db.traverse(&start, &options)?;
+            })?;
             let rows: Vec<Vec<Value>> = nodes
                 .iter()
                 .map(|n| {
                     vec![
                         json!(n.depth),
-                        json!(n.id.to_string()),
+                        json!(n.id),
                         json!(n.table),
-                        json!(n.edge_type),
-                        json!(n.path.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
+                        if n.edge_type.is_empty() {
+                            Value::Null
+                        } else {
+                            json!(n.edge_type)
+                        },
+                        json!(n.path),
                     ]
                 })
                 .collect();
+            let format = ctx.format;
             print_rows(
-                ctx.format,
+                &mut ctx.out(),
+                format,
                 &Rows::new(vec!["depth", "id", "entity_type", "via", "path"], rows),
             )?;
         }
@@ -213,187 +335,111 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             edge_type,
             max_depth,
         } => {
-            let direction = rem::Direction::parse(&direction)?;
-            let db = ctx.open(Access::Read)?;
-            let a = db.resolve(&from)?.id;
-            let b = db.resolve(&to)?.id;
-            match db.shortest_path(&a, &b, direction, edge_type.as_deref(), max_depth)? {
-                Some(path) => {
-                    let rows: Vec<Vec<Value>> = path
-                        .iter()
-                        .enumerate()
-                        .map(|(i, id)| vec![json!(i), json!(id.to_string())])
-                        .collect();
-                    print_rows(ctx.format, &Rows::new(vec!["hop", "id"], rows))?;
-                }
-                None => {
-                    return Err(rem::Error::NotFound(format!(
-                        "no path from {a} to {b} within {max_depth} hops ({})",
-                        direction.name()
-                    ))
-                    .into())
-                }
-            }
+            rem::Direction::parse(&direction)?;
+            let backend = ctx.backend(Access::Read)?;
+            let path = backend.path(proto::PathRequest {
+                from,
+                to,
+                direction,
+                edge_type: edge_type.unwrap_or_default(),
+                max_depth: max_depth as u64,
+            })?;
+            let rows: Vec<Vec<Value>> = path
+                .ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| vec![json!(i), json!(id)])
+                .collect();
+            let format = ctx.format;
+            print_rows(&mut ctx.out(), format, &Rows::new(vec!["hop", "id"], rows))?;
         }
         Command::Lookup { key } => {
-            let db = ctx.open(Access::Read)?;
-            let found: Vec<Value> = db.lookup(&key)?.iter().map(|e| e.to_json()).collect();
+            let backend = ctx.backend(Access::Read)?;
+            let found = backend.lookup(&key)?;
             if found.is_empty() && ctx.format == Format::Table {
-                errln!("no entity has key '{key}'");
+                errln!(ctx, "no entity has key '{key}'");
             }
-            print_rows(ctx.format, &Rows::from_objects(found))?;
+            let format = ctx.format;
+            print_rows(&mut ctx.out(), format, &Rows::from_objects(found))?;
         }
-        Command::Search(args) => {
-            let filter = match &args.predicate {
-                Some(p) => rem::Filter::parse(p)?,
-                None => rem::Filter::All,
-            };
-            let options = rem::SearchOptions {
-                top_k: args.top_k,
-                min_score: args.min_score,
-                filter,
-                alt: args.alt,
-                ef_search: None,
-            };
-            let db = ctx.open(Access::ReadSaving)?;
-            let result = db.search(args.schema.as_deref(), &args.query, &options)?;
-            if result.table_detected {
-                errln!(
-                    "searched table '{}' (chosen by similarity to its description)",
-                    result.table
-                );
-            }
-            let rows: Vec<Value> = result
-                .hits
-                .iter()
-                .map(|h| {
-                    let mut v = h.entity.to_json();
-                    if let Value::Object(m) = &mut v {
-                        let mut out = serde_json::Map::new();
-                        out.insert(
-                            "score".into(),
-                            json!((f64::from(h.score) * 10_000.0).round() / 10_000.0),
-                        );
-                        out.extend(std::mem::take(m));
-                        return Value::Object(out);
-                    }
-                    v
-                })
-                .collect();
-            if rows.is_empty() && ctx.format == Format::Table {
-                errln!("no results in '{}'", result.table);
-            }
-            print_rows(ctx.format, &Rows::from_objects(rows))?;
-        }
+        Command::Search(args) => search_command(ctx, args)?,
         Command::Query {
             sql,
             include_deleted,
         } => {
-            use rem_sql::Sql;
-            let db = ctx.open(Access::ReadSaving)?;
-            let stream =
-                db.sql_with(&sql, &rem_sql::SqlOptions::include_deleted(include_deleted))?;
+            let backend = ctx.backend(Access::ReadSaving)?;
+            let batches = backend.sql(&sql, include_deleted)?;
             let format = match ctx.format {
                 Format::Table => rem_sql::OutputFormat::Table,
-                Format::Json | Format::Parquet => rem_sql::OutputFormat::Json,
+                Format::Json => rem_sql::OutputFormat::Json,
                 Format::Jsonl => rem_sql::OutputFormat::Jsonl,
                 Format::Csv => rem_sql::OutputFormat::Csv,
             };
-            crate::io::with_out(|w| -> Result<()> {
-                let mut out = std::io::BufWriter::new(w);
-                rem_sql::write_batches(stream, format, &mut out)?;
-                out.flush().context("cannot write the result")
-            })?;
+            let mut out = std::io::BufWriter::new(ctx.out());
+            rem_sql::write_batches(batches, format, &mut out)?;
+            out.flush().context("cannot write the result")?;
         }
-        Command::Export(args) => export_command(&ctx, args)?,
+        Command::Export(args) => export_command(ctx, args)?,
         Command::Ingest {
             input,
             schema,
             recursive,
-        } => return ingest_command(&ctx, &input, schema, recursive),
+        } => return ingest_command(ctx, &input, &schema, recursive),
         Command::Verify => {
-            let db = ctx.open(Access::Read)?;
-            let report = db.verify()?;
-            if !report.is_ok() {
+            let backend = ctx.backend(Access::Read)?;
+            let report = backend.verify()?;
+            if !report.problems.is_empty() {
                 for p in &report.problems {
-                    errln!("problem: {p}");
+                    errln!(ctx, "problem: {p}");
                 }
-                bail!(
+                return Err(InternalError(format!(
                     "verification found {} problem(s) in {}",
                     report.problems.len(),
-                    db.path().display()
-                );
+                    report.path
+                ))
+                .into());
             }
             outln!(
+                ctx,
                 "ok: {} entities, {} index entries and {} change records agree",
                 report.entities,
                 report.index_entries,
                 report.change_records
             );
         }
-        Command::Stats => {
-            let db = ctx.open(Access::Read)?;
-            let s = db.stats()?;
-            if matches!(ctx.format, Format::Json | Format::Jsonl) {
-                let v = json!({
-                    "path": db.path().display().to_string(),
-                    "tenant": db.tenant(),
-                    "last_seq": s.last_seq,
-                    "disk_bytes": s.disk_bytes,
-                    "tables": s.tables.iter().map(|(t, live, del)| json!({"table": t, "rows": live, "deleted": del})).collect::<Vec<_>>(),
-                    "column_families": s.column_families.iter().map(|(cf, keys, bytes)| json!({"name": cf, "estimated_keys": keys, "bytes": bytes})).collect::<Vec<_>>(),
-                });
-                print_json(ctx.format, &v)?;
-            } else {
-                let rows = s
-                    .tables
-                    .iter()
-                    .map(|(t, live, del)| vec![json!(t), json!(live), json!(del)])
-                    .collect();
-                print_rows(
-                    ctx.format,
-                    &Rows::new(vec!["table", "rows", "deleted"], rows),
-                )?;
-                if ctx.format == Format::Table {
-                    let rows = s
-                        .column_families
-                        .iter()
-                        .map(|(cf, k, b)| vec![json!(cf), json!(k), json!(b)])
-                        .collect();
-                    print_rows(
-                        ctx.format,
-                        &Rows::new(vec!["column family", "estimated keys", "bytes"], rows),
-                    )?;
-                    outln!(
-                        "disk use: {} bytes; last sequence number: {}",
-                        s.disk_bytes,
-                        s.last_seq
-                    );
-                }
+        Command::Stats => stats_command(ctx)?,
+        Command::Serve {
+            host,
+            port,
+            insecure,
+        } => {
+            if ctx.server.is_some() {
+                bail!("rem serve runs here; --server and P8_SERVER do not apply");
             }
-        }
-        Command::Serve { host, port } => {
             let db = ctx.open(Access::Write)?;
             if ctx.config.get("P8_REPLICATION_MODE") == Some("replica") {
-                return crate::server::replicate(&ctx.config, db, None, true, &|| {
-                    ctx.open(Access::Write)
-                });
+                return crate::server::replicate(ctx, db, None, true, insecure);
             }
-            return crate::server::serve(&ctx.config, db, host, port);
+            return crate::server::serve(ctx, db, host, port, insecure);
         }
-        Command::Replicate { primary, follow } => {
+        Command::Replicate {
+            primary,
+            follow,
+            insecure,
+        } => {
+            if ctx.server.is_some() {
+                bail!("rem replicate runs here; --server and P8_SERVER do not apply");
+            }
             let db = ctx.open(Access::Write)?;
-            return crate::server::replicate(&ctx.config, db, primary, follow, &|| {
-                ctx.open(Access::Write)
-            });
+            return crate::server::replicate(ctx, db, primary, follow, insecure);
         }
         Command::Replication(cmd) => {
             let access = match cmd {
-                crate::cli::ReplicationCommand::Promote => Access::Write,
+                ReplicationCommand::Promote => Access::Write,
                 _ => Access::Read,
             };
-            let db = ctx.open(access)?;
-            return crate::server::replication(db, ctx.format, cmd);
+            let backend = ctx.backend(access)?;
+            crate::server::replication(ctx, &backend, cmd)?;
         }
         Command::Config(ConfigCommand::Show) => {
             let rows = ctx
@@ -410,8 +456,10 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
                     ]
                 })
                 .collect();
+            let format = ctx.format;
             print_rows(
-                ctx.format,
+                &mut ctx.out(),
+                format,
                 &Rows::new(
                     vec!["setting", "value", "source", "config.toml key", "meaning"],
                     rows,
@@ -422,7 +470,17 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn schema_command(ctx: &Ctx, cmd: SchemaCommand) -> Result<()> {
+/// A lone record's refusal, without the "record 1 of the batch" prefix.
+fn single_record(e: rem_service::Error) -> anyhow::Error {
+    match e {
+        rem_service::Error::Record { kind, message, .. } => {
+            anyhow!(rem_service::Error::Remote { kind, message })
+        }
+        other => anyhow!(other),
+    }
+}
+
+fn schema_command(ctx: &mut Ctx<'_>, cmd: SchemaCommand) -> Result<()> {
     match cmd {
         SchemaCommand::Add {
             source,
@@ -431,17 +489,25 @@ fn schema_command(ctx: &Ctx, cmd: SchemaCommand) -> Result<()> {
             output,
         } => {
             let doc = match (source, template) {
-                (Some(src), None) => Schema::from_source(&src)?.document,
+                // Read (or, for models.py::Class, run) here, on the client: a server
+                // only ever receives the JSON Schema.
+                (Some(src), None) => {
+                    let python = ctx.config.get("P8_PYTHON").unwrap_or("python3");
+                    Schema::from_source(&src, python)?.document
+                }
                 (None, Some(t)) => {
                     let name = name.unwrap_or_default();
                     let doc = rem::template(&t, &name.to_ascii_lowercase()).ok_or_else(|| {
-                        anyhow!("unknown template '{t}'; see `rem schema templates`")
+                        rem::Error::InvalidInput(format!(
+                            "unknown template '{t}'; see `rem schema templates`"
+                        ))
                     })?;
                     // Parse before writing or registering, so a bad name fails early.
                     Schema::from_document(doc.clone())?;
                     if let Some(out) = output {
                         write_schema_file(&out, &doc)?;
                         outln!(
+                            ctx,
                             "wrote schema '{}' to {}",
                             doc["name"].as_str().unwrap_or(""),
                             out.display()
@@ -452,30 +518,31 @@ fn schema_command(ctx: &Ctx, cmd: SchemaCommand) -> Result<()> {
                 }
                 _ => bail!("give a schema file, or --name and --template"),
             };
-            let db = ctx.open(Access::Write)?;
-            let schema = db.register_schema(doc)?;
-            outln!("registered schema '{}'", schema.name);
+            let backend = ctx.backend(Access::Write)?;
+            let stored = backend.register_schema(&doc)?;
+            let schema = Schema::from_document(stored)?;
+            outln!(ctx, "registered schema '{}'", schema.name);
         }
         SchemaCommand::List => {
-            let db = ctx.open(Access::Read)?;
-            let rows = db
-                .schemas()?
-                .iter()
-                .map(|s| {
-                    vec![
-                        json!(s.name),
-                        json!(s.category),
-                        json!(s.version),
-                        json!(s.key_field),
-                        json!(s.indexed_fields),
-                        json!(s.embedding_fields),
-                        json!(s.fully_qualified_name),
-                        json!(s.description),
-                    ]
-                })
-                .collect();
+            let backend = ctx.backend(Access::Read)?;
+            let mut rows = Vec::new();
+            for doc in backend.schemas()? {
+                let s = Schema::from_document(doc)?;
+                rows.push(vec![
+                    json!(s.name),
+                    json!(s.category),
+                    json!(s.version),
+                    json!(s.key_field),
+                    json!(s.indexed_fields),
+                    json!(s.embedding_fields),
+                    json!(s.fully_qualified_name),
+                    json!(s.description),
+                ]);
+            }
+            let format = ctx.format;
             print_rows(
-                ctx.format,
+                &mut ctx.out(),
+                format,
                 &Rows::new(
                     vec![
                         "name",
@@ -492,19 +559,21 @@ fn schema_command(ctx: &Ctx, cmd: SchemaCommand) -> Result<()> {
             )?;
         }
         SchemaCommand::Show { name } => {
-            let db = ctx.open(Access::Read)?;
-            let schema = db.schema(&name)?;
+            let backend = ctx.backend(Access::Read)?;
+            let doc = backend.schema(&name)?;
             // A schema is a document: shown as JSON whatever the format, so that
             // `rem schema show x > x.json` can be edited and re-added.
-            outln!("{}", serde_json::to_string_pretty(&schema.document)?);
+            outln!(ctx, "{}", serde_json::to_string_pretty(&doc)?);
         }
         SchemaCommand::Templates => {
             let rows = rem::TEMPLATES
                 .iter()
                 .map(|(n, d)| vec![json!(n), json!(d)])
                 .collect();
+            let format = ctx.format;
             print_rows(
-                ctx.format,
+                &mut ctx.out(),
+                format,
                 &Rows::new(vec!["template", "description"], rows),
             )?;
         }
@@ -524,10 +593,10 @@ fn write_schema_file(out: &Path, doc: &Value) -> Result<()> {
 /// Reads JSONL and writes it in atomic batches. A bad line stops the run: its batch is
 /// not written (earlier batches are, and the message says how many records that was).
 fn write_jsonl(
-    ctx: &Ctx,
-    db: &Database,
+    ctx: &mut Ctx<'_>,
+    backend: &Backend,
     table: &str,
-    input: impl Read,
+    input: &mut dyn BufRead,
     args: &BatchArgs,
 ) -> Result<()> {
     let batch_size = match args.batch_size {
@@ -536,73 +605,83 @@ fn write_jsonl(
         None => ctx.config.batch_size()?,
     };
     // Resolve the table first: an unknown table is an error even for empty input.
-    db.schema(table)?;
+    let mut inserter = backend.inserter(table)?;
     let mut written = 0usize;
     let mut batch: Vec<Value> = Vec::with_capacity(batch_size);
     let mut lines: Vec<usize> = Vec::with_capacity(batch_size);
-    let flush = |batch: &mut Vec<Value>,
-                 lines: &mut Vec<usize>,
-                 written: &mut usize|
+    let mut flush = |ctx: &mut Ctx<'_>,
+                     batch: &mut Vec<Value>,
+                     lines: &mut Vec<usize>,
+                     written: &mut usize|
      -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let records = std::mem::take(batch);
-        match db.insert_batch(table, records) {
+        match inserter.write(std::mem::take(batch)) {
             Ok(ids) => {
                 *written += ids.len();
                 if args.ids {
-                    crate::io::with_out(|out| -> std::io::Result<()> {
-                        for id in ids {
-                            writeln!(out, "{id}")?;
-                        }
-                        out.flush()
-                    })?;
+                    let mut out = ctx.out();
+                    for id in ids {
+                        writeln!(out, "{id}").context("cannot write the output")?;
+                    }
+                    out.flush().context("cannot write the output")?;
                 }
                 lines.clear();
                 Ok(())
             }
-            Err(rem::Error::Record { index, source }) => {
+            Err(rem_service::Error::Record {
+                index,
+                kind,
+                message,
+            }) => {
                 let line = lines.get(index).copied().unwrap_or(0);
-                Err(anyhow!("line {line}: {source} (nothing of this batch was written; {written} records in earlier batches were)"))
+                Err(anyhow!(rem_service::Error::Remote {
+                    kind,
+                    message: format!("line {line}: {message} (nothing of this batch was written; {written} records in earlier batches were)"),
+                }))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(anyhow!(e).context(format!(
+                "nothing of the current batch was written; {written} records in earlier batches were"
+            ))),
         }
     };
-    for (n, line) in BufReader::new(input).lines().enumerate() {
-        let line_no = n + 1;
-        let line = line.with_context(|| format!("cannot read line {line_no}"))?;
+    let mut line = String::new();
+    let mut line_no = 0usize;
+    loop {
+        line.clear();
+        let n = input
+            .read_line(&mut line)
+            .with_context(|| format!("cannot read line {}", line_no + 1))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
         if line.trim().is_empty() {
             continue;
         }
         let record: Value = serde_json::from_str(&line).map_err(|e| {
-            anyhow!(
-                "line {line_no}: invalid JSON at column {}: {} (nothing of this batch was written; {written} records in earlier batches were)",
-                e.column(),
-                strip_position(&e.to_string())
-            )
+            rem::Error::InvalidJson {
+                location: Some(format!("on line {line_no} at column {}", e.column())),
+                message: format!(
+                    "{} (nothing of this batch was written; {written} records in earlier batches were)",
+                    rem_service::strip_position(&e.to_string())
+                ),
+            }
         })?;
         batch.push(record);
         lines.push(line_no);
         if batch.len() >= batch_size {
-            flush(&mut batch, &mut lines, &mut written)?;
+            flush(ctx, &mut batch, &mut lines, &mut written)?;
         }
     }
-    flush(&mut batch, &mut lines, &mut written)?;
+    flush(ctx, &mut batch, &mut lines, &mut written)?;
     if args.ids {
-        errln!("wrote {written} records to {table}");
+        errln!(ctx, "wrote {written} records to {table}");
     } else {
-        outln!("wrote {written} records to {table}");
+        outln!(ctx, "wrote {written} records to {table}");
     }
     Ok(())
-}
-
-/// serde_json messages end in " at line L column C"; callers say where themselves.
-fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
-    }
 }
 
 fn os_message(e: &std::io::Error) -> String {
@@ -613,37 +692,20 @@ fn os_message(e: &std::io::Error) -> String {
     }
 }
 
-fn init_logging() {
-    let level = std::env::var("P8_LOG_LEVEL")
-        .unwrap_or_else(|_| "warn".into())
-        .to_ascii_lowercase();
-    let filter = tracing_subscriber::EnvFilter::try_new(&level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .without_time();
-    let _ = if std::env::var("P8_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
-fn edge_json(e: &rem::Edge) -> Value {
-    json!({
-        "src": e.src.to_string(),
+fn edge_json(e: &proto::Edge) -> Result<Value> {
+    let properties: Value = serde_json::from_str(&e.properties_json)
+        .map_err(|err| anyhow!(rem_service::Error::Protocol(err.to_string())))?;
+    Ok(json!({
+        "src": e.src,
         "edge_type": e.edge_type,
         "dst": e.dst,
         "weight": e.weight,
-        "properties": Value::Object(e.properties.clone()),
-        "created_at": rem::format_ts(&e.created_at),
-    })
+        "properties": properties,
+        "created_at": e.created_at,
+    }))
 }
 
-fn edge_command(ctx: &Ctx, cmd: EdgeCommand) -> Result<()> {
+fn edge_command(ctx: &mut Ctx<'_>, cmd: EdgeCommand) -> Result<()> {
     match cmd {
         EdgeCommand::Add {
             src,
@@ -653,9 +715,9 @@ fn edge_command(ctx: &Ctx, cmd: EdgeCommand) -> Result<()> {
             weight,
         } => {
             let properties = match props {
-                None => serde_json::Map::new(),
+                None => String::new(),
                 Some(text) => match serde_json::from_str::<Value>(&text) {
-                    Ok(Value::Object(m)) => m,
+                    Ok(v @ Value::Object(_)) => v.to_string(),
                     Ok(_) => {
                         return Err(rem::Error::InvalidInput(
                             "--props must be a JSON object".into(),
@@ -670,23 +732,31 @@ fn edge_command(ctx: &Ctx, cmd: EdgeCommand) -> Result<()> {
                     }
                 },
             };
-            let db = ctx.open(Access::Write)?;
-            let edge = db.add_edge(
-                &src,
-                &dst,
-                &edge_type,
-                &rem::EdgeOptions { weight, properties },
-            )?;
-            print_rows(ctx.format, &Rows::single(edge_json(&edge)))?;
+            let backend = ctx.backend(Access::Write)?;
+            let edge = backend.add_edge(proto::AddEdgeRequest {
+                src,
+                dst,
+                edge_type,
+                has_weight: weight.is_some(),
+                weight: weight.unwrap_or_default(),
+                properties_json: properties,
+            })?;
+            let format = ctx.format;
+            print_rows(&mut ctx.out(), format, &Rows::single(edge_json(&edge)?))?;
         }
         EdgeCommand::Rm {
             src,
             dst,
             edge_type,
         } => {
-            let db = ctx.open(Access::Write)?;
-            if db.remove_edge(&src, &dst, &edge_type)? {
-                outln!("removed {src} -[{edge_type}]-> {dst}");
+            let backend = ctx.backend(Access::Write)?;
+            let removed = backend.remove_edge(proto::RemoveEdgeRequest {
+                src: src.clone(),
+                dst: dst.clone(),
+                edge_type: edge_type.clone(),
+            })?;
+            if removed {
+                outln!(ctx, "removed {src} -[{edge_type}]-> {dst}");
             } else {
                 return Err(
                     rem::Error::NotFound(format!("edge {src} -[{edge_type}]-> {dst}")).into(),
@@ -697,122 +767,355 @@ fn edge_command(ctx: &Ctx, cmd: EdgeCommand) -> Result<()> {
     Ok(())
 }
 
-fn export_command(ctx: &Ctx, args: ExportArgs) -> Result<()> {
-    let format = match ctx.format_flag {
-        Some(Format::Parquet) => rem_sql::ExportFormat::Parquet,
-        Some(Format::Csv) => rem_sql::ExportFormat::Csv,
-        Some(Format::Jsonl) | Some(Format::Json) => rem_sql::ExportFormat::Jsonl,
-        Some(Format::Table) => bail!("--format for export is parquet, csv or jsonl"),
-        None if args.all => rem_sql::ExportFormat::Parquet,
-        None => {
-            rem_sql::ExportFormat::from_path(&args.output).unwrap_or(rem_sql::ExportFormat::Parquet)
+fn search_command(ctx: &mut Ctx<'_>, args: SearchArgs) -> Result<()> {
+    // Checked here, before the database is opened or a server asked.
+    if let Some(p) = &args.predicate {
+        rem::Filter::parse(p)?;
+    }
+    let backend = ctx.backend(Access::ReadSaving)?;
+    let result = backend.search(proto::SearchRequest {
+        table: args.schema.clone().unwrap_or_default(),
+        query: args.query.clone(),
+        top_k: args.top_k as u64,
+        has_min_score: args.min_score.is_some(),
+        min_score: args.min_score.unwrap_or_default(),
+        predicate: args.predicate.clone().unwrap_or_default(),
+        alt: args.alt,
+        ef_search: 0,
+    })?;
+    if result.table_detected {
+        errln!(
+            ctx,
+            "searched table '{}' (chosen by similarity to its description)",
+            result.table
+        );
+    }
+    let mut hits = Vec::with_capacity(result.hits.len());
+    for h in &result.hits {
+        let mut out = serde_json::Map::new();
+        out.insert(
+            "score".into(),
+            json!((f64::from(h.score) * 10_000.0).round() / 10_000.0),
+        );
+        if let Value::Object(m) = serde_json::from_str(&h.entity_json)
+            .map_err(|e| anyhow!(rem_service::Error::Protocol(e.to_string())))?
+        {
+            out.extend(m);
         }
+        hits.push(Value::Object(out));
+    }
+    if hits.is_empty() && ctx.format == Format::Table {
+        errln!(ctx, "no results in '{}'", result.table);
+    }
+    let format = ctx.format;
+    if format != Format::Table || args.all {
+        return print_rows(&mut ctx.out(), format, &Rows::from_objects(hits));
+    }
+    // On a terminal: what a person reads first.
+    let rows = match &args.columns {
+        Some(columns) => {
+            let mut names = vec!["score".to_string()];
+            names.extend(columns.iter().cloned());
+            let rows = hits
+                .iter()
+                .map(|h| names.iter().map(|c| column(h, c)).collect())
+                .collect();
+            Rows::new(names.iter().map(String::as_str).collect(), rows)
+        }
+        None => {
+            let schema = Schema::from_document(backend.schema(&result.table)?)?;
+            let key = |h: &Value| -> Value {
+                schema
+                    .key_field
+                    .iter()
+                    .map(String::as_str)
+                    .chain(["name", "uri", "key", "id"])
+                    .map(|f| column(h, f))
+                    .find(|v| !v.is_null())
+                    .unwrap_or(Value::Null)
+            };
+            let content = |h: &Value| -> Value {
+                let text = schema
+                    .embedding_fields
+                    .iter()
+                    .map(String::as_str)
+                    .chain(["content", "description"])
+                    .map(|f| column(h, f))
+                    .find(|v| !v.is_null())
+                    .map(|v| match v {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    })
+                    .unwrap_or_default();
+                json!(one_line_cut(&text, 100))
+            };
+            let rows = hits
+                .iter()
+                .map(|h| vec![column(h, "score"), column(h, "entity_type"), key(h), content(h)])
+                .collect();
+            Rows::new(vec!["score", "table", "key", "content"], rows)
+        }
+    };
+    print_rows(&mut ctx.out(), format, &rows)
+}
+
+/// A field of a hit: a system field, else a property.
+fn column(hit: &Value, name: &str) -> Value {
+    hit.get(name)
+        .or_else(|| hit.get("properties").and_then(|p| p.get(name)))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// `text` on one line, cut to `max` characters.
+fn one_line_cut(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max - 1).collect();
+        format!("{cut}…")
+    }
+}
+
+fn stats_command(ctx: &mut Ctx<'_>) -> Result<()> {
+    let backend = ctx.backend(Access::Read)?;
+    let s = backend.stats()?;
+    let format = ctx.format;
+    let mut out = ctx.out();
+    if matches!(format, Format::Json | Format::Jsonl) {
+        let v = json!({
+            "path": s.path,
+            "tenant": s.tenant,
+            "last_seq": s.last_seq,
+            "disk_bytes": s.disk_bytes,
+            "tables": s.tables.iter().map(|t| json!({"table": t.table, "rows": t.rows, "deleted": t.deleted})).collect::<Vec<_>>(),
+            "column_families": s.column_families.iter().map(|c| json!({"name": c.name, "estimated_keys": c.estimated_keys, "bytes": c.bytes})).collect::<Vec<_>>(),
+        });
+        return print_json(&mut out, format, &v);
+    }
+    let rows = s
+        .tables
+        .iter()
+        .map(|t| vec![json!(t.table), json!(t.rows), json!(t.deleted)])
+        .collect();
+    print_rows(
+        &mut out,
+        format,
+        &Rows::new(vec!["table", "rows", "deleted"], rows),
+    )?;
+    if format == Format::Table {
+        let rows = s
+            .column_families
+            .iter()
+            .map(|c| vec![json!(c.name), json!(c.estimated_keys), json!(c.bytes)])
+            .collect();
+        print_rows(
+            &mut out,
+            format,
+            &Rows::new(vec!["column family", "estimated keys", "bytes"], rows),
+        )?;
+        writeln!(
+            out,
+            "disk use: {} bytes; last sequence number: {}",
+            s.disk_bytes, s.last_seq
+        )?;
+    }
+    Ok(())
+}
+
+fn file_format_name(f: FileFormat) -> &'static str {
+    match f {
+        FileFormat::Parquet => "parquet",
+        FileFormat::Csv => "csv",
+        FileFormat::Jsonl => "jsonl",
+    }
+}
+
+fn export_command(ctx: &mut Ctx<'_>, args: ExportArgs) -> Result<()> {
+    let format = match args.file_format {
+        Some(f) => f,
+        None if args.all => FileFormat::Parquet,
+        None => match rem_sql::ExportFormat::from_path(&args.output) {
+            Some(rem_sql::ExportFormat::Csv) => FileFormat::Csv,
+            Some(rem_sql::ExportFormat::Jsonl) => FileFormat::Jsonl,
+            _ => FileFormat::Parquet,
+        },
     };
     let compression = match (&args.compression, format) {
         (Some(c), _) => c.clone(),
-        (None, rem_sql::ExportFormat::Parquet) => ctx
+        (None, FileFormat::Parquet) => ctx
             .config
             .get("P8_PARQUET_COMPRESSION")
             .unwrap_or("zstd")
             .to_string(),
         (None, _) => "none".to_string(),
     };
+    // Checked here, so a bad option fails before any file is made.
     let options = rem_sql::ExportOptions {
-        format,
-        compression,
-        predicate: args.predicate,
+        format: rem_sql::ExportFormat::parse(file_format_name(format))?,
+        compression: compression.clone(),
+        predicate: args.predicate.clone(),
         include_embeddings: args.include_embeddings,
         row_group_size: ctx.config.parquet_row_group_size()?,
     };
-    let db = ctx.open(Access::ReadSaving)?;
-    let started = std::time::Instant::now();
-    let reports = match &args.table {
-        Some(table) => vec![rem_sql::export_table(&db, table, &args.output, &options)?],
-        None => rem_sql::export_all(&db, &args.output, &options)?,
+    rem_sql::parquet_compression(&options.compression)?;
+    if format != FileFormat::Parquet && compression != "none" {
+        return Err(rem::Error::InvalidInput(format!(
+            "--compression applies to parquet only; {} files are written uncompressed",
+            options.format.extension()
+        ))
+        .into());
+    }
+    let backend = ctx.backend(Access::ReadSaving)?;
+    let request = |table: &str| proto::ExportRequest {
+        table: table.to_string(),
+        format: file_format_name(format).to_string(),
+        compression: compression.clone(),
+        predicate: args.predicate.clone().unwrap_or_default(),
+        include_embeddings: args.include_embeddings,
+        row_group_size: options.row_group_size as u64,
     };
+    let started = std::time::Instant::now();
+    // (table, path, rows, bytes): the client writes every file, whoever encodes it.
+    let mut reports: Vec<(String, PathBuf, u64, u64)> = Vec::new();
+    let mut export_one = |table: &str, path: &Path| -> Result<()> {
+        let ((name, rows), bytes) = rem_sql::write_file_atomically(path, |out| {
+            backend.export(request(table), out).map_err(anyhow::Error::from)
+        })?;
+        reports.push((name, path.to_path_buf(), rows, bytes));
+        Ok(())
+    };
+    match &args.table {
+        Some(table) => {
+            backend.schema(table)?;
+            export_one(table, &args.output)?;
+        }
+        None => {
+            let dir = &args.output;
+            if !dir.is_dir() {
+                let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+                if parent.is_some_and(|p| !p.is_dir()) {
+                    return Err(rem::Error::InvalidInput(format!(
+                        "the folder {} does not exist",
+                        parent.map(|p| p.display().to_string()).unwrap_or_default()
+                    ))
+                    .into());
+                }
+                std::fs::create_dir(dir)
+                    .map_err(|e| anyhow!("cannot create {}: {}", dir.display(), os_message(&e)))?;
+            }
+            for doc in backend.schemas()? {
+                let name = doc["name"].as_str().unwrap_or_default().to_string();
+                let path = dir.join(format!("{name}.{}", options.format.extension()));
+                export_one(&name, &path)?;
+            }
+        }
+    }
     let secs = started.elapsed().as_secs_f64();
-    for r in &reports {
+    for (table, path, rows, bytes) in &reports {
         errln!(
-            "exported {} rows of {} to {} ({} bytes)",
-            r.rows,
-            r.table,
-            r.path.display(),
-            r.bytes
+            ctx,
+            "exported {rows} rows of {table} to {} ({bytes} bytes)",
+            path.display()
         );
     }
     let rows: Vec<Value> = reports
         .iter()
-        .map(|r| json!({"table": r.table, "path": r.path.display().to_string(), "rows": r.rows, "bytes": r.bytes}))
+        .map(|(table, path, rows, bytes)| json!({"table": table, "path": path.display().to_string(), "rows": rows, "bytes": bytes}))
         .collect();
-    errln!("{} file(s) in {secs:.2} s", reports.len());
-    // --format named the file format; the summary is then JSON.
-    let summary = if ctx.format_flag.is_some() {
-        Format::Json
-    } else {
-        ctx.format
-    };
-    print_rows(summary, &Rows::from_objects(rows))?;
-    Ok(())
+    errln!(ctx, "{} file(s) in {secs:.2} s", reports.len());
+    let format = ctx.format;
+    print_rows(&mut ctx.out(), format, &Rows::from_objects(rows))
 }
 
-fn ingest_command(ctx: &Ctx, path: &Path, schema: String, recursive: bool) -> Result<ExitCode> {
-    let db = ctx.open(Access::Write)?;
-    let options = rem_ingest::IngestOptions { schema, recursive };
+fn ingest_command(
+    ctx: &mut Ctx<'_>,
+    path: &Path,
+    schema: &str,
+    recursive: bool,
+) -> Result<ExitCode> {
+    // The files are read here, by the client; a server receives their bytes.
+    let single = std::fs::metadata(path)
+        .map(|m| m.is_file())
+        .unwrap_or(false);
+    let files = rem_ingest::collect_files(path, recursive)?;
+    let backend = ctx.backend(Access::Write)?;
+    let mut ingester = backend.ingester(schema)?;
     // A progress bar for folders, on a terminal only.
-    let bar =
-        (path.is_dir() && !crate::io::captured() && std::io::stderr().is_terminal()).then(|| {
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar
-        });
-    let reports = rem_ingest::ingest(&db, path, &options, |done, total, file| {
-        if let Some(bar) = &bar {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-            bar.set_message(
-                file.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            );
+    let bar = (!single && ctx.session.stderr_is_terminal).then(|| {
+        let bar = indicatif::ProgressBar::new(files.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut reports: Vec<proto::IngestReport> = Vec::with_capacity(files.len());
+    for (i, file) in files.iter().enumerate() {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let read = std::fs::read(file)
+            .map_err(|e| rem::Error::InvalidInput(format!("cannot read {}: {e}", file.display())))
+            .and_then(|bytes| Ok((rem_ingest::file_uri(file)?, bytes)));
+        let report = match read {
+            Ok((uri, bytes)) => ingester.file(&uri, &name, &bytes)?,
+            Err(e) if single => return Err(e.into()),
+            Err(e) => proto::IngestReport {
+                uri: format!("file://{}", file.display()),
+                status: "refused".into(),
+                reason: e.to_string(),
+                error_kind: e.kind().name().to_string(),
+                ..Default::default()
+            },
+        };
+        if report.status == "refused" && single {
+            return Err(rem_service::Error::Remote {
+                kind: rem::ErrorKind::from_name(&report.error_kind),
+                message: report.reason,
+            }
+            .into());
         }
-    })?;
+        if let Some(bar) = &bar {
+            bar.set_position(i as u64 + 1);
+            bar.set_message(name);
+        }
+        reports.push(report);
+    }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     let mut failed = 0;
+    let mut chunks = 0u64;
     let rows: Vec<Value> = reports
         .iter()
         .map(|r| {
-            let (status, chunks, reason) = match &r.outcome {
-                rem_ingest::Outcome::Completed { chunks } => ("completed", Some(*chunks), None),
-                rem_ingest::Outcome::Unchanged => ("unchanged", None, None),
-                rem_ingest::Outcome::Failed { reason } => {
+            let (status, n, reason) = match r.status.as_str() {
+                "completed" => {
+                    chunks += r.chunks;
+                    ("completed", Some(r.chunks), None)
+                }
+                "unchanged" => ("unchanged", None, None),
+                _ => {
                     failed += 1;
-                    ("failed", None, Some(reason.clone()))
+                    ("failed", None, Some(r.reason.clone()))
                 }
             };
-            json!({"uri": r.uri, "file_type": r.file_type, "size_bytes": r.size_bytes,
-                   "status": status, "chunks": chunks, "reason": reason})
+            json!({"uri": r.uri, "file_type": (!r.file_type.is_empty()).then_some(&r.file_type),
+                   "size_bytes": r.size_bytes, "status": status, "chunks": n, "reason": reason})
         })
         .collect();
-    print_rows(ctx.format, &Rows::from_objects(rows))?;
-    let chunks: usize = reports
-        .iter()
-        .map(|r| match r.outcome {
-            rem_ingest::Outcome::Completed { chunks } => chunks,
-            _ => 0,
-        })
-        .sum();
+    let format = ctx.format;
+    print_rows(&mut ctx.out(), format, &Rows::from_objects(rows))?;
     errln!(
-        "{} file(s): {} chunk(s) written, {failed} failed",
-        reports.len(),
-        chunks
+        ctx,
+        "{} file(s): {chunks} chunk(s) written, {failed} failed",
+        reports.len()
     );
     Ok(if failed > 0 {
-        ExitCode::from(1)
+        ExitCode::from(crate::EXIT_USER_ERROR)
     } else {
         ExitCode::SUCCESS
     })

@@ -1,17 +1,6 @@
-//! `rem`: the command-line interface of the REM database.
-//!
-//! Every command is a thin layer over `rem::Database`. Errors are printed as one
-//! sentence on stderr with exit code 1; usage errors exit with 2 (clap).
-
-mod cli;
-mod commands;
-mod io;
-mod output;
-mod server;
+//! `rem`: the command-line interface of the REM database (see the library, `rem_cli`).
 
 use std::process::ExitCode;
-
-use clap::Parser;
 
 // glibc's allocator returns large blocks to the OS and faults them in again on the next
 // use; the embedding model allocates a fresh tensor per operation.
@@ -29,24 +18,6 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| "unknown cause".into());
         eprintln!("error: internal error ({msg}); please report it");
     }));
-    let args = cli::Cli::parse();
-    match commands::run(args) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {}", one_line(&err));
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The error and its causes as one line, without debug formatting.
-pub(crate) fn one_line(err: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
-        let s = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-    }
-    parts.join(": ").replace('\n', " ")
+    let mut session = rem_cli::Session::from_process();
+    rem_cli::run(std::env::args_os(), &mut session)
 }

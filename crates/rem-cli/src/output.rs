@@ -7,7 +7,6 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde_json::{Map, Value};
 
 use crate::cli::Format;
-use crate::io::outln;
 
 /// Rows with named columns.
 pub(crate) struct Rows {
@@ -84,13 +83,10 @@ impl Rows {
     }
 }
 
-pub(crate) fn print_rows(format: Format, rows: &Rows) -> Result<()> {
-    crate::io::with_out(|out| print_rows_to(out, format, rows))
-}
-
-fn print_rows_to(out: &mut dyn Write, format: Format, rows: &Rows) -> Result<()> {
+/// Prints `rows` in `format`.
+pub(crate) fn print_rows(out: &mut dyn Write, format: Format, rows: &Rows) -> Result<()> {
     match format {
-        Format::Json | Format::Parquet => {
+        Format::Json => {
             let objects = rows.objects();
             let v = if rows.single {
                 objects.into_iter().next().unwrap_or(Value::Null)
@@ -145,11 +141,11 @@ fn print_rows_to(out: &mut dyn Write, format: Format, rows: &Rows) -> Result<()>
 }
 
 /// Prints a JSON document (pretty for `json`, one line for `jsonl`).
-pub(crate) fn print_json(format: Format, v: &Value) -> Result<()> {
+pub(crate) fn print_json(out: &mut dyn Write, format: Format, v: &Value) -> Result<()> {
     if format == Format::Jsonl {
-        outln!("{}", serde_json::to_string(v)?);
+        writeln!(out, "{}", serde_json::to_string(v)?)?;
     } else {
-        outln!("{}", serde_json::to_string_pretty(v)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(v)?)?;
     }
     Ok(())
 }

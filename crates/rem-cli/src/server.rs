@@ -1,184 +1,27 @@
-//! `rem serve`, `rem replicate`, `rem replication …`, and running commands through a
-//! server that holds the database.
+//! `rem serve`, `rem replicate`, `rem replication …`.
 //!
 //! RocksDB lets one process open a database for writing. A running `rem serve` or
-//! `rem replicate --follow` therefore serves other `rem` commands: it leaves the file
-//! `SERVER` in the database folder, and a command that finds it sends its command line
-//! (and stdin) to that process, which runs it on its open database with the output
-//! captured (`Execute`). Relative paths among the arguments are made absolute first,
-//! and the format a terminal would get is passed explicitly.
+//! `rem replicate --follow` therefore serves the database (rem-service: the typed
+//! database service and replication on one port) and leaves the file `SERVER` in the
+//! database folder; other `rem` commands that find it send typed requests there
+//! instead of opening the database. Every request carries the server's token.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Parser;
-use rem::{Config, Database, ReplicationRole};
-use rem_replication::proto::{ExecuteRequest, StatusReply};
-use rem_replication::{endpoint, CommandRunner, ReplicaStatus, ServeOptions};
+use rem::{Database, ReplicationRole};
+use rem_replication::{endpoint, ReplicaStatus, ServeOptions};
+use rem_service::{Backend, ServerOptions};
 use serde_json::json;
 
-use crate::cli::{Cli, Command, Format, ReplicationCommand};
-use crate::io::{errln, outln};
-
-/// The database of this process's server, when it runs one (cleared while a replica
-/// swaps in a snapshot).
-static SERVED: RwLock<Option<Database>> = RwLock::new(None);
-/// The replica loop's state, when this process is a following replica.
-static REPLICA: OnceLock<Arc<ReplicaStatus>> = OnceLock::new();
-
-/// The database a running server holds (commands inside it use that handle).
-pub(crate) fn served() -> Option<Database> {
-    SERVED.read().unwrap_or_else(|p| p.into_inner()).clone()
-}
-
-fn set_served(db: Option<Database>) {
-    *SERVED.write().unwrap_or_else(|p| p.into_inner()) = db;
-}
-
-/// Runs command lines from other `rem` processes on the served database.
-struct Runner;
-
-impl CommandRunner for Runner {
-    fn execute(&self, args: Vec<String>, stdin: Vec<u8>) -> (Vec<u8>, Vec<u8>, i32) {
-        let (code, out, err) = crate::io::capture(stdin, || {
-            let argv = std::iter::once("rem".to_string()).chain(args);
-            let cli = match Cli::try_parse_from(argv) {
-                Ok(cli) => cli,
-                Err(e) => {
-                    let text = e.render().to_string();
-                    if e.use_stderr() {
-                        errln!("{}", text.trim_end());
-                    } else {
-                        outln!("{}", text.trim_end());
-                    }
-                    return e.exit_code();
-                }
-            };
-            if matches!(
-                cli.command,
-                Command::Serve { .. } | Command::Replicate { .. }
-            ) {
-                errln!(
-                    "error: this database is already served by process {}",
-                    std::process::id()
-                );
-                return 1;
-            }
-            match std::panic::catch_unwind(|| crate::commands::run(cli)) {
-                Ok(Ok(code)) if code == ExitCode::SUCCESS => 0,
-                Ok(Ok(_)) => 1,
-                Ok(Err(e)) => {
-                    errln!("error: {}", crate::one_line(&e));
-                    1
-                }
-                Err(_) => {
-                    errln!("error: internal error; please report it");
-                    1
-                }
-            }
-        });
-        (out, err, code)
-    }
-}
-
-/// Commands that never go through a server.
-fn runs_locally(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Serve { .. } | Command::Replicate { .. } | Command::Config(_)
-    )
-}
-
-/// Sends the command to the server holding the database, if one is running; `None`
-/// when there is none (the command then opens the database itself).
-pub(crate) fn forward(cli: &Cli, config: &Config) -> Result<Option<ExitCode>> {
-    if runs_locally(&cli.command) {
-        return Ok(None);
-    }
-    let db_path = config.db_path();
-    let Some(server) = endpoint::read(&db_path) else {
-        return Ok(None);
-    };
-    let address = server.address;
-    let tls = client_tls(config)?;
-    if server.tls && tls.is_none() {
-        bail!("the server holding this database ({address}) accepts TLS only; set P8_REPLICATION_TLS_CA to the CA that signed its certificate");
-    }
-    let tls = tls.filter(|_| server.tls);
-    let token = config.get("P8_REPLICATION_TOKEN").map(String::from);
-    let mut args: Vec<String> = std::env::args().skip(1).map(absolute_if_path).collect();
-    if cli.global.format.is_none() {
-        let f = if std::io::stdout().is_terminal() {
-            "table"
-        } else {
-            "json"
-        };
-        args.extend(["--format".to_string(), f.to_string()]);
-    }
-    let stdin = match &cli.command {
-        Command::Insert(a) if a.batch => {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .context("cannot read stdin")?;
-            buf
-        }
-        _ => Vec::new(),
-    };
-    let rt = runtime()?;
-    let reply = rt.block_on(async {
-        // A file left by a killed server points at nothing: open the database directly.
-        let Ok(mut client) =
-            rem_replication::connect(&address, Duration::from_secs(2), tls.as_ref()).await
-        else {
-            return Ok(None);
-        };
-        client
-            .execute(rem_replication::request(
-                ExecuteRequest { args, stdin },
-                token.as_deref(),
-            ))
-            .await
-            .map(|r| Some(r.into_inner()))
-            .map_err(|s| {
-                anyhow!(
-                    "the server at {address} refused the command: {}",
-                    rem_replication::status_message(&s)
-                )
-            })
-    })?;
-    let Some(reply) = reply else {
-        return Ok(None);
-    };
-    std::io::stdout().write_all(&reply.stdout)?;
-    std::io::stdout().flush()?;
-    std::io::stderr().write_all(&reply.stderr)?;
-    Ok(Some(ExitCode::from(reply.exit_code.clamp(0, 255) as u8)))
-}
-
-/// An argument naming an existing relative path, made absolute (the server runs in
-/// another working directory).
-fn absolute_if_path(arg: String) -> String {
-    if arg.starts_with('-') || Path::new(&arg).is_absolute() {
-        return arg;
-    }
-    // `models.py::Class` names a file too.
-    let (file, rest) = match arg.split_once("::") {
-        Some((f, r)) => (f.to_string(), format!("::{r}")),
-        None => (arg.clone(), String::new()),
-    };
-    if Path::new(&file).exists() {
-        if let Ok(abs) = std::path::absolute(&file) {
-            return format!("{}{rest}", abs.display());
-        }
-    }
-    arg
-}
+use crate::cli::{Format, ReplicationCommand};
+use crate::commands::{errln, outln, Access, Ctx};
+use crate::config::Config;
+use crate::output::{print_json, print_rows, Rows};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -213,7 +56,7 @@ fn server_tls(config: &Config) -> Result<Option<rem_replication::ServerTls>> {
 }
 
 /// TLS of clients (`P8_REPLICATION_TLS_CA`), when set.
-fn client_tls(config: &Config) -> Result<Option<rem_replication::ClientTls>> {
+pub(crate) fn client_tls(config: &Config) -> Result<Option<rem_replication::ClientTls>> {
     Ok(
         read_pem(config, "P8_REPLICATION_TLS_CA")?.map(|ca_pem| rem_replication::ClientTls {
             ca_pem,
@@ -225,19 +68,25 @@ fn client_tls(config: &Config) -> Result<Option<rem_replication::ClientTls>> {
     )
 }
 
+/// The first non-empty setting of `names`.
+fn setting(config: &Config, names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .filter_map(|n| config.get(n))
+        .map(str::trim)
+        .find(|v| !v.is_empty())
+        .map(String::from)
+}
+
 fn serve_options(config: &Config) -> Result<ServeOptions> {
     let number = |name: &str| -> Result<u64> {
         let raw = config.get(name).unwrap_or_default();
         raw.trim()
             .parse()
-            .map_err(|_| anyhow!("{name} must be a number, not '{raw}'"))
+            .map_err(|_| anyhow!(rem::Error::Config(format!("{name} must be a number, not '{raw}'"))))
     };
     Ok(ServeOptions {
         batch_size: number("P8_WAL_BATCH_SIZE")?.max(1) as usize,
-        token: config
-            .get("P8_REPLICATION_TOKEN")
-            .filter(|t| !t.is_empty())
-            .map(String::from),
         retention: number("P8_WAL_RETENTION_SIZE")?,
         tls: server_tls(config)?,
         ..ServeOptions::default()
@@ -267,10 +116,25 @@ async fn stop_signal() {
     }
 }
 
-async fn bind(host: &str, port: u16) -> Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind((host, port))
-        .await
-        .with_context(|| format!("cannot listen on {host}:{port}"))
+/// Binds `host:port`, refusing a non-loopback address without TLS unless `insecure`.
+fn bind(
+    rt: &tokio::runtime::Runtime,
+    host: &str,
+    port: u16,
+    tls: bool,
+    insecure: bool,
+) -> Result<tokio::net::TcpListener> {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind((host, port)))
+        .with_context(|| format!("cannot listen on {host}:{port}"))?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() && !tls && !insecure {
+        return Err(rem::Error::InvalidInput(format!(
+            "refusing to serve on {addr} without TLS: the token and the data would cross the network in plain text; set P8_REPLICATION_TLS_CERT and P8_REPLICATION_TLS_KEY, or pass --insecure"
+        ))
+        .into());
+    }
+    Ok(listener)
 }
 
 /// The address other processes on this machine reach a listener on.
@@ -282,17 +146,32 @@ fn local_address(addr: SocketAddr) -> String {
     }
 }
 
+/// The token of this process's server: configured, or the database's token file.
+fn server_token(config: &Config, db: &Database) -> Result<String> {
+    let configured = setting(config, &["P8_SERVER_TOKEN", "P8_REPLICATION_TOKEN"]);
+    rem_replication::server_token(db.path(), configured.as_deref()).map_err(|e| anyhow!(e))
+}
+
+/// Where the token comes from, for the start-up line.
+fn token_source(config: &Config, db: &Database) -> String {
+    match setting(config, &["P8_SERVER_TOKEN", "P8_REPLICATION_TOKEN"]) {
+        Some(_) => "the configured token".into(),
+        None => format!("the token in {}", rem_replication::token_path(db.path()).display()),
+    }
+}
+
 /// `rem serve`.
 pub(crate) fn serve(
-    config: &Config,
+    ctx: &mut Ctx<'_>,
     db: Database,
     host: Option<String>,
     port: Option<u16>,
+    insecure: bool,
 ) -> Result<ExitCode> {
     if let ReplicationRole::Replica { primary } = db.replication_role() {
         bail!("this database is a replica of {primary}; run `rem replicate --follow` for it, or `rem replication promote` first");
     }
-    db.set_primary()?;
+    let config = &ctx.config;
     let host = host
         .or_else(|| config.get("P8_REPLICATION_HOST").map(String::from))
         .unwrap_or_else(|| "127.0.0.1".into());
@@ -302,71 +181,73 @@ pub(crate) fn serve(
             .get("P8_REPLICATION_PORT")
             .unwrap_or("50051")
             .parse()
-            .map_err(|_| anyhow!("P8_REPLICATION_PORT must be a port number"))?,
+            .map_err(|_| anyhow!(rem::Error::Config("P8_REPLICATION_PORT must be a port number".into())))?,
     };
     let options = serve_options(config)?;
+    let token = server_token(config, &db)?;
     let rt = runtime()?;
-    let listener = rt.block_on(bind(&host, port))?;
+    let listener = bind(&rt, &host, port, options.tls.is_some(), insecure)?;
+    db.set_primary()?;
     let addr = listener.local_addr()?;
-    set_served(Some(db.clone()));
+    let instance = rem_service::new_instance_id();
     endpoint::write(
         db.path(),
         &local_address(addr),
         "primary",
         options.tls.is_some(),
+        &instance,
     )
     .with_context(|| format!("cannot write the endpoint file in {}", db.path().display()))?;
     errln!(
-        "serving {} as primary on {addr}{} (change {}); Ctrl-C stops",
+        ctx,
+        "serving {} as primary on {addr}{} (change {}); requests need {}; Ctrl-C stops",
         db.path().display(),
-        if options.tls.is_some() {
-            " with TLS"
-        } else {
-            ""
-        },
-        db.last_seq()
+        if options.tls.is_some() { " with TLS" } else { "" },
+        db.last_seq(),
+        token_source(&ctx.config, &db)
     );
-    let result = rt.block_on(rem_replication::serve(
+    let _ = ctx.session.err().flush();
+    let result = rt.block_on(rem_service::serve(
         db.clone(),
         listener,
-        options,
-        Arc::new(Runner),
+        ServerOptions {
+            replication: options,
+            token,
+            instance,
+        },
         None,
         stop_signal(),
     ));
     endpoint::remove(db.path());
-    set_served(None);
     result.map_err(|e| anyhow!(e))?;
-    errln!("stopped");
+    errln!(ctx, "stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// `rem replicate`: follows the primary (serving other commands on the database while
-/// it does, with `follow`); bootstraps from a snapshot when the primary's retained log
-/// no longer reaches the database, reopening it with `reopen` after the swap.
+/// `rem replicate`: follows the primary (serving the database while it does, with
+/// `follow`); bootstraps from a snapshot when the primary's retained log no longer
+/// reaches the database, reopening it after the swap.
 pub(crate) fn replicate(
-    config: &Config,
+    ctx: &mut Ctx<'_>,
     mut db: Database,
     primary: Option<String>,
     follow: bool,
-    reopen: &dyn Fn() -> Result<Database>,
+    insecure: bool,
 ) -> Result<ExitCode> {
     let primary = primary
-        .or_else(|| {
-            config
-                .get("P8_PRIMARY_HOST")
-                .filter(|p| !p.is_empty())
-                .map(String::from)
-        })
-        .ok_or_else(|| anyhow!("give the primary with --primary host:port (or P8_PRIMARY_HOST)"))?;
+        .or_else(|| setting(&ctx.config, &["P8_PRIMARY_HOST"]))
+        .ok_or_else(|| {
+            anyhow!(rem::Error::InvalidInput(
+                "give the primary with --primary host:port (or P8_PRIMARY_HOST)".into()
+            ))
+        })?;
     db.become_replica(&primary)?;
-    let options = serve_options(config)?;
+    let options = serve_options(&ctx.config)?;
     let status = Arc::new(ReplicaStatus::new(&primary));
-    let _ = REPLICA.set(status.clone());
     let follow_options = rem_replication::FollowOptions {
         primary: primary.clone(),
-        token: options.token.clone(),
-        tls: client_tls(config)?,
+        token: setting(&ctx.config, &["P8_REPLICATION_TOKEN", "P8_SERVER_TOKEN"]),
+        tls: client_tls(&ctx.config)?,
         follow,
         max_backoff: Duration::from_secs(if follow { 5 } else { 2 }),
         name: format!("{}@{}", db.path().display(), std::process::id()),
@@ -383,14 +264,18 @@ pub(crate) fn replicate(
     let mut announced = false;
     loop {
         let server = if follow {
-            let served = ServedReplica::start(&rt, config, &db, &options, &status, &stop_rx)?;
+            let served =
+                ServedReplica::start(&rt, ctx, &db, &options, &status, &stop_rx, insecure)?;
             if !announced {
                 errln!(
-                    "replicating {primary} into {} (at change {}); commands on this database are served on {}; Ctrl-C stops",
+                    ctx,
+                    "replicating {primary} into {} (at change {}); commands on this database are served on {} and need {}; Ctrl-C stops",
                     db.path().display(),
                     db.last_seq(),
-                    served.address
+                    served.address,
+                    token_source(&ctx.config, &db)
                 );
+                let _ = ctx.session.err().flush();
                 announced = true;
             }
             Some(served)
@@ -414,7 +299,7 @@ pub(crate) fn replicate(
                 break;
             }
         };
-        errln!("{reason}; bootstrapping from a snapshot of {primary}");
+        errln!(ctx, "{reason}; bootstrapping from a snapshot of {primary}");
         status.bootstrap("downloading a snapshot".to_string());
         let started = std::time::Instant::now();
         // The download runs while the old copy still serves reads.
@@ -438,7 +323,7 @@ pub(crate) fn replicate(
                 if !follow {
                     bail!("cannot bootstrap from a snapshot: {e}");
                 }
-                errln!("snapshot failed: {e}; retrying");
+                errln!(ctx, "snapshot failed: {e}; retrying");
                 status.bootstrap(format!("snapshot failed: {e}"));
                 std::thread::sleep(Duration::from_secs(1));
                 continue;
@@ -450,20 +335,21 @@ pub(crate) fn replicate(
         close(db)?;
         rem::install_snapshot(&path)
             .with_context(|| format!("cannot install the snapshot into {}", path.display()))?;
-        db = reopen()?;
+        db = ctx.open(Access::Write)?;
         let text = format!(
             "completed (snapshot at change {seq}, {:.1} MB, {} ms)",
             bytes as f64 / 1e6,
             started.elapsed().as_millis()
         );
         errln!(
+            ctx,
             "snapshot installed: {} is at change {seq}; following",
             path.display()
         );
         status.bootstrap(text);
     }
     if !follow {
-        outln!("replica at change {} (primary {primary})", db.last_seq());
+        outln!(ctx, "replica at change {} (primary {primary})", db.last_seq());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -494,30 +380,38 @@ struct ServedReplica {
 impl ServedReplica {
     fn start(
         rt: &tokio::runtime::Runtime,
-        config: &Config,
+        ctx: &Ctx<'_>,
         db: &Database,
         options: &ServeOptions,
         status: &Arc<ReplicaStatus>,
         stop_rx: &tokio::sync::watch::Receiver<bool>,
+        insecure: bool,
     ) -> Result<ServedReplica> {
-        let host = config
+        let host = ctx
+            .config
             .get("P8_REPLICATION_HOST")
+            .filter(|h| !h.is_empty())
             .unwrap_or("127.0.0.1")
             .to_string();
-        let listener = rt.block_on(bind(&host, 0))?;
-        let address = listener.local_addr()?;
-        set_served(Some(db.clone()));
         let tls = options.tls.is_some();
-        endpoint::write(db.path(), &local_address(address), "replica", tls).with_context(|| {
-            format!("cannot write the endpoint file in {}", db.path().display())
-        })?;
+        let listener = bind(rt, &host, 0, tls, insecure)?;
+        let address = listener.local_addr()?;
+        let token = server_token(&ctx.config, db)?;
+        let instance = rem_service::new_instance_id();
+        endpoint::write(db.path(), &local_address(address), "replica", tls, &instance)
+            .with_context(|| {
+                format!("cannot write the endpoint file in {}", db.path().display())
+            })?;
         let (stop, mut own_stop) = tokio::sync::watch::channel(false);
         let mut process_stop = stop_rx.clone();
-        let task = rt.spawn(rem_replication::serve(
+        let task = rt.spawn(rem_service::serve(
             db.clone(),
             listener,
-            options.clone(),
-            Arc::new(Runner),
+            ServerOptions {
+                replication: options.clone(),
+                token,
+                instance,
+            },
             Some(status.clone()),
             async move {
                 tokio::select! {
@@ -537,7 +431,6 @@ impl ServedReplica {
         let _ = self.stop.send(true);
         let _ = rt.block_on(self.task);
         endpoint::remove(db.path());
-        set_served(None);
     }
 }
 
@@ -551,93 +444,88 @@ fn ago(micros: i64) -> String {
 
 /// `rem replication …`.
 pub(crate) fn replication(
-    db: Database,
-    format: Format,
+    ctx: &mut Ctx<'_>,
+    backend: &Backend,
     cmd: ReplicationCommand,
-) -> Result<ExitCode> {
+) -> Result<()> {
+    let format = ctx.format;
     match cmd {
         ReplicationCommand::Promote => {
-            let seq = db.promote()?;
+            let p = backend.promote()?;
             outln!(
-                "promoted: {} is now a primary at change {seq}; writes are accepted",
-                db.path().display()
+                ctx,
+                "promoted: {} is now a primary at change {}; writes are accepted",
+                p.path,
+                p.seq
             );
         }
         ReplicationCommand::Checksum => {
-            let rows: Vec<Vec<serde_json::Value>> = db
-                .content_checksum()?
+            let rows: Vec<Vec<serde_json::Value>> = backend
+                .checksum()?
+                .families
                 .into_iter()
-                .map(|(cf, n, h)| vec![json!(cf), json!(n), json!(format!("{h:016x}"))])
+                .map(|f| {
+                    vec![
+                        json!(f.name),
+                        json!(f.entries),
+                        json!(format!("{:016x}", f.checksum)),
+                    ]
+                })
                 .collect();
-            crate::output::print_rows(
+            print_rows(
+                &mut ctx.out(),
                 format,
-                &crate::output::Rows::new(vec!["column_family", "entries", "checksum"], rows),
+                &Rows::new(vec!["column_family", "entries", "checksum"], rows),
             )?;
         }
         ReplicationCommand::WalStatus => {
-            let log = db.log_status()?;
+            let log = backend.status()?;
             if format == Format::Table {
-                outln!("WAL sequence: {}", log.last_seq);
-                outln!("Entries: {}", log.entries);
-                outln!("Size: {} bytes", log.bytes);
-                outln!("Oldest retained: {}", log.first_seq);
+                outln!(ctx, "WAL sequence: {}", log.last_seq);
+                outln!(ctx, "Entries: {}", log.entries);
+                outln!(ctx, "Size: {} bytes", log.bytes);
+                outln!(ctx, "Oldest retained: {}", log.first_seq);
             } else {
-                crate::output::print_json(
+                print_json(
+                    &mut ctx.out(),
                     format,
                     &json!({"seq": log.last_seq, "entries": log.entries, "bytes": log.bytes, "first_seq": log.first_seq}),
                 )?;
             }
         }
         ReplicationCommand::Status => {
-            let log = db.log_status()?;
-            let role = db.replication_role();
-            let mut reply = StatusReply {
-                mode: role.mode().to_string(),
-                last_seq: log.last_seq,
-                primary_seq: log.last_seq,
-                ..StatusReply::default()
-            };
-            if let ReplicationRole::Replica { primary } = &role {
-                reply.primary = primary.clone();
-                // Live state when this runs inside `rem replicate --follow`.
-                match REPLICA.get().filter(|_| served().is_some()) {
-                    Some(r) => r.fill(&mut reply, log.last_seq),
-                    None => reply.state = "stopped (no rem replicate --follow running)".into(),
-                }
-            } else {
-                reply.state = if served().is_some() {
-                    "serving"
-                } else {
-                    "not serving"
-                }
-                .into();
-            }
+            let reply = backend.status()?;
             let lag_entries = reply.primary_seq.saturating_sub(reply.last_seq);
             if format == Format::Table {
-                outln!("Mode: {}", reply.mode);
+                outln!(ctx, "Mode: {}", reply.mode);
                 if !reply.primary.is_empty() {
-                    outln!("Primary: {}", reply.primary);
+                    outln!(ctx, "Primary: {}", reply.primary);
                 }
-                outln!("WAL position: {}", reply.last_seq);
-                if role != ReplicationRole::Primary && !reply.primary.is_empty() {
-                    outln!("Primary position: {}", reply.primary_seq);
-                    outln!("Lag: {}ms ({lag_entries} entries)", reply.lag_micros / 1000);
-                    outln!("Status: {}", reply.state);
-                    outln!("Last contact: {}", ago(reply.last_contact_micros));
+                outln!(ctx, "WAL position: {}", reply.last_seq);
+                if reply.mode != "primary" && !reply.primary.is_empty() {
+                    outln!(ctx, "Primary position: {}", reply.primary_seq);
+                    outln!(
+                        ctx,
+                        "Lag: {}ms ({lag_entries} entries)",
+                        reply.lag_micros / 1000
+                    );
+                    outln!(ctx, "Status: {}", reply.state);
+                    outln!(ctx, "Last contact: {}", ago(reply.last_contact_micros));
                     if !reply.last_catch_up.is_empty() {
                         let label = if reply.state == "disconnected" {
                             "Last error"
                         } else {
                             "Catchup"
                         };
-                        outln!("{label}: {}", reply.last_catch_up);
+                        outln!(ctx, "{label}: {}", reply.last_catch_up);
                     }
-                    outln!("Buffered writes: 0 (read-only)");
+                    outln!(ctx, "Buffered writes: 0 (read-only)");
                 } else {
-                    outln!("Status: {}", reply.state);
+                    outln!(ctx, "Status: {}", reply.state);
                 }
             } else {
-                crate::output::print_json(
+                print_json(
+                    &mut ctx.out(),
                     format,
                     &json!({
                         "mode": reply.mode, "primary": reply.primary,
@@ -650,5 +538,5 @@ pub(crate) fn replication(
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -157,13 +157,29 @@ pub fn ingest_file(
 ) -> Result<FileReport> {
     let bytes = std::fs::read(path)
         .map_err(|e| Error::InvalidInput(format!("cannot read {}: {e}", path.display())))?;
-    let file_type = detect(path, &bytes)?;
     let uri = file_uri(path)?;
-    let hash = hex(&Sha256::digest(&bytes));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| uri.clone());
+    ingest_bytes(db, &uri, &name, &bytes, options, chunker)
+}
+
+/// Ingests the content `bytes` of the file `name` (its type is told by the name's
+/// extension and the bytes), recorded under `uri`. Nothing is read from the file
+/// system: a server ingests what its client sent this way.
+pub fn ingest_bytes(
+    db: &Database,
+    uri: &str,
+    name: &str,
+    bytes: &[u8],
+    options: &IngestOptions,
+    chunker: &Chunker,
+) -> Result<FileReport> {
+    let file_type = detect(Path::new(name), bytes)?;
+    let uri = uri.to_string();
+    let name = name.to_string();
+    let hash = hex(&Sha256::digest(bytes));
     let file_id = EntityId::from_key(db.tenant(), "files", &uri);
     let previous = db.get(&file_id)?;
     let prev_prop = |k: &str| previous.as_ref().and_then(|e| e.properties.get(k).cloned());

@@ -1,8 +1,10 @@
 //! The endpoint file: `<database>/SERVER`, written by a running `rem serve` or
 //! `rem replicate --follow` and removed when it stops. It holds the address of the
 //! process's gRPC server and its pid; other `rem` commands on the same database read
-//! it and go through that server. A file left by a killed process points at nothing:
-//! the connection fails and the command opens the database itself.
+//! it and go through that server. It also names the server's instance, a random id
+//! the server's `Hello` returns: a file left by a killed process points at nothing (the
+//! connection fails, or another server answers with another instance), and the command
+//! then opens the database itself — before it reads any input.
 
 use std::path::{Path, PathBuf};
 
@@ -20,12 +22,21 @@ pub struct Endpoint {
     pub address: String,
     /// True when the server accepts TLS connections only.
     pub tls: bool,
+    /// The serving process's instance id (its `Hello` reply carries the same).
+    pub instance: String,
 }
 
 /// Writes the endpoint file for `address` (atomically: temporary file, then rename).
-pub fn write(db: &Path, address: &str, role: &str, tls: bool) -> std::io::Result<()> {
+pub fn write(
+    db: &Path,
+    address: &str,
+    role: &str,
+    tls: bool,
+    instance: &str,
+) -> std::io::Result<()> {
     let doc = serde_json::json!({
         "address": address, "pid": std::process::id(), "role": role, "tls": tls,
+        "instance": instance,
     });
     let tmp = db.join(format!(".{FILE_NAME}.{}", std::process::id()));
     std::fs::write(&tmp, doc.to_string())?;
@@ -39,6 +50,7 @@ pub fn read(db: &Path) -> Option<Endpoint> {
     Some(Endpoint {
         address: doc["address"].as_str()?.to_string(),
         tls: doc["tls"].as_bool().unwrap_or(false),
+        instance: doc["instance"].as_str().unwrap_or_default().to_string(),
     })
 }
 

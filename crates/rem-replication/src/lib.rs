@@ -1,27 +1,28 @@
 //! Replication of the REM database over gRPC (SPEC §8), and the client API of a
 //! running server.
 //!
-//! - [`serve`]: the gRPC server of `rem serve` (primary) and `rem replicate --follow`
-//!   (replica). `Subscribe` streams change records after a watermark — the retained
-//!   history, then live records as they commit — in batches; `GetStatus`,
-//!   `Heartbeat`; `Execute` runs a `rem` command line inside the serving process, so
-//!   other `rem` commands on a database held by a server get service instead of a lock
-//!   error.
+//! - [`ReplicationService`]: the replication service of `rem serve` (primary) and
+//!   `rem replicate --follow` (replica), served by `rem-service` beside the database
+//!   service. `Subscribe` streams change records after a watermark — the retained
+//!   history, then live records as they commit — in batches; `Snapshot`, `GetStatus`,
+//!   `Heartbeat`.
 //! - [`follow`]: the replica loop: subscribe from the local watermark, apply each batch
 //!   atomically with the watermark ([`rem::Database::apply_replicated`]), reconnect
 //!   with backoff after any failure.
 //! - [`endpoint`]: the file a server leaves beside the database so other commands find
 //!   it.
-//!
-//! Every RPC checks the shared token (`P8_REPLICATION_TOKEN`) when one is set.
+//! - [`Auth`]: every RPC of every service needs the server's token, checked before the
+//!   request is processed.
 
+mod auth;
 pub mod endpoint;
 mod replica;
 mod server;
 mod snapshot;
 
 pub use replica::{follow, FollowOptions, Followed, ReplicaState, ReplicaStatus};
-pub use server::{serve, CommandRunner, ServeOptions};
+pub use auth::{read_token_file, server_token, token_path, Auth, TOKEN_FILE, TOKEN_HEADER};
+pub use server::{spawn_retention, ReplicationService, ServeOptions};
 pub use snapshot::fetch_snapshot;
 
 /// Generated gRPC types and stubs (`proto/replication.proto`).
@@ -31,9 +32,6 @@ pub mod proto {
 }
 
 use tonic::metadata::MetadataValue;
-
-/// Metadata key carrying the shared token.
-pub(crate) const TOKEN_HEADER: &str = "x-rem-token";
 
 /// Wall clock in microseconds since the epoch.
 pub fn now_micros() -> i64 {
@@ -74,13 +72,25 @@ pub struct ServerTls {
     pub key_pem: Vec<u8>,
 }
 
-/// Connects a client to `address` (`host:port` or a URL), within `timeout`; over TLS
-/// when `tls` is given.
+/// Connects a replication client to `address` (`host:port` or a URL), within
+/// `timeout`; over TLS when `tls` is given.
 pub async fn connect(
     address: &str,
     timeout: std::time::Duration,
     tls: Option<&ClientTls>,
 ) -> Result<proto::replication_client::ReplicationClient<tonic::transport::Channel>, String> {
+    let channel = channel(address, timeout, tls).await?;
+    Ok(proto::replication_client::ReplicationClient::new(channel)
+        .max_decoding_message_size(256 << 20))
+}
+
+/// A connected channel to `address` (`host:port` or a URL), within `timeout`; over TLS
+/// when `tls` is given.
+pub async fn channel(
+    address: &str,
+    timeout: std::time::Duration,
+    tls: Option<&ClientTls>,
+) -> Result<tonic::transport::Channel, String> {
     let host_port = address.split_once("://").map_or(address, |(_, rest)| rest);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{host_port}");
@@ -101,12 +111,10 @@ pub async fn connect(
             .tls_config(config)
             .map_err(|e| format!("bad TLS settings: {}", source_message(&e)))?;
     }
-    let channel = endpoint
+    endpoint
         .connect()
         .await
-        .map_err(|e| format!("cannot connect to {address}: {}", source_message(&e)))?;
-    Ok(proto::replication_client::ReplicationClient::new(channel)
-        .max_decoding_message_size(256 << 20))
+        .map_err(|e| format!("cannot connect to {address}: {}", source_message(&e)))
 }
 
 /// The innermost cause of an error, which says what went wrong (connection refused…).

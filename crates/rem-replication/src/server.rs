@@ -1,4 +1,5 @@
-//! The gRPC server of a running `rem serve` or `rem replicate --follow`.
+//! The replication service of a running `rem serve` or `rem replicate --follow`
+//! (served beside the database service by `rem-service`, behind [`crate::Auth`]).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,32 +8,22 @@ use std::time::Duration;
 
 use rem::Database;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::proto::replication_server::{Replication, ReplicationServer};
 use crate::proto::{
-    Change, ChangeBatch, ExecuteReply, ExecuteRequest, HeartbeatReply, HeartbeatRequest,
-    SnapshotChunk, SnapshotRequest, StatusReply, StatusRequest, SubscribeRequest, Vector,
+    Change, ChangeBatch, HeartbeatReply, HeartbeatRequest, SnapshotChunk, SnapshotRequest, StatusReply, StatusRequest, SubscribeRequest, Vector,
 };
 use crate::replica::ReplicaStatus;
-use crate::{now_micros, TOKEN_HEADER};
-
-/// Runs `rem` command lines inside the serving process (implemented by the CLI).
-pub trait CommandRunner: Send + Sync + 'static {
-    /// Runs `args` (without the program name) with `stdin`; returns stdout, stderr and
-    /// the exit code.
-    fn execute(&self, args: Vec<String>, stdin: Vec<u8>) -> (Vec<u8>, Vec<u8>, i32);
-}
+use crate::now_micros;
 
 /// Settings of a server.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Change records per streamed batch (`P8_WAL_BATCH_SIZE`).
     pub batch_size: usize,
-    /// Shared token every request must carry (`P8_REPLICATION_TOKEN`), if any.
-    pub token: Option<String>,
     /// Serve TLS only, with this certificate (`P8_REPLICATION_TLS_CERT` / `_KEY`).
     pub tls: Option<crate::ServerTls>,
     /// Change-log records the served database keeps (`P8_WAL_RETENTION_SIZE`); 0 keeps all.
@@ -48,7 +39,6 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             batch_size: 1000,
-            token: None,
             tls: None,
             retention: 1_000_000,
             poll: Duration::from_millis(1),
@@ -82,39 +72,46 @@ impl RecentBatches {
     }
 }
 
-struct Service {
+/// The replication service of one database.
+pub struct ReplicationService {
     db: Database,
     recent: Arc<RecentBatches>,
     options: ServeOptions,
-    runner: Arc<dyn CommandRunner>,
     replica: Option<Arc<ReplicaStatus>>,
     subscribers: Arc<AtomicUsize>,
 }
 
-impl Service {
-    fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        let Some(token) = self.options.token.as_deref().filter(|t| !t.is_empty()) else {
-            return Ok(());
-        };
-        match req
-            .metadata()
-            .get(TOKEN_HEADER)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(given) if given == token => Ok(()),
-            Some(_) => {
-                tracing::warn!("refused a request with a wrong replication token");
-                Err(Status::unauthenticated(
-                    "wrong replication token (P8_REPLICATION_TOKEN differs from the server's)",
-                ))
-            }
-            None => {
-                tracing::warn!("refused a request without a replication token");
-                Err(Status::unauthenticated(
-                    "this server requires a replication token; set P8_REPLICATION_TOKEN",
-                ))
-            }
+impl ReplicationService {
+    /// The service for `db`; `replica` is the live state when `db` follows a primary.
+    pub fn new(
+        db: Database,
+        options: ServeOptions,
+        replica: Option<Arc<ReplicaStatus>>,
+    ) -> ReplicationService {
+        ReplicationService {
+            db,
+            recent: Arc::default(),
+            options,
+            replica,
+            subscribers: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The gRPC server of this service, admitting only what `auth` admits.
+    pub fn into_server(
+        self,
+        auth: crate::Auth,
+    ) -> tonic::service::interceptor::InterceptedService<ReplicationServer<ReplicationService>, crate::Auth>
+    {
+        let server = ReplicationServer::new(self)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20);
+        tonic::service::interceptor::InterceptedService::new(server, auth)
+    }
+
+    /// Replicas subscribed now.
+    pub fn subscriber_count(&self) -> Arc<AtomicUsize> {
+        self.subscribers.clone()
     }
 }
 
@@ -165,14 +162,13 @@ fn behind_retention(next: u64, first: u64) -> Status {
 }
 
 #[tonic::async_trait]
-impl Replication for Service {
+impl Replication for ReplicationService {
     type SubscribeStream = ChangeStream;
 
     async fn subscribe(
         &self,
         req: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        self.check(&req)?;
         let after = req.get_ref().after_seq;
         let name = req.get_ref().replica_name.clone();
         let db = self.db.clone();
@@ -271,7 +267,6 @@ impl Replication for Service {
         &self,
         req: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        self.check(&req)?;
         let name = req.get_ref().replica_name.clone();
         let db = self.db.clone();
         let dir = crate::snapshot::checkpoint_dir(db.path());
@@ -296,9 +291,8 @@ impl Replication for Service {
 
     async fn get_status(
         &self,
-        req: Request<StatusRequest>,
+        _req: Request<StatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
-        self.check(&req)?;
         let db = self.db.clone();
         let log = blocking(move || db.log_status()).await?;
         let role = self.db.replication_role();
@@ -323,59 +317,22 @@ impl Replication for Service {
 
     async fn heartbeat(
         &self,
-        req: Request<HeartbeatRequest>,
+        _req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatReply>, Status> {
-        self.check(&req)?;
         Ok(Response::new(HeartbeatReply {
             last_seq: self.db.last_seq(),
             now_micros: now_micros(),
         }))
     }
-
-    async fn execute(
-        &self,
-        req: Request<ExecuteRequest>,
-    ) -> Result<Response<ExecuteReply>, Status> {
-        self.check(&req)?;
-        let ExecuteRequest { args, stdin } = req.into_inner();
-        let runner = self.runner.clone();
-        let (stdout, stderr, exit_code) =
-            tokio::task::spawn_blocking(move || runner.execute(args, stdin))
-                .await
-                .map_err(|e| Status::internal(format!("command failed: {e}")))?;
-        Ok(Response::new(ExecuteReply {
-            stdout,
-            stderr,
-            exit_code,
-        }))
-    }
 }
 
-/// Serves `db` on `listener` until `shutdown` completes, trimming its change log to
-/// `options.retention` records every few seconds (a replica's log is its primary's and
-/// is trimmed the same way, so a promoted replica can serve replicas of its own).
-pub async fn serve(
-    db: Database,
-    listener: tokio::net::TcpListener,
-    options: ServeOptions,
-    runner: Arc<dyn CommandRunner>,
-    replica: Option<Arc<ReplicaStatus>>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
-    // Checkpoints left by a server that was killed while sending them.
+/// Trims the change log of `db` to `keep` records every 5 s until aborted (a replica's
+/// log is its primary's and is trimmed the same way, so a promoted replica can serve
+/// replicas of its own). Checkpoints left by a server killed while sending them are
+/// removed first.
+pub fn spawn_retention(db: Database, keep: u64) -> Option<tokio::task::JoinHandle<()>> {
     let _ = std::fs::remove_dir_all(crate::snapshot::checkpoints_root(db.path()));
-    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
-    if let Some(tls) = &options.tls {
-        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
-        builder = builder
-            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-            .map_err(|e| format!("bad TLS certificate or key: {}", crate::source_message(&e)))?;
-    }
-    // Stopped with the server: it holds a handle on the database, which a replica
-    // must close to install a snapshot.
-    let retention = (options.retention > 0).then(|| {
-        let db = db.clone();
-        let keep = options.retention;
+    (keep > 0).then(|| {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
@@ -387,27 +344,5 @@ pub async fn serve(
                 }
             }
         })
-    });
-    let service = Service {
-        db,
-        recent: Arc::default(),
-        options,
-        runner,
-        replica,
-        subscribers: Arc::new(AtomicUsize::new(0)),
-    };
-    let served = builder
-        .add_service(
-            ReplicationServer::new(service)
-                .max_decoding_message_size(256 << 20)
-                .max_encoding_message_size(256 << 20),
-        )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
-        .map_err(|e| format!("server failed: {}", crate::source_message(&e)));
-    if let Some(task) = retention {
-        task.abort();
-        let _ = task.await;
-    }
-    served
+    })
 }

@@ -106,8 +106,49 @@ fn threads() -> usize {
         .unwrap_or(2)
 }
 
-/// A DataFusion error as one readable sentence.
+/// The engine error a DataFusion error carries, when a table scan raised one (it is
+/// then reported as itself, not as a SQL error).
+fn engine_error(e: DataFusionError) -> std::result::Result<Error, DataFusionError> {
+    use datafusion::arrow::error::ArrowError;
+    match e {
+        DataFusionError::External(inner) => match inner.downcast::<Error>() {
+            Ok(rem) => Ok(*rem),
+            Err(inner) => match inner.downcast::<DataFusionError>() {
+                Ok(df) => engine_error(*df),
+                Err(inner) => Err(DataFusionError::External(inner)),
+            },
+        },
+        DataFusionError::Context(ctx, inner) => {
+            engine_error(*inner).map_err(|e| DataFusionError::Context(ctx, Box::new(e)))
+        }
+        DataFusionError::ArrowError(a, bt) => match *a {
+            ArrowError::ExternalError(inner) => match inner.downcast::<Error>() {
+                Ok(rem) => Ok(*rem),
+                Err(inner) => match inner.downcast::<DataFusionError>() {
+                    Ok(df) => engine_error(*df),
+                    Err(inner) => Err(DataFusionError::ArrowError(
+                        Box::new(ArrowError::ExternalError(inner)),
+                        bt,
+                    )),
+                },
+            },
+            other => Err(DataFusionError::ArrowError(Box::new(other), bt)),
+        },
+        DataFusionError::Shared(shared) => match std::sync::Arc::try_unwrap(shared) {
+            Ok(df) => engine_error(df),
+            Err(shared) => Err(DataFusionError::Shared(shared)),
+        },
+        other => Err(other),
+    }
+}
+
+/// A DataFusion error as one readable sentence; an engine error raised inside a scan
+/// keeps its own kind and message.
 pub(crate) fn sql_error(e: DataFusionError) -> Error {
+    let e = match engine_error(e) {
+        Ok(engine) => return engine,
+        Err(e) => e,
+    };
     let root = e.find_root();
     let msg = match root {
         DataFusionError::SQL(e, _) => return syntax_error(e),

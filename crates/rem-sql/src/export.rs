@@ -141,7 +141,21 @@ pub fn export_table(
     path: &Path,
     options: &ExportOptions,
 ) -> Result<ExportReport> {
+    check_options(options)?;
+    // A bad table fails before any file is created.
     let schema = db.schema(table)?;
+    let (rows, bytes) = write_file_atomically(path, |out| -> Result<usize> {
+        export_to(db, &schema.name, out, options).map(|(_, rows)| rows)
+    })?;
+    Ok(ExportReport {
+        table: schema.name.clone(),
+        path: path.to_path_buf(),
+        rows,
+        bytes,
+    })
+}
+
+fn check_options(options: &ExportOptions) -> Result<Compression> {
     let compression = parquet_compression(&options.compression)?;
     if options.format != ExportFormat::Parquet && compression != Compression::UNCOMPRESSED {
         return Err(Error::InvalidInput(format!(
@@ -154,6 +168,16 @@ pub fn export_table(
             "the row group size must be at least 1".into(),
         ));
     }
+    Ok(compression)
+}
+
+/// Runs `write` on a temporary file beside `path` and renames it to `path` when
+/// `write` succeeded (removing it otherwise): the file appears whole or not at all.
+/// Returns what `write` returned and the file's size.
+pub fn write_file_atomically<T, E: From<Error>>(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<T, E>,
+) -> Result<(T, u64), E> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -162,14 +186,53 @@ pub fn export_table(
         return Err(Error::InvalidInput(format!(
             "the folder {} does not exist",
             parent.display()
-        )));
+        ))
+        .into());
     }
     if path.is_dir() {
         return Err(Error::InvalidInput(format!(
             "{} is a folder; give a file name (or use --all for a folder)",
             path.display()
-        )));
+        ))
+        .into());
     }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "export".into());
+    let tmp = parent.join(format!(".{file_name}.{}.partial", std::process::id()));
+    let written = (|| -> Result<T, E> {
+        let file = File::create(&tmp).map_err(|e| io_error(path, e))?;
+        let mut out = BufWriter::new(file);
+        let value = write(&mut out)?;
+        out.flush().map_err(|e| io_error(path, e))?;
+        Ok(value)
+    })();
+    let value = match written {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_error(path, e).into());
+    }
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    Ok((value, bytes))
+}
+
+/// Exports `table` into `out`, encoded as `options` says; returns the table's name and
+/// the rows written. A bad table, option or predicate fails before anything is written.
+pub fn export_to<W: Write + Send>(
+    db: &Database,
+    table: &str,
+    out: W,
+    options: &ExportOptions,
+) -> Result<(String, usize)> {
+    let compression = check_options(options)?;
+    let schema = db.schema(table)?;
     let names: Vec<String> = columns(&schema)
         .into_iter()
         .filter(|c| c.source != Source::Properties)
@@ -188,7 +251,7 @@ pub fn export_table(
         sql.push_str(" WHERE ");
         sql.push_str(p);
     }
-    // Plan first: a bad predicate fails before any file is created.
+    // Plan first: a bad predicate fails before anything is written.
     let stream = db.sql_with(&sql, &SqlOptions::default())?;
     let mut vector_columns = Vec::new();
     if options.include_embeddings {
@@ -220,50 +283,26 @@ pub fn export_table(
         ));
     }
     let out_schema: SchemaRef = Arc::new(ArrowSchema::new(fields));
-
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "export".into());
-    let tmp = parent.join(format!(".{file_name}.{}.partial", std::process::id()));
-    let written = (|| -> Result<usize> {
-        let file = File::create(&tmp).map_err(|e| io_error(path, e))?;
-        let mut writer = Writer::new(
-            options.format,
-            BufWriter::new(file),
-            out_schema.clone(),
-            compression,
-            options.row_group_size,
-        )
-        .map_err(|e| io_error(path, e))?;
-        let mut rows = 0usize;
-        for batch in stream {
-            let batch = with_structs(batch?, &structs)?;
-            let batch = with_vectors(db, &schema.name, &vector_columns, batch, &out_schema)?;
-            rows += batch.num_rows();
-            writer.write(&batch).map_err(|e| io_error(path, e))?;
-        }
-        writer.finish().map_err(|e| io_error(path, e))?;
-        Ok(rows)
-    })();
-    let rows = match written {
-        Ok(rows) => rows,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
+    let write_error = |e: &dyn std::fmt::Display| {
+        Error::InvalidInput(format!("cannot write the {} export: {e}", schema.name))
     };
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_error(path, e));
+    let mut writer = Writer::new(
+        options.format,
+        out,
+        out_schema.clone(),
+        compression,
+        options.row_group_size,
+    )
+    .map_err(|e| write_error(&e))?;
+    let mut rows = 0usize;
+    for batch in stream {
+        let batch = with_structs(batch?, &structs)?;
+        let batch = with_vectors(db, &schema.name, &vector_columns, batch, &out_schema)?;
+        rows += batch.num_rows();
+        writer.write(&batch).map_err(|e| write_error(&e))?;
     }
-    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    Ok(ExportReport {
-        table: schema.name.clone(),
-        path: path.to_path_buf(),
-        rows,
-        bytes,
-    })
+    writer.finish().map_err(|e| write_error(&e))?;
+    Ok((schema.name.clone(), rows))
 }
 
 /// Exports every table of the tenant into `dir`, one `<table>.<ext>` file each (the

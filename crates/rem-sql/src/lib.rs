@@ -66,6 +66,7 @@ pub use datafusion;
 pub use datafusion::arrow;
 pub use engine::{Sql, SqlOptions, SqlStream};
 pub use export::{
-    export_all, export_table, parquet_compression, ExportFormat, ExportOptions, ExportReport,
+    export_all, export_table, export_to, parquet_compression, write_file_atomically, ExportFormat,
+    ExportOptions, ExportReport,
 };
 pub use output::{write_batches, OutputFormat};

@@ -24,11 +24,11 @@ fn io(e: impl std::fmt::Display) -> Error {
 
 /// Writes every batch of `batches` to `out` in `format`, streaming except for `Table`.
 /// Returns the number of rows written.
-pub fn write_batches(
-    batches: impl Iterator<Item = Result<RecordBatch>>,
+pub fn write_batches<E: From<Error>>(
+    batches: impl Iterator<Item = Result<RecordBatch, E>>,
     format: OutputFormat,
     out: &mut dyn Write,
-) -> Result<usize> {
+) -> Result<usize, E> {
     let mut rows = 0usize;
     match format {
         OutputFormat::Table => {

@@ -25,6 +25,12 @@ pub enum StorageError {
     /// Stored bytes could not be decoded: a bug or on-disk corruption.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A write was staged (or a read made) for a column family the open database does
+    /// not have. Every family is created with the database, so this means the database
+    /// was made or altered by something else; the write is refused rather than
+    /// silently dropped, and the caller must not commit its batch.
+    #[error("column family {0} does not exist in this database")]
+    MissingColumnFamily(&'static str),
     /// Any other failure reported by RocksDB (I/O, options).
     #[error("storage error: {0}")]
     Backend(String),

@@ -24,7 +24,10 @@ pub use keys::{prefix_successor, KeyBuf, KeyReader};
 pub use options::{Compression, StoreOptions};
 /// Sees the last committed sequence number change ([`Store::watch_commits`]).
 pub type CommitReceiver = tokio::sync::watch::Receiver<u64>;
-pub use store::{Batch, CfStats, OpenMode, RawScan, ScanIter, Store, FORMAT_VERSION};
+pub use store::{
+    Batch, CfStats, OpenMode, RawScan, ScanIter, Store, FORMAT_VERSION, META_FORMAT_VERSION,
+    META_LAST_SEQ,
+};
 
 /// Result alias for storage operations.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

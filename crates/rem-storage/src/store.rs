@@ -17,8 +17,11 @@ use crate::{
 
 /// Format version written to `meta/format_version` when a database is created.
 pub const FORMAT_VERSION: u32 = 1;
-const META_FORMAT_VERSION: &[u8] = b"format_version";
-const META_LAST_SEQ: &[u8] = b"last_seq";
+/// `meta` key of the format version (u32 big-endian), written when a database is created.
+pub const META_FORMAT_VERSION: &[u8] = b"format_version";
+/// `meta` key of the last change-log sequence number (u64 big-endian), written in every
+/// commit's batch.
+pub const META_LAST_SEQ: &[u8] = b"last_seq";
 
 /// How to open a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +181,7 @@ impl Store {
                     ColumnFamily::Meta,
                     META_FORMAT_VERSION,
                     &FORMAT_VERSION.to_be_bytes(),
-                );
+                )?;
                 store.write_raw(batch)?;
             }
         }
@@ -236,9 +239,9 @@ impl Store {
         let mut seq = self.last_seq.load(Ordering::Acquire);
         for change in changes {
             seq += 1;
-            batch.put(ColumnFamily::ChangeLog, &seq.to_be_bytes(), change);
+            batch.put(ColumnFamily::ChangeLog, &seq.to_be_bytes(), change)?;
         }
-        batch.put(ColumnFamily::Meta, META_LAST_SEQ, &seq.to_be_bytes());
+        batch.put(ColumnFamily::Meta, META_LAST_SEQ, &seq.to_be_bytes())?;
         self.write_raw(batch)?;
         self.last_seq.store(seq, Ordering::Release);
         self.commits.send_replace(seq);
@@ -263,8 +266,8 @@ impl Store {
             ColumnFamily::ChangeLog,
             &0u64.to_be_bytes(),
             &u64::MAX.to_be_bytes(),
-        );
-        batch.put(ColumnFamily::Meta, META_LAST_SEQ, &0u64.to_be_bytes());
+        )?;
+        batch.put(ColumnFamily::Meta, META_LAST_SEQ, &0u64.to_be_bytes())?;
         self.write_raw(batch)?;
         self.last_seq.store(0, Ordering::Release);
         self.commits.send_replace(0);
@@ -281,7 +284,7 @@ impl Store {
             ColumnFamily::ChangeLog,
             &0u64.to_be_bytes(),
             &before.to_be_bytes(),
-        );
+        )?;
         self.write_raw(batch)
     }
 
@@ -309,7 +312,7 @@ impl Store {
     fn cf(&self, cf: ColumnFamily) -> Result<&rocksdb::ColumnFamily> {
         self.db
             .cf_handle(cf.name())
-            .ok_or_else(|| StorageError::Corrupt(format!("column family {} is missing", cf.name())))
+            .ok_or(StorageError::MissingColumnFamily(cf.name()))
     }
 
     /// Reads and decodes one value.
@@ -417,31 +420,32 @@ pub struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    /// Puts `value` (encoded by the store's codec) under `key`.
-    pub fn put(&mut self, cf: ColumnFamily, key: &[u8], value: &[u8]) {
-        // A missing family is impossible after open (all are created together); the
-        // write then fails at commit time instead of panicking here.
-        if let Ok(handle) = self.store.cf(cf) {
-            self.inner
-                .put_cf(handle, key, self.store.codec.encode(value));
-            self.puts += 1;
-        }
+    /// Puts `value` (encoded by the store's codec) under `key`. Fails with
+    /// [`StorageError::MissingColumnFamily`] when the database has no family `cf`; the
+    /// batch is then unchanged.
+    pub fn put(&mut self, cf: ColumnFamily, key: &[u8], value: &[u8]) -> Result<()> {
+        let handle = self.store.cf(cf)?;
+        self.inner
+            .put_cf(handle, key, self.store.codec.encode(value));
+        self.puts += 1;
+        Ok(())
     }
 
-    /// Deletes `key`.
-    pub fn delete(&mut self, cf: ColumnFamily, key: &[u8]) {
-        if let Ok(handle) = self.store.cf(cf) {
-            self.inner.delete_cf(handle, key);
-            self.puts += 1;
-        }
+    /// Deletes `key`. Fails as [`Batch::put`] does for a missing family.
+    pub fn delete(&mut self, cf: ColumnFamily, key: &[u8]) -> Result<()> {
+        let handle = self.store.cf(cf)?;
+        self.inner.delete_cf(handle, key);
+        self.puts += 1;
+        Ok(())
     }
 
-    /// Deletes every key in `[start, end)`.
-    pub fn delete_range(&mut self, cf: ColumnFamily, start: &[u8], end: &[u8]) {
-        if let Ok(handle) = self.store.cf(cf) {
-            self.inner.delete_range_cf(handle, start, end);
-            self.puts += 1;
-        }
+    /// Deletes every key in `[start, end)`. Fails as [`Batch::put`] does for a missing
+    /// family.
+    pub fn delete_range(&mut self, cf: ColumnFamily, start: &[u8], end: &[u8]) -> Result<()> {
+        let handle = self.store.cf(cf)?;
+        self.inner.delete_range_cf(handle, start, end);
+        self.puts += 1;
+        Ok(())
     }
 
     /// Number of puts and deletes in the batch.
@@ -593,7 +597,7 @@ mod tests {
         {
             let store = Store::open(dir.path(), OpenMode::Create, &opts).unwrap();
             let mut b = store.batch();
-            b.put(ColumnFamily::Entities, b"k1", b"v1");
+            b.put(ColumnFamily::Entities, b"k1", b"v1").unwrap();
             assert_eq!(
                 store.commit(b, &[b"c1".to_vec(), b"c2".to_vec()]).unwrap(),
                 2
@@ -648,7 +652,7 @@ mod tests {
         let store = Store::open_in_memory(&StoreOptions::default()).unwrap();
         let mut b = store.batch();
         for k in [&b"a1"[..], b"a2", b"b1"] {
-            b.put(ColumnFamily::KeyIndex, k, b"");
+            b.put(ColumnFamily::KeyIndex, k, b"").unwrap();
         }
         store.commit(b, &[]).unwrap();
         let keys: Vec<_> = store
@@ -657,5 +661,29 @@ mod tests {
             .map(|r| r.unwrap().0)
             .collect();
         assert_eq!(keys, vec![b"a1".to_vec(), b"a2".to_vec()]);
+    }
+
+    #[test]
+    fn staging_into_a_missing_column_family_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), OpenMode::Create, &StoreOptions::default()).unwrap();
+        store.db.drop_cf(ColumnFamily::Trigrams.name()).unwrap();
+        let missing = |r: Result<()>| matches!(r, Err(StorageError::MissingColumnFamily("trigrams")));
+        let mut b = store.batch();
+        assert!(missing(b.put(ColumnFamily::Trigrams, b"k", b"v")));
+        assert!(missing(b.delete(ColumnFamily::Trigrams, b"k")));
+        assert!(missing(b.delete_range(ColumnFamily::Trigrams, b"a", b"z")));
+        assert!(b.is_empty());
+        // Other families are unaffected, and reads of the missing one fail the same way.
+        b.put(ColumnFamily::Entities, b"k", b"v").unwrap();
+        assert_eq!(b.len(), 1);
+        store.commit(b, &[]).unwrap();
+        assert_eq!(store.get(ColumnFamily::Entities, b"k").unwrap().unwrap(), b"v");
+        assert!(matches!(
+            store.get(ColumnFamily::Trigrams, b"k"),
+            Err(StorageError::MissingColumnFamily("trigrams"))
+        ));
+        let err = StorageError::MissingColumnFamily("trigrams").to_string();
+        assert_eq!(err, "column family trigrams does not exist in this database");
     }
 }

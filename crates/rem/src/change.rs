@@ -1,132 +1,117 @@
-//! Change-log records: what every committed write appends, for replication.
+//! The change log as the engine reads it: records after a sequence number, and the
+//! catch-up loop that keeps in-memory state derived from the store (vector indexes,
+//! the node directory) current. The record layouts are in `format/changes.rs`.
 //!
-//! Layout (docs/format.md), strings in the key codec's escaped form:
-//! - op 1, `tenant str | table str | entity bytes`: the entity now has this state
-//!   (inserts, upserts and soft deletes alike);
-//! - op 2, `tenant str | src[16] | type str | dst str | edge value`: an explicit edge
-//!   now has this value;
-//! - op 3, `tenant str | src[16] | type str | dst str`: an explicit edge was removed.
+//! Every write path — local writes, schema registration, replication — appends its
+//! change records in the same batch as its data, so state that applies the log after
+//! its own sequence number sees every write; an entity record holds the entity's
+//! whole state, so applying one twice is harmless.
 
-use rem_storage::{KeyBuf, KeyReader};
+use rem_storage::{ColumnFamily, Store};
 
-use crate::{Edge, Entity, EntityId, Error, Result};
+use crate::format::changes::{change_key, parse_change_key};
+use crate::{Error, Result};
 
-const OP_PUT: u8 = 1;
-const OP_EDGE_PUT: u8 = 2;
-const OP_EDGE_DELETE: u8 = 3;
+pub use crate::format::changes::{decode_change, Change};
 
-/// One decoded change-log record.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Change {
-    /// An entity was written; this is its full new state.
-    Put {
-        /// Tenant of the entity.
-        tenant: String,
-        /// The entity.
-        entity: Entity,
-    },
-    /// An explicit edge was added or updated; this is its new state.
-    EdgePut {
-        /// Tenant of the edge.
-        tenant: String,
-        /// The edge.
-        edge: Edge,
-    },
-    /// An explicit edge was removed.
-    EdgeDelete {
-        /// Tenant of the edge.
-        tenant: String,
-        /// Source.
-        src: EntityId,
-        /// Type.
-        edge_type: String,
-        /// Target as stored.
-        dst: String,
-    },
-}
+/// Change records read per step while catching up.
+const CATCH_UP_BATCH: usize = 4096;
 
-/// An edge-put record for the `edges` entry `key` (which starts with the tenant).
-pub(crate) fn encode_edge_put(tenant: &str, key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut out = KeyBuf::new().tag(OP_EDGE_PUT).str(tenant).into_bytes();
-    out.extend_from_slice(&key[KeyBuf::new().str(tenant).into_bytes().len()..]);
-    out.extend_from_slice(value);
-    out
-}
-
-/// An edge-delete record for the `edges` entry `key`.
-pub(crate) fn encode_edge_delete(tenant: &str, key: &[u8]) -> Vec<u8> {
-    let mut out = KeyBuf::new().tag(OP_EDGE_DELETE).str(tenant).into_bytes();
-    out.extend_from_slice(&key[KeyBuf::new().str(tenant).into_bytes().len()..]);
-    out
-}
-
-/// A put record for an entity of `table` whose encoding (`Entity::encode`) is `encoded`.
-pub(crate) fn encode_put(tenant: &str, table: &str, encoded: &[u8]) -> Vec<u8> {
-    let mut out = KeyBuf::new()
-        .tag(OP_PUT)
-        .str(tenant)
-        .str(table)
-        .into_bytes();
-    out.extend_from_slice(encoded);
-    out
-}
-
-/// The tenant, table and entity id of an entity-put record (`None` for edge records),
-/// read from its header without decoding the entity.
-pub(crate) fn put_target(bytes: &[u8]) -> Result<Option<(String, String, EntityId)>> {
-    let mut r = KeyReader::new(bytes);
-    if r.tag()? != OP_PUT {
-        return Ok(None);
-    }
-    let tenant = r.str()?;
-    let table = r.str()?;
-    // The entity encoding starts with its version byte and the 16-byte id.
-    let id = r
-        .rest()
-        .get(1..17)
-        .and_then(EntityId::from_slice)
-        .ok_or_else(|| {
-            Error::Storage(rem_storage::StorageError::Corrupt(
-                "change-log entity id".into(),
-            ))
+/// Change-log records after sequence number `after` (at most `max`), in order, as
+/// `(seq, record)`.
+pub(crate) fn changes_since(store: &Store, after: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+    let start = change_key(after.saturating_add(1));
+    let mut out = Vec::new();
+    for item in store
+        .scan_range(ColumnFamily::ChangeLog, &start, None)?
+        .take(max)
+    {
+        let (k, v) = item?;
+        let seq = parse_change_key(&k).ok_or_else(|| {
+            Error::Storage(rem_storage::StorageError::Corrupt("change-log key".into()))
         })?;
-    Ok(Some((tenant, table, id)))
+        out.push((seq, v));
+    }
+    Ok(out)
 }
 
-/// Decodes a change-log record.
-pub fn decode_change(bytes: &[u8]) -> Result<Change> {
-    let mut r = KeyReader::new(bytes);
-    match r.tag()? {
-        OP_PUT => {
-            let tenant = r.str()?;
-            let table = r.str()?;
-            let entity = Entity::decode(&table, r.rest())?;
-            Ok(Change::Put { tenant, entity })
+/// Brings state that reflects the change log up to sequence `seq` up to `last` (at
+/// least): every later record, decoded, is given to `apply` in order.
+///
+/// Returns the sequence number of the last record applied (`seq` when there was
+/// nothing to apply), or `None` when the log no longer holds the record after `seq`
+/// (retention removed it): the caller's state cannot be brought up to date and must
+/// be rebuilt from the store.
+pub(crate) fn catch_up(
+    store: &Store,
+    mut seq: u64,
+    last: u64,
+    mut apply: impl FnMut(Change) -> Result<()>,
+) -> Result<Option<u64>> {
+    while seq < last {
+        let records = changes_since(store, seq, CATCH_UP_BATCH)?;
+        match records.first() {
+            Some((first, _)) if *first == seq + 1 => {}
+            _ => return Ok(None),
         }
-        op @ (OP_EDGE_PUT | OP_EDGE_DELETE) => {
-            let tenant = r.str()?;
-            let src = EntityId::from_slice(r.raw(16)?).ok_or_else(|| {
-                Error::Storage(rem_storage::StorageError::Corrupt(
-                    "change-log edge source".into(),
-                ))
-            })?;
-            let edge_type = r.str()?;
-            let dst = r.str()?;
-            if op == OP_EDGE_DELETE {
-                return Ok(Change::EdgeDelete {
-                    tenant,
-                    src,
-                    edge_type,
-                    dst,
-                });
+        for (at, bytes) in records {
+            apply(decode_change(&bytes)?)?;
+            seq = at;
+        }
+    }
+    Ok(Some(seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::changes::encode_put;
+    use crate::{Entity, EntityId};
+
+    fn record(key: &str) -> Vec<u8> {
+        let t = crate::entity::now();
+        let entity = Entity {
+            id: EntityId::from_key("t", "x", key),
+            table: "x".into(),
+            created_at: t,
+            modified_at: t,
+            deleted_at: None,
+            edges: vec![],
+            properties: Default::default(),
+        };
+        encode_put("t", "x", &entity.encode())
+    }
+
+    #[test]
+    fn catch_up_applies_every_later_record_or_reports_a_truncated_log() {
+        let store = Store::open_in_memory(&Default::default()).unwrap();
+        let records: Vec<Vec<u8>> = (0..5).map(|i| record(&i.to_string())).collect();
+        store.commit(store.batch(), &records).unwrap();
+        assert_eq!(changes_since(&store, 3, 10).unwrap().len(), 2);
+        let mut seen = Vec::new();
+        let reached = catch_up(&store, 2, store.last_seq(), |c| {
+            if let Change::Put { entity, .. } = c {
+                seen.push(entity.id);
             }
-            let key = crate::edges::edge_key(&tenant, &src, &edge_type, &dst);
-            let edge = crate::edges::decode(&key, r.rest())?;
-            Ok(Change::EdgePut { tenant, edge })
-        }
-        op => Err(Error::Storage(rem_storage::StorageError::Corrupt(format!(
-            "unknown change-log op {op}"
-        )))),
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(reached, Some(5));
+        let want: Vec<EntityId> = (2..5)
+            .map(|i| EntityId::from_key("t", "x", &i.to_string()))
+            .collect();
+        assert_eq!(seen, want);
+        // Nothing to do at the end of the log.
+        assert_eq!(
+            catch_up(&store, 5, 5, |_| panic!("nothing to apply")).unwrap(),
+            Some(5)
+        );
+        // Retention removed records 1 and 2: state at 1 cannot catch up.
+        store.truncate_change_log(3).unwrap();
+        assert_eq!(
+            catch_up(&store, 1, 5, |_| panic!("nothing to apply")).unwrap(),
+            None
+        );
+        assert_eq!(catch_up(&store, 2, 5, |_| Ok(())).unwrap(), Some(5));
     }
 }

@@ -1,19 +1,26 @@
-//! The `Database`: opening, tenants, the schema registry, reads and scans.
-//! The write path is in `write.rs`, consistency checks in `verify.rs`.
+//! The `Database`: opening, tenants, schemas (looked up through `schema_cache.rs`),
+//! reads and scans. The write path is in `write.rs`, consistency checks in
+//! `verify.rs`, key and value layouts in `format/`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use rem_storage::{ColumnFamily, OpenMode, Store, StoreOptions};
 use serde_json::Value;
 
-use crate::index::{
-    entity_key_bytes, entity_prefix, field_prefix, id_key, key_index_prefix,
-    parse_key_index_suffix, trailing_id,
+use crate::format::entities::{entity_key_bytes, entity_prefix, entity_shard_bound};
+use crate::format::indexes::{
+    encode_scalar, field_prefix, id_key, key_index_prefix, parse_id_value,
+    parse_key_index_suffix, tag_of,
 };
+use crate::format::trailing_id;
+use crate::index::scalar_type;
+use crate::nodes::NodeDirectory;
 use crate::query::{plan, shard_start};
 use crate::schema::{builtin_schemas, canonical_table_name, BUILTIN_TABLES};
+use crate::schema_cache::SchemaCache;
+use crate::vector_indexes::VectorIndexes;
 use crate::{
     AccessPath, EmbeddingOptions, Entity, EntityId, Error, Filter, Result, ScanOptions, Schema,
 };
@@ -49,13 +56,14 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) embedding: EmbeddingOptions,
     pub(crate) providers: crate::embedding::Providers,
-    /// Loaded vector indexes by (tenant, table, column).
-    pub(crate) vectors: Mutex<HashMap<(String, String, String), crate::search::SharedIndex>>,
-    pub(crate) schemas: RwLock<HashMap<(String, String), Arc<Schema>>>,
+    /// Loaded vector indexes, by tenant, table and column (`vector_indexes.rs`).
+    pub(crate) vectors: VectorIndexes,
+    /// Compiled schemas, by tenant and table (`schema_cache.rs`).
+    pub(crate) schemas: SchemaCache,
     /// The replication role (`replica.rs`), cached from the meta column family.
     pub(crate) role: RwLock<crate::ReplicationRole>,
     /// Live entities and their tables by tenant, for graph reads (`nodes.rs`).
-    pub(crate) nodes: RwLock<HashMap<String, crate::nodes::NodeDirectory>>,
+    pub(crate) nodes: NodeDirectory,
     /// Serialises read-modify-write cycles (reading old entities, staging the batch).
     pub(crate) write_lock: Mutex<()>,
 }
@@ -64,7 +72,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Saving is an optimisation: an index that is not saved catches up from the
         // change log when next loaded.
-        if let Err(e) = self.save_vector_indexes() {
+        if let Err(e) = self.vectors.save_all(&self.store) {
             tracing::warn!("vector indexes were not saved: {e}");
         }
     }
@@ -145,10 +153,10 @@ impl Database {
         Self::from_store(store, &options.tenant, options.embedding.clone())
     }
 
-    /// Creates a database that lives in memory only (tests, ephemeral use).
-    /// Embedding settings come from the environment (`P8_*`), as for the CLI.
+    /// Creates a database that lives in memory only (tests, ephemeral use), with the
+    /// default embedding settings; nothing is read from the environment.
     pub fn in_memory() -> Result<Database> {
-        Self::in_memory_with(EmbeddingOptions::from_env())
+        Self::in_memory_with(EmbeddingOptions::default())
     }
 
     /// An in-memory database with explicit embedding settings.
@@ -167,9 +175,9 @@ impl Database {
                 store,
                 embedding,
                 providers: Default::default(),
-                vectors: Mutex::new(HashMap::new()),
-                schemas: RwLock::new(HashMap::new()),
-                nodes: RwLock::new(HashMap::new()),
+                vectors: VectorIndexes::default(),
+                schemas: SchemaCache::default(),
+                nodes: NodeDirectory::default(),
                 role: RwLock::new(role),
                 write_lock: Mutex::new(()),
             }),
@@ -225,24 +233,7 @@ impl Database {
     /// `(seq, record)`; decode them with [`crate::decode_change`]. Records of every
     /// tenant are included (the log is the database's).
     pub fn changes_since(&self, after: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>> {
-        let start = after.saturating_add(1).to_be_bytes();
-        let mut out = Vec::new();
-        for item in self
-            .store()
-            .scan_range(ColumnFamily::ChangeLog, &start, None)?
-            .take(max)
-        {
-            let (k, v) = item?;
-            let seq = k
-                .as_slice()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .map_err(|_| {
-                    Error::Storage(rem_storage::StorageError::Corrupt("change-log key".into()))
-                })?;
-            out.push((seq, v));
-        }
-        Ok(out)
+        crate::change::changes_since(self.store(), after, max)
     }
 
     /// Flushes memtables to disk files.
@@ -283,56 +274,7 @@ impl Database {
 
     /// The schema of `table` (case-insensitive; built-in singular aliases accepted).
     pub fn schema(&self, table: &str) -> Result<Arc<Schema>> {
-        let name = canonical_table_name(table);
-        let cache_key = (self.tenant.clone(), name.clone());
-        if let Some(s) = self
-            .inner
-            .schemas
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&cache_key)
-        {
-            return Ok(s.clone());
-        }
-        let schema = match self.load_stored_schema(&name)? {
-            Some(s) => s,
-            None => match builtin_schemas()
-                .into_iter()
-                .find(|d| d["name"] == name.as_str())
-            {
-                // Read-only handles on a tenant that never wrote see the built-ins too.
-                Some(doc) => Arc::new(Schema::from_document(doc)?),
-                None => return Err(Error::UnknownTable(name)),
-            },
-        };
-        self.cache_schema(schema.clone());
-        Ok(schema)
-    }
-
-    fn load_stored_schema(&self, name: &str) -> Result<Option<Arc<Schema>>> {
-        let id = EntityId::from_key(&self.tenant, "schemas", name);
-        let Some(bytes) = self.store().get(
-            ColumnFamily::Entities,
-            &entity_key_bytes(&self.tenant, "schemas", &id),
-        )?
-        else {
-            return Ok(None);
-        };
-        let entity = Entity::decode("schemas", &bytes)?;
-        if entity.is_deleted() {
-            return Ok(None);
-        }
-        Ok(Some(Arc::new(Schema::from_document(Value::Object(
-            entity.properties,
-        ))?)))
-    }
-
-    pub(crate) fn cache_schema(&self, schema: Arc<Schema>) {
-        self.inner
-            .schemas
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((self.tenant.clone(), schema.name.clone()), schema);
+        self.inner.schemas.get(self.store(), &self.tenant, table)
     }
 
     /// Every registered table of this tenant, by name.
@@ -383,11 +325,7 @@ impl Database {
         else {
             return Ok(None);
         };
-        let table = String::from_utf8(table).map_err(|_| {
-            Error::Storage(rem_storage::StorageError::Corrupt(
-                "table name not UTF-8".into(),
-            ))
-        })?;
+        let table = parse_id_value(table)?;
         self.get_in_including_deleted(&table, id)
     }
 
@@ -499,12 +437,7 @@ impl Database {
         match &path {
             AccessPath::FullScan => {
                 let prefix = entity_prefix(&self.tenant, table);
-                let bound = |first: u32| -> Option<Vec<u8>> {
-                    match u8::try_from(first) {
-                        Ok(b) => Some([prefix.as_slice(), &[b]].concat()),
-                        Err(_) => rem_storage::prefix_successor(&prefix),
-                    }
-                };
+                let bound = |first: u32| entity_shard_bound(&prefix, first);
                 let start = bound(lo).unwrap_or_else(|| prefix.clone());
                 for item in
                     self.store()
@@ -539,11 +472,11 @@ impl Database {
                 self.offer_ids(table, ids.into_iter(), only, &mut offer)?;
             }
             AccessPath::IndexEq { field, values } => {
-                let scalar = crate::index::scalar_type(&schema, field);
+                let scalar = scalar_type(&schema, field);
                 let base = field_prefix(&self.tenant, table, field);
                 let mut ids = Vec::new();
                 for v in values {
-                    let Some(enc) = crate::index::encode_scalar(&scalar, v) else {
+                    let Some(enc) = encode_scalar(&scalar, v) else {
                         continue;
                     };
                     let mut prefix = base.clone();
@@ -623,15 +556,15 @@ impl Database {
         upper: &std::ops::Bound<Value>,
     ) -> (Vec<u8>, Option<Vec<u8>>) {
         use std::ops::Bound;
-        let scalar = crate::index::scalar_type(schema, field);
+        let scalar = scalar_type(schema, field);
         let base = field_prefix(&self.tenant, table, field);
-        let tag = crate::index::tag_of(&scalar).unwrap_or(0);
+        let tag = tag_of(&scalar).unwrap_or(0);
         let with = |enc: Vec<u8>| {
             let mut k = base.clone();
             k.extend_from_slice(&enc);
             k
         };
-        let enc = |v: &Value| crate::index::encode_scalar(&scalar, v).unwrap_or_default();
+        let enc = |v: &Value| encode_scalar(&scalar, v).unwrap_or_default();
         let start = match lower {
             Bound::Unbounded => with(vec![tag]),
             Bound::Included(v) => with(enc(v)),

@@ -15,107 +15,27 @@
 //! `table:key` of a registered table as the id that key determines (so it resolves
 //! when the target appears). Anything else (a bare key) is kept as written and
 //! resolved through the key index when read.
+//!
+//! The key and value layouts, and [`Edge`] itself, are in `format/edges.rs`.
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
-use rem_storage::{ColumnFamily, KeyBuf, KeyReader};
+use rem_storage::ColumnFamily;
 use serde_json::{Map, Value};
 
-use crate::change::{encode_edge_delete, encode_edge_put};
 use crate::entity::now;
+use crate::format::changes::{encode_edge_delete, encode_edge_put};
+use crate::format::edges::{
+    corrupt, decode_edge, edge_key, edge_value, in_prefix, out_prefix,
+    parse_in_suffix, reverse_key,
+};
+use crate::format::tenant_prefix;
 use crate::{Database, Entity, EntityId, Error, Result};
+
+pub use crate::format::edges::Edge;
 
 /// Type of the edges that come from an entity's `edges` list.
 pub const REFERENCES: &str = "references";
-
-/// Value flag: the edge was added explicitly (not derived from an `edges` list).
-const FLAG_EXPLICIT: u8 = 1;
-
-/// One directed edge.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Edge {
-    /// Source entity.
-    pub src: EntityId,
-    /// Target: an entity id, or a bare key as written in the source's `edges`.
-    pub dst: String,
-    /// Edge type.
-    pub edge_type: String,
-    /// Weight (1.0 unless given).
-    pub weight: f64,
-    /// When the edge first appeared.
-    pub created_at: DateTime<Utc>,
-    /// Properties given when the edge was added (empty for `references`).
-    pub properties: Map<String, Value>,
-}
-
-impl Edge {
-    /// The target's id, when the target is stored as one.
-    pub fn dst_id(&self) -> Option<EntityId> {
-        target_id(&self.dst)
-    }
-}
-
-/// The id a stored target names, if it is an id.
-pub(crate) fn target_id(dst: &str) -> Option<EntityId> {
-    if dst.len() != 36 {
-        return None;
-    }
-    uuid::Uuid::parse_str(dst).ok().map(EntityId)
-}
-
-/// `edges` key: `tenant, src[16], type, dst`.
-pub(crate) fn edge_key(tenant: &str, src: &EntityId, edge_type: &str, dst: &str) -> Vec<u8> {
-    KeyBuf::new()
-        .str(tenant)
-        .raw(src.as_bytes())
-        .str(edge_type)
-        .str(dst)
-        .into_bytes()
-}
-
-/// Prefix of the edges leaving `src`.
-pub(crate) fn out_prefix(tenant: &str, src: &EntityId) -> Vec<u8> {
-    KeyBuf::new().str(tenant).raw(src.as_bytes()).into_bytes()
-}
-
-/// `edges_rev` key: `tenant, dst, type, src[16]`.
-pub(crate) fn reverse_key(tenant: &str, dst: &str, edge_type: &str, src: &EntityId) -> Vec<u8> {
-    KeyBuf::new()
-        .str(tenant)
-        .str(dst)
-        .str(edge_type)
-        .raw(src.as_bytes())
-        .into_bytes()
-}
-
-/// Prefix of the reverse entries of edges reaching `dst`.
-pub(crate) fn in_prefix(tenant: &str, dst: &str) -> Vec<u8> {
-    KeyBuf::new().str(tenant).str(dst).into_bytes()
-}
-
-/// Edge value: `weight f64 BE | created_at µs i64 BE | flags u8 | properties JSON`.
-/// Derived edges written before flags existed are the first 16 bytes alone.
-pub(crate) fn edge_value(
-    weight: f64,
-    created_at: &DateTime<Utc>,
-    explicit: bool,
-    properties: &Map<String, Value>,
-) -> Vec<u8> {
-    let mut v = Vec::with_capacity(17);
-    v.extend_from_slice(&weight.to_be_bytes());
-    v.extend_from_slice(&created_at.timestamp_micros().to_be_bytes());
-    v.push(if explicit { FLAG_EXPLICIT } else { 0 });
-    if !properties.is_empty() {
-        v.extend_from_slice(&serde_json::to_vec(properties).unwrap_or_default());
-    }
-    v
-}
-
-/// Whether a stored edge value marks an explicit edge.
-pub(crate) fn is_explicit(value: &[u8]) -> bool {
-    value.get(16).is_some_and(|f| f & FLAG_EXPLICIT != 0)
-}
 
 /// How an entry of an `edges` list is stored as a target: an id in canonical form; a
 /// qualified key `table:key` whose table `canonical` knows as the id it determines;
@@ -166,46 +86,6 @@ pub(crate) fn edge_entries(
         ));
     }
     out
-}
-
-fn corrupt(what: &str) -> Error {
-    Error::Storage(rem_storage::StorageError::Corrupt(format!("edge {what}")))
-}
-
-/// Decodes an `edges` entry.
-pub(crate) fn decode(key: &[u8], value: &[u8]) -> Result<Edge> {
-    let mut r = KeyReader::new(key);
-    r.str().map_err(|_| corrupt("key"))?;
-    let src = EntityId::from_slice(r.raw(16).map_err(|_| corrupt("key"))?)
-        .ok_or_else(|| corrupt("source id"))?;
-    let edge_type = r.str().map_err(|_| corrupt("type"))?;
-    let dst = r.str().map_err(|_| corrupt("target"))?;
-    let weight = f64::from_be_bytes(
-        value
-            .get(..8)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| corrupt("value"))?,
-    );
-    let micros = i64::from_be_bytes(
-        value
-            .get(8..16)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| corrupt("value"))?,
-    );
-    let properties = match value.get(17..) {
-        Some(json) if !json.is_empty() => {
-            serde_json::from_slice(json).map_err(|_| corrupt("properties"))?
-        }
-        _ => Map::new(),
-    };
-    Ok(Edge {
-        src,
-        dst,
-        edge_type,
-        weight,
-        created_at: DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt("time"))?,
-        properties,
-    })
 }
 
 /// Options of [`Database::add_edge`].
@@ -298,17 +178,17 @@ impl Database {
             let _guard = self.lock_writes();
             let key = edge_key(&self.tenant, &source.id, edge_type, &dst);
             let created = match self.store().get(ColumnFamily::Edges, &key)? {
-                Some(v) => decode(&key, &v)?.created_at,
+                Some(v) => decode_edge(&key, &v)?.created_at,
                 None => now(),
             };
             let value = edge_value(weight, &created, true, &options.properties);
             let mut batch = self.store().batch();
-            batch.put(ColumnFamily::Edges, &key, &value);
+            batch.put(ColumnFamily::Edges, &key, &value)?;
             batch.put(
                 ColumnFamily::EdgesRev,
                 &reverse_key(&self.tenant, &dst, edge_type, &source.id),
                 &[],
-            );
+            )?;
             let change = encode_edge_put(&self.tenant, &key, &value);
             self.store().commit(batch, &[change])?;
         }
@@ -317,7 +197,7 @@ impl Database {
             .store()
             .get(ColumnFamily::Edges, &key)?
             .ok_or_else(|| corrupt("missing after write"))?;
-        decode(&key, &value)
+        decode_edge(&key, &value)
     }
 
     /// Removes the edge `src -[edge_type]-> dst`; false if there was none. For
@@ -351,11 +231,11 @@ impl Database {
             return Ok(false);
         }
         let mut batch = self.store().batch();
-        batch.delete(ColumnFamily::Edges, &key);
+        batch.delete(ColumnFamily::Edges, &key)?;
         batch.delete(
             ColumnFamily::EdgesRev,
             &reverse_key(&self.tenant, &dst, edge_type, &source.id),
-        );
+        )?;
         let change = encode_edge_delete(&self.tenant, &key);
         self.store().commit(batch, &[change])?;
         Ok(true)
@@ -398,7 +278,7 @@ impl Database {
                 let prefix = out_prefix(tenant, src);
                 for item in self.store().scan_prefix(ColumnFamily::Edges, &prefix)? {
                     let (k, v) = item?;
-                    let e = decode(&k, &v)?;
+                    let e = decode_edge(&k, &v)?;
                     if dst.is_some_and(|d| d != e.dst) || !is_live(self, &e.src)? {
                         continue;
                     }
@@ -411,14 +291,14 @@ impl Database {
                 let prefix = in_prefix(tenant, dst);
                 for item in self.store().scan_prefix(ColumnFamily::EdgesRev, &prefix)? {
                     let (k, _) = item?;
-                    let mut r = KeyReader::new(&k[prefix.len()..]);
-                    let edge_type = r.str().map_err(|_| corrupt("type"))?;
-                    let src = EntityId::from_slice(r.rest()).ok_or_else(|| corrupt("source"))?;
+                    let (edge_type, src) =
+                        parse_in_suffix(&k[prefix.len()..]).map_err(|_| corrupt("type"))?;
+                    let src = src.ok_or_else(|| corrupt("source"))?;
                     let key = edge_key(tenant, &src, &edge_type, dst);
                     let Some(v) = self.store().get(ColumnFamily::Edges, &key)? else {
                         continue;
                     };
-                    let e = decode(&key, &v)?;
+                    let e = decode_edge(&key, &v)?;
                     if !is_live(self, &e.src)? {
                         continue;
                     }
@@ -428,10 +308,10 @@ impl Database {
                 }
             }
             (None, None) => {
-                let prefix = KeyBuf::new().str(tenant).into_bytes();
+                let prefix = tenant_prefix(tenant);
                 for item in self.store().scan_prefix(ColumnFamily::Edges, &prefix)? {
                     let (k, v) = item?;
-                    let e = decode(&k, &v)?;
+                    let e = decode_edge(&k, &v)?;
                     if !is_live(self, &e.src)? {
                         continue;
                     }

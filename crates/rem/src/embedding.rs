@@ -1,20 +1,21 @@
 //! Embeddings in the engine: which provider a table uses, the text embedded for a
-//! record, batch-first embedding (⌈N / batch size⌉ provider calls for N texts), and the
-//! stored form in the `embeddings` column family.
+//! record, batch-first embedding (⌈N / batch size⌉ provider calls for N texts), and
+//! staging the vectors of a write. The stored form in the `embeddings` column family is
+//! in `format/vectors.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rem_embed::{EmbeddingProvider, OpenAiSettings, ProviderSettings};
-use rem_storage::KeyBuf;
+use rem_storage::ColumnFamily;
 use serde_json::{Map, Value};
 
+use crate::format::vectors::{
+    column_meta_key, column_meta_value, embedding_key, parse_column_meta, StoredEmbedding,
+};
 use crate::{EmbeddingOptions, EntityId, Error, Result, Schema};
 
-/// The embedding columns.
-pub const EMBEDDING: &str = "embedding";
-/// The alternative embedding column (filled when `P8_ALT_EMBEDDING` is set).
-pub const EMBEDDING_ALT: &str = "embedding_alt";
+pub use crate::format::vectors::{EMBEDDING, EMBEDDING_ALT};
 
 /// Loaded providers, by resolved name (loading a local model takes a moment).
 #[derive(Default)]
@@ -121,75 +122,6 @@ pub(crate) fn text_hash(text: &str) -> [u8; 16] {
     h
 }
 
-/// `embeddings` key: `str(tenant) | str(table) | str(column) | id`.
-pub(crate) fn embedding_key(tenant: &str, table: &str, column: &str, id: &EntityId) -> Vec<u8> {
-    KeyBuf::new()
-        .str(tenant)
-        .str(table)
-        .str(column)
-        .raw(id.as_bytes())
-        .into_bytes()
-}
-
-/// Prefix of a column's embeddings.
-pub(crate) fn embedding_prefix(tenant: &str, table: &str, column: &str) -> Vec<u8> {
-    KeyBuf::new()
-        .str(tenant)
-        .str(table)
-        .str(column)
-        .into_bytes()
-}
-
-/// A stored embedding: the text hash and the vector.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct StoredEmbedding {
-    pub(crate) text_hash: [u8; 16],
-    pub(crate) vector: Vec<f32>,
-}
-
-impl StoredEmbedding {
-    /// `hash[16] | dims u32 BE | f32 LE × dims`.
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(20 + 4 * self.vector.len());
-        out.extend_from_slice(&self.text_hash);
-        out.extend_from_slice(&(self.vector.len() as u32).to_be_bytes());
-        for x in &self.vector {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        out
-    }
-
-    pub(crate) fn decode(bytes: &[u8]) -> Result<StoredEmbedding> {
-        let corrupt =
-            || Error::Storage(rem_storage::StorageError::Corrupt("embedding value".into()));
-        if bytes.len() < 20 {
-            return Err(corrupt());
-        }
-        let mut text_hash = [0u8; 16];
-        text_hash.copy_from_slice(&bytes[..16]);
-        let dims = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]) as usize;
-        let body = &bytes[20..];
-        if body.len() != dims * 4 {
-            return Err(corrupt());
-        }
-        let vector = body
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        Ok(StoredEmbedding { text_hash, vector })
-    }
-}
-
-/// `meta` key recording which provider made a column's vectors, and their size.
-pub(crate) fn column_meta_key(tenant: &str, table: &str, column: &str) -> Vec<u8> {
-    KeyBuf::new()
-        .str("vector_meta")
-        .str(tenant)
-        .str(table)
-        .str(column)
-        .into_bytes()
-}
-
 impl From<rem_embed::EmbedError> for Error {
     fn from(e: rem_embed::EmbedError) -> Self {
         Error::Embedding(e.to_string())
@@ -236,9 +168,7 @@ impl crate::Database {
                 .iter()
                 .map(|id| embedding_key(&self.tenant, &schema.name, column, id))
                 .collect();
-            let stored = self
-                .store()
-                .multi_get(rem_storage::ColumnFamily::Embeddings, &keys)?;
+            let stored = self.store().multi_get(ColumnFamily::Embeddings, &keys)?;
             // Only the last record of an id in the batch counts.
             let mut last_of: HashMap<EntityId, usize> = HashMap::new();
             for (i, id) in ids.iter().enumerate() {
@@ -293,11 +223,11 @@ impl crate::Database {
     /// existing vectors (a different model or size would make the index meaningless).
     fn check_column_meta(&self, table: &str, column: &str, model: &str, dims: usize) -> Result<()> {
         let key = column_meta_key(&self.tenant, table, column);
-        if let Some(bytes) = self.store().get(rem_storage::ColumnFamily::Meta, &key)? {
-            let meta: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if let Some(bytes) = self.store().get(ColumnFamily::Meta, &key)? {
+            let meta = parse_column_meta(&bytes).unwrap_or_default();
             let (old_model, old_dims) = (
-                meta["model"].as_str().unwrap_or(""),
-                meta["dims"].as_u64().unwrap_or(0),
+                meta.model.as_deref().unwrap_or(""),
+                meta.dims.unwrap_or(0),
             );
             if old_dims as usize != dims || old_model != model {
                 return Err(Error::Embedding(format!(
@@ -315,45 +245,20 @@ impl crate::Database {
         table: &str,
         ids: &[EntityId],
         plans: &[ColumnUpdates],
-    ) {
+    ) -> Result<()> {
         for plan in plans {
-            let meta = serde_json::json!({"model": plan.model, "dims": plan.dims}).to_string();
             batch.put(
-                rem_storage::ColumnFamily::Meta,
+                ColumnFamily::Meta,
                 &column_meta_key(&self.tenant, table, plan.column),
-                meta.as_bytes(),
-            );
+                &column_meta_value(&plan.model, plan.dims),
+            )?;
             for (id, update) in ids.iter().zip(&plan.updates) {
                 let key = embedding_key(&self.tenant, table, plan.column, id);
                 match update {
                     EmbedUpdate::Keep => {}
-                    EmbedUpdate::Put(e) => {
-                        batch.put(rem_storage::ColumnFamily::Embeddings, &key, &e.encode())
-                    }
-                    EmbedUpdate::Delete => {
-                        batch.delete(rem_storage::ColumnFamily::Embeddings, &key)
-                    }
+                    EmbedUpdate::Put(e) => batch.put(ColumnFamily::Embeddings, &key, &e.encode())?,
+                    EmbedUpdate::Delete => batch.delete(ColumnFamily::Embeddings, &key)?,
                 }
-            }
-        }
-    }
-
-    /// After a commit: brings loaded vector indexes of `table` in line with the stored
-    /// vectors of `ids` (the caller still holds the write lock).
-    pub(crate) fn refresh_loaded_indexes(&self, table: &str, ids: &[EntityId]) -> Result<()> {
-        let loaded: Vec<_> = self
-            .inner
-            .vectors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|((t, tb, _), _)| t == &self.tenant && tb == table)
-            .map(|((_, _, column), index)| (column.clone(), index.clone()))
-            .collect();
-        for (column, index) in loaded {
-            let mut vi = index.write().unwrap_or_else(|p| p.into_inner());
-            for id in ids {
-                self.refresh_vector(&mut vi, table, &column, id)?;
             }
         }
         Ok(())

@@ -112,5 +112,72 @@ impl From<StorageError> for Error {
     }
 }
 
+/// What kind of failure an error is. It drives the CLI's exit code, the gRPC status
+/// code a server answers with, and the Python exception class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request is wrong: malformed JSON, a schema violation, bad SQL, a bad
+    /// argument. Fix the input and retry.
+    InvalidInput,
+    /// What the request names does not exist (an entity, a table, a path).
+    NotFound,
+    /// The database cannot do this now: locked, read-only, a replica, not initialized.
+    FailedPrecondition,
+    /// Storage, I/O or an internal failure: not the caller's fault.
+    Internal,
+}
+
+impl ErrorKind {
+    /// True for errors the caller can fix (everything but [`ErrorKind::Internal`]).
+    pub fn is_user_error(self) -> bool {
+        self != ErrorKind::Internal
+    }
+
+    /// `invalid_input`, `not_found`, `failed_precondition` or `internal`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::FailedPrecondition => "failed_precondition",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// The kind [`ErrorKind::name`] names (`internal` for anything else).
+    pub fn from_name(name: &str) -> ErrorKind {
+        match name {
+            "invalid_input" => ErrorKind::InvalidInput,
+            "not_found" => ErrorKind::NotFound,
+            "failed_precondition" => ErrorKind::FailedPrecondition,
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotInitialized { .. }
+            | Error::Locked { .. }
+            | Error::ReadOnly
+            | Error::Replica { .. } => ErrorKind::FailedPrecondition,
+            Error::UnknownTable(_) | Error::NotFound(_) => ErrorKind::NotFound,
+            Error::InvalidJson { .. }
+            | Error::Validation { .. }
+            | Error::InvalidSchema(_)
+            | Error::InvalidInput(_)
+            | Error::Sql(_)
+            | Error::Python(_)
+            | Error::Io { .. }
+            | Error::Config(_)
+            | Error::Embedding(_) => ErrorKind::InvalidInput,
+            Error::Record { source, .. } => source.kind(),
+            Error::Gap { .. } | Error::Storage(_) => ErrorKind::Internal,
+        }
+    }
+}
+
 /// Result alias for engine operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -11,9 +11,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rem_storage::{ColumnFamily, KeyReader};
+use rem_storage::ColumnFamily;
 
-use crate::edges::{in_prefix, out_prefix, target_id};
+use crate::format::edges::{in_prefix, out_prefix, parse_in_suffix, parse_out_suffix, target_id};
+use crate::nodes::TenantNodes;
 use crate::{Database, Edge, EntityId, Error, Result};
 
 /// Deepest traversal or path search allowed.
@@ -110,6 +111,11 @@ fn check_depth(depth: usize) -> Result<()> {
 }
 
 impl Database {
+    /// Runs `f` on this tenant's node directory, brought up to the last commit.
+    fn with_nodes<R>(&self, f: impl FnOnce(&TenantNodes) -> R) -> Result<R> {
+        self.inner.nodes.with(self.store(), &self.tenant, f)
+    }
+
     /// The edges of `id`: leaving it (`Out`), reaching it (`In`) or both, optionally of
     /// one type. Edges to or from soft-deleted entities are left out; targets that are
     /// bare keys are reported as written.
@@ -169,12 +175,10 @@ impl Database {
             let prefix = out_prefix(tenant, node);
             iter.seek_prefix(&prefix);
             while let Some(k) = iter.next_key()? {
-                let mut r = KeyReader::new(&k[prefix.len()..]);
-                let ty = r.str()?;
+                let (ty, dst) = parse_out_suffix(&k[prefix.len()..])?;
                 if edge_type.is_some_and(|t| t != ty) {
                     continue;
                 }
-                let dst = r.str()?;
                 match target_id(&dst) {
                     Some(id) => out.push(Hop::Id(id, ty)),
                     None => out.push(Hop::Key(dst, ty)),
@@ -185,12 +189,11 @@ impl Database {
             let prefix = in_prefix(tenant, &node.to_string());
             rev.seek_prefix(&prefix);
             while let Some(k) = rev.next_key()? {
-                let mut r = KeyReader::new(&k[prefix.len()..]);
-                let ty = r.str()?;
+                let (ty, src) = parse_in_suffix(&k[prefix.len()..])?;
                 if edge_type.is_some_and(|t| t != ty) {
                     continue;
                 }
-                if let Some(src) = EntityId::from_slice(r.rest()) {
+                if let Some(src) = src {
                     out.push(Hop::Id(src, ty));
                 }
             }

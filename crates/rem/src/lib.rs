@@ -8,40 +8,41 @@
 //! See `ARCHITECTURE.md` for the map and `docs/format.md` for the on-disk layout.
 
 mod change;
-mod config;
 mod db;
 mod edges;
 mod embedding;
 mod entity;
 mod error;
+mod format;
 mod graph;
 mod id;
 mod index;
 mod nodes;
+mod options;
 mod predicate;
 mod query;
 mod replica;
 mod schema;
+mod schema_cache;
 mod search;
 mod snapshot;
 mod vector;
+mod vector_indexes;
 mod verify;
 mod write;
 
 pub use change::{decode_change, Change};
-pub use config::{
-    expand_home, Config, ConfigValue, EmbeddingOptions, Source, VectorIndexType, VectorQuantization,
-};
+pub use options::{expand_home, EmbeddingOptions, VectorIndexType, VectorQuantization};
 pub use db::{Database, OpenOptions, ScanResult, Stats};
 pub use edges::{Edge, EdgeOptions, REFERENCES};
 pub use embedding::{EMBEDDING, EMBEDDING_ALT};
 pub use entity::{format_ts, parse_ts, Entity, SYSTEM_FIELDS};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use graph::{Direction, Node, TraverseOptions, MAX_DEPTH};
 pub use id::EntityId;
 pub use query::{AccessPath, Filter, ScanOptions};
 pub use rem_embed::LocalEngine;
-pub use rem_storage::StoreOptions;
+pub use rem_storage::{Compression, StoreOptions};
 pub use replica::{LogStatus, ReplicatedChange, ReplicatedVector, ReplicationRole};
 pub use schema::{
     builtin_schemas, canonical_table_name, load_pydantic_schema, template, FieldType, Schema,

@@ -2,36 +2,77 @@
 //! graph steps check liveness with a hash lookup instead of two RocksDB reads per
 //! neighbour (SPEC §5.3; BENCHMARKS.md "Graph").
 //!
-//! It is built on the first graph read of a tenant by one scan of that tenant's
+//! A tenant's directory is built on its first graph read by one scan of that tenant's
 //! entities (value headers only) and kept current from the change log: before each
-//! use, the records after its sequence number are applied (an entity-put record holds
-//! the entity's whole state, so applying one twice is harmless). Every write path —
-//! local writes, replication — appends change records, so nothing can bypass it. When
-//! the log no longer holds the records it needs (retention), it is rebuilt.
-//! Memory: about 40 bytes per live entity.
+//! use, the records after its sequence number are applied ([`crate::change::catch_up`]).
+//! Every write path — local writes, replication — appends change records, so nothing
+//! can bypass it. When the log no longer holds the records it needs (retention), it is
+//! rebuilt. Memory: about 40 bytes per live entity.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use rem_storage::{ColumnFamily, KeyBuf, KeyReader};
+use rem_storage::{ColumnFamily, Store};
 
-use crate::change::{decode_change, Change};
-use crate::entity::is_deleted_encoded;
-use crate::{Database, EntityId, Error, Result};
+use crate::change::{catch_up, Change};
+use crate::format::entities::{is_deleted_encoded, parse_entity_key_in_tenant};
+use crate::format::tenant_prefix;
+use crate::{EntityId, Result};
 
-/// Change records applied per read of the log while catching up.
-const CATCH_UP_BATCH: usize = 4096;
+/// The node directories of every tenant that made a graph read.
+#[derive(Debug, Default)]
+pub(crate) struct NodeDirectory {
+    tenants: RwLock<HashMap<String, TenantNodes>>,
+}
+
+impl NodeDirectory {
+    /// Runs `f` on the live entities of `tenant`, brought up to the last commit of
+    /// `store` (built first when this is the tenant's first use).
+    pub(crate) fn with<R>(
+        &self,
+        store: &Store,
+        tenant: &str,
+        f: impl FnOnce(&TenantNodes) -> R,
+    ) -> Result<R> {
+        let last = store.last_seq();
+        {
+            let dirs = self.tenants.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(d) = dirs.get(tenant) {
+                if d.seq >= last {
+                    return Ok(f(d));
+                }
+            }
+        }
+        let mut dirs = self.tenants.write().unwrap_or_else(|p| p.into_inner());
+        let current = match dirs.remove(tenant) {
+            Some(mut d) => {
+                if d.catch_up(store, tenant, last)? {
+                    d
+                } else {
+                    // The log was truncated past it.
+                    TenantNodes::build(store, tenant, last)?
+                }
+            }
+            // The sequence is read before the scan, so later commits are applied
+            // again on the next use.
+            None => TenantNodes::build(store, tenant, last)?,
+        };
+        let out = f(&current);
+        dirs.insert(tenant.to_string(), current);
+        Ok(out)
+    }
+}
 
 /// Live entities of one tenant and their tables, as of change-log sequence `seq`.
 #[derive(Debug, Default)]
-pub(crate) struct NodeDirectory {
+pub(crate) struct TenantNodes {
     seq: u64,
     tables: Vec<Arc<str>>,
     table_index: HashMap<Arc<str>, u32>,
     live: HashMap<EntityId, u32>,
 }
 
-impl NodeDirectory {
+impl TenantNodes {
     /// The table of `id` when it is a live entity.
     pub(crate) fn table(&self, id: &EntityId) -> Option<&Arc<str>> {
         self.live.get(id).map(|&t| &self.tables[t as usize])
@@ -56,73 +97,36 @@ impl NodeDirectory {
     }
 
     /// Scans the tenant's entities (as of at least `seq`).
-    fn build(db: &Database, seq: u64) -> Result<NodeDirectory> {
-        let mut dir = NodeDirectory {
+    fn build(store: &Store, tenant: &str, seq: u64) -> Result<TenantNodes> {
+        let mut dir = TenantNodes {
             seq,
-            ..NodeDirectory::default()
+            ..TenantNodes::default()
         };
-        let prefix = KeyBuf::new().str(&db.tenant).into_bytes();
-        for item in db.store().scan_prefix(ColumnFamily::Entities, &prefix)? {
+        let prefix = tenant_prefix(tenant);
+        for item in store.scan_prefix(ColumnFamily::Entities, &prefix)? {
             let (k, v) = item?;
-            let mut r = KeyReader::new(&k[prefix.len()..]);
-            let table = r.str()?;
-            let id = EntityId::from_slice(r.rest()).ok_or_else(|| {
-                Error::Storage(rem_storage::StorageError::Corrupt("entity key".into()))
-            })?;
+            let (table, id) = parse_entity_key_in_tenant(&k[prefix.len()..])?;
             dir.set(id, &table, !is_deleted_encoded(&v)?);
         }
         Ok(dir)
     }
 
     /// Applies the change log up to `last`; false when a record it needs is gone.
-    fn catch_up(&mut self, db: &Database, last: u64) -> Result<bool> {
-        while self.seq < last {
-            let records = db.changes_since(self.seq, CATCH_UP_BATCH)?;
-            match records.first() {
-                Some((first, _)) if *first == self.seq + 1 => {}
-                _ => return Ok(false),
-            }
-            for (seq, bytes) in records {
-                if let Change::Put { tenant, entity } = decode_change(&bytes)? {
-                    if tenant == db.tenant {
-                        self.set(entity.id, &entity.table, entity.deleted_at.is_none());
-                    }
+    fn catch_up(&mut self, store: &Store, tenant: &str, last: u64) -> Result<bool> {
+        let reached = catch_up(store, self.seq, last, |change| {
+            if let Change::Put { tenant: t, entity } = change {
+                if t == tenant {
+                    self.set(entity.id, &entity.table, entity.deleted_at.is_none());
                 }
+            }
+            Ok(())
+        })?;
+        match reached {
+            Some(seq) => {
                 self.seq = seq;
+                Ok(true)
             }
+            None => Ok(false),
         }
-        Ok(true)
-    }
-}
-
-impl Database {
-    /// Runs `f` on this tenant's node directory, brought up to the last commit.
-    pub(crate) fn with_nodes<R>(&self, f: impl FnOnce(&NodeDirectory) -> R) -> Result<R> {
-        let last = self.last_seq();
-        {
-            let dirs = self.inner.nodes.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(d) = dirs.get(&self.tenant) {
-                if d.seq >= last {
-                    return Ok(f(d));
-                }
-            }
-        }
-        let mut dirs = self.inner.nodes.write().unwrap_or_else(|p| p.into_inner());
-        let current = match dirs.remove(&self.tenant) {
-            Some(mut d) => {
-                if d.catch_up(self, last)? {
-                    d
-                } else {
-                    // The log was truncated past it.
-                    NodeDirectory::build(self, last)?
-                }
-            }
-            // The sequence is read before the scan, so later commits are applied
-            // again on the next use.
-            None => NodeDirectory::build(self, last)?,
-        };
-        let out = f(&current);
-        dirs.insert(self.tenant.clone(), current);
-        Ok(out)
     }
 }

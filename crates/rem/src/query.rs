@@ -7,6 +7,7 @@ use std::ops::Bound;
 use serde_json::Value;
 
 use crate::entity::parse_ts;
+use crate::format::indexes::{encode_scalar, tag_of};
 use crate::{Entity, EntityId, FieldType, Schema};
 
 /// A predicate over an entity's fields (system fields included).
@@ -330,10 +331,10 @@ fn encodable(schema: &Schema, field: &str, values: &[Value]) -> bool {
         FieldType::Array(inner) => inner.as_ref(),
         other => other,
     };
-    let Some(tag) = crate::index::tag_of(scalar) else {
+    let Some(tag) = tag_of(scalar) else {
         return false;
     };
     values.iter().all(|v| {
-        crate::index::encode_scalar(scalar, v).is_some_and(|enc| enc.first() == Some(&tag))
+        encode_scalar(scalar, v).is_some_and(|enc| enc.first() == Some(&tag))
     })
 }

@@ -14,60 +14,17 @@ use std::collections::HashMap;
 
 use rem_storage::{Batch, ColumnFamily};
 
-use crate::change::{decode_change, put_target, Change};
-use crate::edges::{edge_key, edge_value, reverse_key};
-use crate::embedding::{column_meta_key, embedding_key, EMBEDDING, EMBEDDING_ALT};
-use crate::index::entity_key_bytes;
+use crate::change::{decode_change, Change};
+use crate::format::changes::{parse_change_key, put_target};
+use crate::format::edges::{edge_key, edge_value, reverse_key};
+use crate::format::entities::entity_key_bytes;
+use crate::format::meta::META_ROLE;
+use crate::format::vectors::{column_meta_key, embedding_key, EMBEDDING, EMBEDDING_ALT};
 use crate::schema::Schema;
 use crate::write::needs_reindex;
 use crate::{Database, Entity, EntityId, Error, Result};
 
-pub(crate) const META_ROLE: &[u8] = b"replication_role";
-
-/// What a database does in replication.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum ReplicationRole {
-    /// Neither primary nor replica (it may still be served).
-    #[default]
-    Standalone,
-    /// A primary (a promoted replica is one).
-    Primary,
-    /// A replica of the primary at this address: local writes are refused.
-    Replica {
-        /// `host:port` of the primary.
-        primary: String,
-    },
-}
-
-impl ReplicationRole {
-    /// `standalone`, `primary` or `replica`.
-    pub fn mode(&self) -> &'static str {
-        match self {
-            ReplicationRole::Standalone => "standalone",
-            ReplicationRole::Primary => "primary",
-            ReplicationRole::Replica { .. } => "replica",
-        }
-    }
-
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        match self {
-            ReplicationRole::Replica { primary } => format!("replica {primary}"),
-            other => other.mode().to_string(),
-        }
-        .into_bytes()
-    }
-
-    fn decode(bytes: &[u8]) -> ReplicationRole {
-        let text = String::from_utf8_lossy(bytes);
-        match text.split_once(' ') {
-            Some(("replica", primary)) => ReplicationRole::Replica {
-                primary: primary.to_string(),
-            },
-            _ if text == "primary" => ReplicationRole::Primary,
-            _ => ReplicationRole::Standalone,
-        }
-    }
-}
+pub use crate::format::meta::ReplicationRole;
 
 /// A stored vector sent with an entity record: the `embeddings` value (or `None` when
 /// the entity has none in that column) and the column's model metadata.
@@ -135,7 +92,7 @@ impl Database {
     }
 
     fn store_role(&self, mut batch: Batch<'_>, role: ReplicationRole, reset: bool) -> Result<()> {
-        batch.put(ColumnFamily::Meta, META_ROLE, &role.encode());
+        batch.put(ColumnFamily::Meta, META_ROLE, &role.encode())?;
         if reset {
             self.store().reset_change_log(batch)?;
         } else {
@@ -273,7 +230,7 @@ impl Database {
             .scan_prefix(ColumnFamily::ChangeLog, &[])?
             .next()
             .transpose()?
-            .and_then(|(k, _)| k.as_slice().try_into().ok().map(u64::from_be_bytes));
+            .and_then(|(k, _)| parse_change_key(&k));
         Ok(first.unwrap_or(self.last_seq() + 1))
     }
 
@@ -383,18 +340,18 @@ impl Database {
                                 .map(|b| Entity::decode(&entity.table, &b))
                                 .transpose()?,
                         };
-                        db.stage_entity(&mut batch, &schema, old.as_ref(), &entity);
+                        db.stage_entity(&mut batch, &schema, old.as_ref(), &entity)?;
                         for v in &c.vectors {
                             let meta_key = column_meta_key(&tenant, &entity.table, &v.column);
                             if metas_written.insert(meta_key.clone()) {
-                                batch.put(ColumnFamily::Meta, &meta_key, &v.meta);
+                                batch.put(ColumnFamily::Meta, &meta_key, &v.meta)?;
                             }
                             let key = embedding_key(&tenant, &entity.table, &v.column, &entity.id);
                             match (&v.stored, entity.deleted_at) {
                                 (Some(bytes), None) => {
-                                    batch.put(ColumnFamily::Embeddings, &key, bytes)
+                                    batch.put(ColumnFamily::Embeddings, &key, bytes)?
                                 }
-                                _ => batch.delete(ColumnFamily::Embeddings, &key),
+                                _ => batch.delete(ColumnFamily::Embeddings, &key)?,
                             }
                         }
                         if entity.deleted_at.is_some() {
@@ -402,7 +359,7 @@ impl Database {
                                 batch.delete(
                                     ColumnFamily::Embeddings,
                                     &embedding_key(&tenant, &entity.table, column, &entity.id),
-                                );
+                                )?;
                             }
                         }
                         touched
@@ -415,12 +372,12 @@ impl Database {
                         let key = edge_key(&tenant, &edge.src, &edge.edge_type, &edge.dst);
                         let value =
                             edge_value(edge.weight, &edge.created_at, true, &edge.properties);
-                        batch.put(ColumnFamily::Edges, &key, &value);
+                        batch.put(ColumnFamily::Edges, &key, &value)?;
                         batch.put(
                             ColumnFamily::EdgesRev,
                             &reverse_key(&tenant, &edge.dst, &edge.edge_type, &edge.src),
                             &[],
-                        );
+                        )?;
                     }
                     Change::EdgeDelete {
                         tenant,
@@ -431,11 +388,11 @@ impl Database {
                         batch.delete(
                             ColumnFamily::Edges,
                             &edge_key(&tenant, &src, &edge_type, &dst),
-                        );
+                        )?;
                         batch.delete(
                             ColumnFamily::EdgesRev,
                             &reverse_key(&tenant, &dst, &edge_type, &src),
-                        );
+                        )?;
                     }
                 }
                 records.push(c.record.clone());
@@ -447,11 +404,7 @@ impl Database {
             }
             self.store().commit(batch, &records)?;
             if let Some((tenant, name)) = schema_changed {
-                self.inner
-                    .schemas
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&(tenant, name));
+                self.inner.schemas.evict(&tenant, &name);
             }
             for ((tenant, table), ids) in touched {
                 self.tenant_handle(&tenant)

@@ -1,16 +1,17 @@
-//! Semantic search: `Database::search`, table detection, and keeping each vector index
-//! up to date with the `embeddings` column family.
+//! Semantic search: `Database::search`, table detection, and the stored vectors read
+//! back. The vector indexes searched are loaded, kept up to date and saved by
+//! `vector_indexes.rs`.
 
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
 
 use rem_storage::ColumnFamily;
 
-use crate::change::{decode_change, Change};
-use crate::embedding::{
-    embedding_prefix, provider_name, StoredEmbedding, EMBEDDING, EMBEDDING_ALT,
+use crate::embedding::{embed_all, provider_name};
+use crate::format::vectors::{
+    column_meta_key, embedding_key, parse_column_meta, StoredEmbedding, EMBEDDING, EMBEDDING_ALT,
 };
-use crate::vector::{index_base, VectorIndex};
+use crate::vector::{cosine, normalized};
+use crate::vector_indexes::{IndexKey, SharedIndex};
 use crate::{Database, Entity, EntityId, Error, Filter, Result, ScanOptions};
 
 /// Options of a search.
@@ -59,11 +60,6 @@ pub struct SearchResult {
     /// Hits, best first.
     pub hits: Vec<SearchHit>,
 }
-
-/// Vectors read from RocksDB per parallel insert when an index is built.
-const BUILD_CHUNK: usize = 8192;
-
-pub(crate) type SharedIndex = Arc<RwLock<VectorIndex>>;
 
 impl Database {
     /// Semantic search over `table` (or, with `None`, the table whose description is
@@ -134,12 +130,12 @@ impl Database {
         };
         // The index may hold reduced-precision vectors: score the hits again with the
         // stored f32 vectors so scores (and thresholds on them) are exact.
-        let query_unit = crate::vector::normalized(&query_vec);
+        let query_unit = normalized(&query_vec);
         let mut scored = Vec::with_capacity(found.len());
         for (id, approx) in found {
-            let key = crate::embedding::embedding_key(&self.tenant, &table, column, &id);
+            let key = embedding_key(&self.tenant, &table, column, &id);
             let score = match self.store().get(ColumnFamily::Embeddings, &key)? {
-                Some(v) => crate::vector::cosine(&StoredEmbedding::decode(&v)?.vector, &query_unit),
+                Some(v) => cosine(&StoredEmbedding::decode(&v)?.vector, &query_unit),
                 None => approx,
             };
             scored.push((id, score));
@@ -184,16 +180,17 @@ impl Database {
             .store()
             .get(
                 ColumnFamily::Meta,
-                &crate::embedding::column_meta_key(&self.tenant, "schemas", EMBEDDING),
+                &column_meta_key(&self.tenant, "schemas", EMBEDDING),
             )?
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-        let usable =
-            made_by.is_some_and(|m| m["model"] == provider.name() && m["dims"] == provider.dims());
+            .and_then(|b| parse_column_meta(&b));
+        let usable = made_by.is_some_and(|m| {
+            m.model.as_deref() == Some(provider.name()) && m.dims == Some(provider.dims() as u64)
+        });
         let keys: Vec<Vec<u8>> = candidates
             .iter()
             .map(|s| {
                 let id = EntityId::from_key(&self.tenant, "schemas", &s.name);
-                crate::embedding::embedding_key(&self.tenant, "schemas", EMBEDDING, &id)
+                embedding_key(&self.tenant, "schemas", EMBEDDING, &id)
             })
             .collect();
         let stored = self.store().multi_get(ColumnFamily::Embeddings, &keys)?;
@@ -214,8 +211,7 @@ impl Database {
         }));
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let mut fresh =
-            crate::embedding::embed_all(provider.as_ref(), &refs, self.inner.embedding.batch_size)?
-                .into_iter();
+            embed_all(provider.as_ref(), &refs, self.inner.embedding.batch_size)?.into_iter();
         let q = fresh.next().unwrap_or_default();
         for (i, v) in missing.into_iter().zip(fresh) {
             vectors[i] = Some(v);
@@ -225,7 +221,7 @@ impl Database {
             .zip(&vectors)
             .filter_map(|(s, v)| {
                 v.as_ref()
-                    .map(|v| (s.name.clone(), crate::vector::cosine(&q, v)))
+                    .map(|v| (s.name.clone(), cosine(&q, v)))
             })
             .max_by(|a, b| a.1.total_cmp(&b.1));
         best.map(|(name, _)| name)
@@ -240,139 +236,23 @@ impl Database {
         model: &str,
         dims: usize,
     ) -> Result<SharedIndex> {
-        let key = (self.tenant.clone(), table.to_string(), column.to_string());
-        if let Some(i) = self.loaded_index(&key) {
+        let key = IndexKey::new(&self.tenant, table, column);
+        if let Some(i) = self.inner.vectors.loaded(&key) {
             return Ok(i);
         }
         // Hold the write lock while loading so no commit slips between the watermark
         // and the index becoming visible to writers.
         let _w = self.lock_writes();
-        if let Some(i) = self.loaded_index(&key) {
-            return Ok(i);
-        }
-        let options = &self.inner.embedding;
-        let base = (!self.store().is_in_memory())
-            .then(|| index_base(self.path(), &self.tenant, table, column));
-        let last = self.last_seq();
-        let loaded = base
-            .as_ref()
-            .and_then(|b| VectorIndex::load(b, model, dims, options));
-        let index = match loaded {
-            Some(mut vi) if vi.watermark <= last => {
-                self.catch_up(&mut vi, table, column, last)?;
-                vi
-            }
-            _ => self.build_index(table, column, model, dims)?,
-        };
-        let shared = Arc::new(RwLock::new(index));
         self.inner
             .vectors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, shared.clone());
-        Ok(shared)
-    }
-
-    fn loaded_index(&self, key: &(String, String, String)) -> Option<SharedIndex> {
-        let loaded = self.inner.vectors.lock().unwrap_or_else(|p| p.into_inner());
-        loaded.get(key).cloned()
-    }
-
-    /// Builds an index from the stored vectors of a column.
-    fn build_index(
-        &self,
-        table: &str,
-        column: &str,
-        model: &str,
-        dims: usize,
-    ) -> Result<VectorIndex> {
-        let mut vi = VectorIndex::new(dims, model, &self.inner.embedding)?;
-        let prefix = embedding_prefix(&self.tenant, table, column);
-        // Read in chunks so that a large column never sits in memory twice.
-        let mut chunk = Vec::with_capacity(BUILD_CHUNK);
-        for item in self
-            .store()
-            .scan_prefix(ColumnFamily::Embeddings, &prefix)?
-        {
-            let (k, v) = item?;
-            let id = crate::index::trailing_id(&k)
-                .ok_or_else(|| Error::Embedding("bad embedding key".into()))?;
-            chunk.push((id, StoredEmbedding::decode(&v)?.vector));
-            if chunk.len() == BUILD_CHUNK {
-                vi.upsert_many(&chunk)?;
-                chunk.clear();
-            }
-        }
-        vi.upsert_many(&chunk)?;
-        vi.watermark = self.last_seq();
-        Ok(vi)
-    }
-
-    /// Applies every change-log record after the index's watermark: the stored vector
-    /// of each touched entity (or its absence) becomes the index's.
-    fn catch_up(&self, vi: &mut VectorIndex, table: &str, column: &str, last: u64) -> Result<()> {
-        let start = (vi.watermark + 1).to_be_bytes();
-        let mut touched = HashSet::new();
-        for item in self
-            .store()
-            .scan_range(ColumnFamily::ChangeLog, &start, None)?
-        {
-            let (_, value) = item?;
-            if let Change::Put { tenant, entity } = decode_change(&value)? {
-                if tenant == self.tenant && entity.table == table {
-                    touched.insert(entity.id);
-                }
-            }
-        }
-        for id in touched {
-            self.refresh_vector(vi, table, column, &id)?;
-        }
-        vi.watermark = last;
-        Ok(())
-    }
-
-    /// Makes the index entry of `id` equal to the stored vector (or removes it).
-    pub(crate) fn refresh_vector(
-        &self,
-        vi: &mut VectorIndex,
-        table: &str,
-        column: &str,
-        id: &EntityId,
-    ) -> Result<()> {
-        let key = crate::embedding::embedding_key(&self.tenant, table, column, id);
-        match self.store().get(ColumnFamily::Embeddings, &key)? {
-            Some(v) => vi.upsert(*id, &StoredEmbedding::decode(&v)?.vector),
-            None => vi.remove(id),
-        }
+            .load(self.store(), &self.inner.embedding, &key, model, dims)
     }
 
     /// Saves every loaded vector index with the current watermark (also done when the
     /// last handle is dropped). Until then, a reopened index catches up from the log.
     pub fn save_vector_indexes(&self) -> Result<()> {
         let _w = self.lock_writes();
-        self.inner.save_vector_indexes()
-    }
-}
-
-impl crate::db::Inner {
-    pub(crate) fn save_vector_indexes(&self) -> Result<()> {
-        if self.store.is_in_memory() || self.store.is_read_only() {
-            return Ok(());
-        }
-        let last = self.store.last_seq();
-        let loaded: Vec<_> = self
-            .vectors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for ((tenant, table, column), index) in loaded {
-            let mut vi = index.write().unwrap_or_else(|p| p.into_inner());
-            vi.watermark = last;
-            vi.save(&index_base(self.store.path(), &tenant, &table, &column))?;
-        }
-        Ok(())
+        self.inner.vectors.save_all(self.store())
     }
 }
 
@@ -387,7 +267,7 @@ impl Database {
     ) -> Result<Vec<Option<Vec<f32>>>> {
         let keys: Vec<Vec<u8>> = ids
             .iter()
-            .map(|id| crate::embedding::embedding_key(&self.tenant, table, column, id))
+            .map(|id| embedding_key(&self.tenant, table, column, id))
             .collect();
         self.store()
             .multi_get(ColumnFamily::Embeddings, &keys)?

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use rem_storage::{ColumnFamily, OpenMode, Store, StoreOptions};
 
-use crate::replica::{ReplicationRole, META_ROLE};
+use crate::format::meta::{ReplicationRole, META_ROLE};
 use crate::{Database, Error, Result};
 
 /// The file whose presence says a staging folder holds a whole, prepared copy.
@@ -104,7 +104,7 @@ pub fn prepare_snapshot(staging: &Path, primary: &str) -> Result<u64> {
             primary: primary.to_string(),
         };
         let mut batch = store.batch();
-        batch.put(ColumnFamily::Meta, META_ROLE, &role.encode());
+        batch.put(ColumnFamily::Meta, META_ROLE, &role.encode())?;
         store.commit(batch, &[])?;
         store.flush()?;
         store.last_seq()

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-use crate::config::{VectorIndexType, VectorQuantization};
+use crate::options::{VectorIndexType, VectorQuantization};
 use crate::{EmbeddingOptions, EntityId, Error, Result};
 
 /// An in-memory vector index (HNSW or exact) over entity ids, as the engine keeps one

@@ -4,11 +4,16 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use rem_storage::{ColumnFamily, KeyReader};
+use rem_storage::ColumnFamily;
 
 use crate::change::decode_change;
+use crate::embedding::embedding_text;
+use crate::format::changes::parse_change_key;
+use crate::format::edges::{edge_key, is_explicit, parse_edge_key, parse_reverse_key, reverse_key};
+use crate::format::entities::parse_entity_key;
+use crate::format::vectors::{embedding_key, EMBEDDING, EMBEDDING_ALT};
 use crate::index::index_entries;
-use crate::{Database, Entity, EntityId, Result, Schema};
+use crate::{Database, Entity, Result, Schema};
 
 /// The outcome of [`Database::verify`].
 #[derive(Debug, Clone, Default)]
@@ -50,12 +55,10 @@ impl Database {
         for item in store.scan_prefix(ColumnFamily::Entities, b"")? {
             let (key, bytes) = item?;
             report.entities += 1;
-            let mut r = KeyReader::new(&key);
-            let (Ok(tenant), Ok(table)) = (r.str(), r.str()) else {
+            let Some((tenant, table, key_id)) = parse_entity_key(&key) else {
                 problem(&mut report, "an entity key is malformed".into());
                 continue;
             };
-            let key_id = EntityId::from_slice(r.rest());
             let entity = match Entity::decode(&table, &bytes) {
                 Ok(e) => e,
                 Err(e) => {
@@ -96,18 +99,14 @@ impl Database {
             }
             // A live entity with embedded text has a vector in each of its columns;
             // deleted entities and entities without text have none.
-            if !entity.is_deleted()
-                && crate::embedding::embedding_text(&schema, &entity.properties).is_some()
-            {
+            if !entity.is_deleted() && embedding_text(&schema, &entity.properties).is_some() {
                 let columns = if self.inner.embedding.alt_model.is_some() {
-                    vec![crate::embedding::EMBEDDING, crate::embedding::EMBEDDING_ALT]
+                    vec![EMBEDDING, EMBEDDING_ALT]
                 } else {
-                    vec![crate::embedding::EMBEDDING]
+                    vec![EMBEDDING]
                 };
                 for column in columns {
-                    expected_vectors.insert(crate::embedding::embedding_key(
-                        &tenant, &table, column, &entity.id,
-                    ));
+                    expected_vectors.insert(embedding_key(&tenant, &table, column, &entity.id));
                 }
             }
         }
@@ -141,9 +140,7 @@ impl Database {
         for item in store.scan_prefix(ColumnFamily::ChangeLog, b"")? {
             let (key, value) = item?;
             report.change_records += 1;
-            let seq = <[u8; 8]>::try_from(key.as_slice())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
+            let seq = parse_change_key(&key).unwrap_or(0);
             if let Some(p) = prev {
                 if seq != p + 1 {
                     problem(&mut report, format!("change log jumps from {p} to {seq}"));
@@ -190,37 +187,22 @@ fn explicit_edge(
     key: &[u8],
     value: &[u8],
 ) -> Result<bool> {
-    let parse =
-        |fields: &mut KeyReader<'_>, reverse: bool| -> Option<(String, EntityId, String, String)> {
-            let tenant = fields.str().ok()?;
-            if reverse {
-                let dst = fields.str().ok()?;
-                let ty = fields.str().ok()?;
-                let src = EntityId::from_slice(fields.rest())?;
-                Some((tenant, src, ty, dst))
-            } else {
-                let src = EntityId::from_slice(fields.raw(16).ok()?)?;
-                let ty = fields.str().ok()?;
-                let dst = fields.str().ok()?;
-                Some((tenant, src, ty, dst))
-            }
-        };
     match cf {
         ColumnFamily::Edges => {
-            let Some((tenant, src, ty, dst)) = parse(&mut KeyReader::new(key), false) else {
+            let Some((tenant, src, ty, dst)) = parse_edge_key(key) else {
                 return Ok(false);
             };
-            let rev = crate::edges::reverse_key(&tenant, &dst, &ty, &src);
-            Ok(crate::edges::is_explicit(value) && store.contains(ColumnFamily::EdgesRev, &rev)?)
+            let rev = reverse_key(&tenant, &dst, &ty, &src);
+            Ok(is_explicit(value) && store.contains(ColumnFamily::EdgesRev, &rev)?)
         }
         ColumnFamily::EdgesRev => {
-            let Some((tenant, src, ty, dst)) = parse(&mut KeyReader::new(key), true) else {
+            let Some((tenant, src, ty, dst)) = parse_reverse_key(key) else {
                 return Ok(false);
             };
-            let fwd = crate::edges::edge_key(&tenant, &src, &ty, &dst);
+            let fwd = edge_key(&tenant, &src, &ty, &dst);
             Ok(store
                 .get(ColumnFamily::Edges, &fwd)?
-                .is_some_and(|v| crate::edges::is_explicit(&v)))
+                .is_some_and(|v| is_explicit(&v)))
         }
         _ => Ok(false),
     }

@@ -8,10 +8,13 @@ use std::sync::Arc;
 use rem_storage::{Batch, ColumnFamily};
 use serde_json::{Map, Value};
 
-use crate::change::encode_put;
 use crate::entity::{now, SYSTEM_FIELDS};
+use crate::format::changes::encode_put;
+use crate::format::entities::{entity_key_bytes, entity_prefix};
+use crate::format::indexes::{id_key, id_value};
+use crate::format::vectors::{embedding_key, EMBEDDING, EMBEDDING_ALT};
 use crate::id::entity_key;
-use crate::index::{entity_key_bytes, entity_prefix, id_key, index_entries};
+use crate::index::index_entries;
 use crate::schema::canonical_table_name;
 use crate::{Database, Entity, EntityId, Error, Result, Schema};
 
@@ -78,7 +81,7 @@ impl Database {
         let mut batch = self.store().batch();
         let mut changes = Vec::with_capacity(prepared.len());
         let ids = self.stage(&mut batch, &mut changes, &schema, prepared)?;
-        self.stage_embeddings(&mut batch, &schema.name, &ids, &plans);
+        self.stage_embeddings(&mut batch, &schema.name, &ids, &plans)?;
         self.store().commit(batch, &changes)?;
         if !plans.is_empty() {
             self.refresh_loaded_indexes(&schema.name, &ids)?;
@@ -143,13 +146,13 @@ impl Database {
             }
         }
         let ids = self.stage(&mut batch, &mut changes, &meta, prepared)?;
-        self.stage_embeddings(&mut batch, "schemas", &ids, &plans);
+        self.stage_embeddings(&mut batch, "schemas", &ids, &plans)?;
         self.store().commit(batch, &changes)?;
         if !plans.is_empty() {
             self.refresh_loaded_indexes("schemas", &ids)?;
         }
         for s in schemas {
-            self.cache_schema(s);
+            self.inner.schemas.insert(&self.tenant, s);
         }
         Ok(())
     }
@@ -173,16 +176,23 @@ impl Database {
         let mut batch = self.store().batch();
         let encoded = deleted.encode();
         let key = entity_key_bytes(&self.tenant, &deleted.table, &deleted.id);
-        batch.put(ColumnFamily::Entities, &key, &encoded);
-        for column in [crate::embedding::EMBEDDING, crate::embedding::EMBEDDING_ALT] {
-            let key =
-                crate::embedding::embedding_key(&self.tenant, &deleted.table, column, &deleted.id);
-            batch.delete(ColumnFamily::Embeddings, &key);
+        batch.put(ColumnFamily::Entities, &key, &encoded)?;
+        for column in [EMBEDDING, EMBEDDING_ALT] {
+            let key = embedding_key(&self.tenant, &deleted.table, column, &deleted.id);
+            batch.delete(ColumnFamily::Embeddings, &key)?;
         }
         let change = encode_put(&self.tenant, &deleted.table, &encoded);
         self.store().commit(batch, &[change])?;
         self.refresh_loaded_indexes(&deleted.table, &[deleted.id])?;
         Ok(deleted)
+    }
+
+    /// After a commit: brings the loaded vector indexes of `table` in line with the
+    /// stored vectors of `ids` (the caller still holds the write lock).
+    pub(crate) fn refresh_loaded_indexes(&self, table: &str, ids: &[EntityId]) -> Result<()> {
+        self.inner
+            .vectors
+            .refresh(self.store(), &self.tenant, table, ids)
     }
 
     /// Takes the write lock (a poisoned lock is still usable: the store is consistent
@@ -278,7 +288,7 @@ impl Database {
         let mut existing_keys = Vec::new();
         for (index, (p, owner)) in prepared.iter().zip(&owners).enumerate() {
             if let Some(owner) = owner {
-                if owner.as_slice() != table.as_bytes() {
+                if owner.as_slice() != id_value(table) {
                     let other = String::from_utf8_lossy(owner);
                     return Err(Error::Record {
                         index,
@@ -325,7 +335,7 @@ impl Database {
             latest.insert(p.id, entity);
         }
         for id in &order {
-            let encoded = self.stage_entity(batch, schema, stored.get(id), &latest[id]);
+            let encoded = self.stage_entity(batch, schema, stored.get(id), &latest[id])?;
             changes.push(encode_put(&self.tenant, table, &encoded));
         }
         Ok(input_ids)
@@ -339,20 +349,20 @@ impl Database {
         schema: &Schema,
         old: Option<&Entity>,
         new: &Entity,
-    ) -> Vec<u8> {
+    ) -> Result<Vec<u8>> {
         let canonical = |t: &str| self.canonical_table(t);
         let new_entries = index_entries(&self.tenant, schema, new, &canonical);
         let old_entries = old
             .map(|old| index_entries(&self.tenant, schema, old, &canonical))
             .unwrap_or_default();
-        stage_index_diff(batch, &old_entries, &new_entries);
+        stage_index_diff(batch, &old_entries, &new_entries)?;
         let encoded = new.encode();
         batch.put(
             ColumnFamily::Entities,
             &entity_key_bytes(&self.tenant, &schema.name, &new.id),
             &encoded,
-        );
-        encoded
+        )?;
+        Ok(encoded)
     }
 
     /// Stages the rewrite of every index entry of `new.name` from `old`'s layout to
@@ -373,7 +383,7 @@ impl Database {
             let canonical = |t: &str| self.canonical_table(t);
             let new_entries = index_entries(&self.tenant, new, &entity, &canonical);
             let old_entries = index_entries(&self.tenant, old, &entity, &canonical);
-            stage_index_diff(batch, &old_entries, &new_entries);
+            stage_index_diff(batch, &old_entries, &new_entries)?;
         }
         Ok(())
     }
@@ -382,19 +392,20 @@ impl Database {
 /// Stages the change from one set of index entries to another: deletes what is gone
 /// and puts what is new. Entries in both are left alone: their values depend only on
 /// the key, except an edge's creation time, which must stay the first one.
-fn stage_index_diff(batch: &mut Batch<'_>, old: &[IndexEntry], new: &[IndexEntry]) {
+fn stage_index_diff(batch: &mut Batch<'_>, old: &[IndexEntry], new: &[IndexEntry]) -> Result<()> {
     let new_keys: HashSet<&[u8]> = new.iter().map(|(_, k, _)| k.as_slice()).collect();
     let old_keys: HashSet<&[u8]> = old.iter().map(|(_, k, _)| k.as_slice()).collect();
     for (cf, k, _) in old {
         if !new_keys.contains(k.as_slice()) {
-            batch.delete(*cf, k);
+            batch.delete(*cf, k)?;
         }
     }
     for (cf, k, v) in new {
         if !old_keys.contains(k.as_slice()) {
-            batch.put(*cf, k, v);
+            batch.put(*cf, k, v)?;
         }
     }
+    Ok(())
 }
 
 type IndexEntry = (ColumnFamily, Vec<u8>, Vec<u8>);

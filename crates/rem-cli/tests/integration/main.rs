@@ -14,6 +14,7 @@ mod query;
 mod replication;
 mod schemas;
 mod search;
+mod service;
 mod tenants;
 
 use std::io::Write;

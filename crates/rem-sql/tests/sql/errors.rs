@@ -5,12 +5,15 @@ use rem_sql::Sql;
 use crate::common::{db_with_items, query};
 
 fn error(db: &rem::Database, sql: &str) -> String {
+    let e = any_error(db, sql);
+    assert!(matches!(e, rem::Error::Sql(_)), "{sql}: {e:?}");
+    e.to_string()
+}
+
+fn any_error(db: &rem::Database, sql: &str) -> rem::Error {
     match db.sql(sql).and_then(|s| s.collect_all()) {
         Ok(_) => panic!("{sql} should fail"),
-        Err(e) => {
-            assert!(matches!(e, rem::Error::Sql(_)), "{sql}: {e:?}");
-            e.to_string()
-        }
+        Err(e) => e,
     }
 }
 
@@ -45,11 +48,13 @@ fn errors_are_clear_sentences() {
     );
     let e = error(&db, "SELECT 1; SELECT 2");
     assert!(e.contains("one statement"), "{e}");
-    let e = error(
+    // An engine error raised inside a scan is reported as itself, not as a SQL error.
+    let e = any_error(
         &db,
         "SELECT * FROM items ORDER BY embedding.cosine('x') DESC LIMIT 3",
     );
-    assert!(e.contains("no embedded fields"), "{e}");
+    assert!(matches!(e, rem::Error::InvalidInput(_)), "{e:?}");
+    assert!(e.to_string().contains("no embedded fields"), "{e}");
     let e = error(&db, "SEARCH items");
     assert!(e.contains("SEARCH needs"), "{e}");
 

@@ -252,10 +252,11 @@ impl Schema {
         })
     }
 
-    /// Reads a schema file: `.json`, `.yaml`/`.yml`, or `models.py::Class` (Pydantic).
-    pub fn from_source(source: &str) -> Result<Schema> {
+    /// Reads a schema file: `.json`, `.yaml`/`.yml`, or `models.py::Class` (Pydantic,
+    /// exported by running the interpreter `python`).
+    pub fn from_source(source: &str, python: &str) -> Result<Schema> {
         if let Some((file, class)) = source.split_once("::") {
-            return Schema::from_document(load_pydantic_schema(Path::new(file), class)?);
+            return Schema::from_document(load_pydantic_schema(Path::new(file), class, python)?);
         }
         let path = Path::new(source);
         let text = std::fs::read_to_string(path).map_err(|e| Error::Io {

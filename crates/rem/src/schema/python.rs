@@ -29,16 +29,17 @@ if not hasattr(model, "model_json_schema"):
 print(json.dumps(model.model_json_schema()))
 "#;
 
-/// Runs `python3` to export `class` from the Python file `file` as a JSON Schema.
-pub fn load_pydantic_schema(file: &Path, class: &str) -> Result<Value> {
+/// Runs the interpreter `python` (e.g. `python3`; the CLI's `P8_PYTHON`) to export
+/// `class` from the Python file `file` as a JSON Schema. This runs the file's code: the
+/// CLI calls it on the client side only, never inside a server.
+pub fn load_pydantic_schema(file: &Path, class: &str, python: &str) -> Result<Value> {
     if !file.is_file() {
         return Err(Error::Io {
             path: file.display().to_string(),
             message: "no such file".into(),
         });
     }
-    let python = std::env::var("P8_PYTHON").unwrap_or_else(|_| "python3".into());
-    let output = Command::new(&python)
+    let output = Command::new(python)
         .arg("-c")
         .arg(SCRIPT)
         .arg(file)

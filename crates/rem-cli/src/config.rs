@@ -1,13 +1,14 @@
 //! Configuration: `P8_*` environment variables over `$P8_HOME/config.toml` over
-//! defaults, each value remembering where it came from (`rem config show`).
+//! defaults, each value remembering where it came from (`rem config show`). Loaded here,
+//! in the top layer; the engine receives [`rem::OpenOptions`] built from it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rem_embed::LocalEngine;
-use rem_storage::{Compression, StoreOptions};
-
-use crate::{Error, Result};
+use rem::{
+    expand_home, Compression, EmbeddingOptions, Error, LocalEngine, Result, StoreOptions,
+    VectorIndexType, VectorQuantization,
+};
 
 /// Where a configuration value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +142,28 @@ const SETTINGS: &[Setting] = &[
         section: "replication",
         key: "token",
         default: "",
-        help: "shared token every replication request must carry (empty: none)",
+        help: "token of a server (every RPC needs one; empty: a random one in <db>/TOKEN) and of the primary a replica follows",
+    },
+    Setting {
+        env: "P8_SERVER",
+        section: "server",
+        key: "address",
+        default: "",
+        help: "host:port of a server to send commands to (like --server)",
+    },
+    Setting {
+        env: "P8_SERVER_TOKEN",
+        section: "server",
+        key: "token",
+        default: "",
+        help: "token of the server (default: P8_REPLICATION_TOKEN, else the served database's TOKEN file)",
+    },
+    Setting {
+        env: "P8_PYTHON",
+        section: "core",
+        key: "python",
+        default: "python3",
+        help: "interpreter that turns models.py::Class into a JSON Schema (runs on the client)",
     },
     Setting {
         env: "P8_REPLICATION_TLS_CERT",
@@ -319,18 +341,21 @@ pub struct ConfigValue {
 pub struct Config {
     home: (PathBuf, Source),
     values: BTreeMap<&'static str, ConfigValue>,
+    /// `OPENAI_API_KEY`, used when `P8_OPENAI_API_KEY` is empty.
+    openai_api_key: Option<String>,
 }
 
 impl Config {
     /// Loads from the process environment and `$P8_HOME/config.toml`.
     pub fn load() -> Result<Config> {
         let env: BTreeMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("P8_"))
+            .filter(|(k, _)| k.starts_with("P8_") || k == "OPENAI_API_KEY")
             .collect();
         Config::load_from(&env)
     }
 
-    /// Loads with `env` standing in for the environment (tests).
+    /// Loads with `env` standing in for the environment (the `P8_*` variables and
+    /// `OPENAI_API_KEY`).
     pub fn load_from(env: &BTreeMap<String, String>) -> Result<Config> {
         let home = match env.get("P8_HOME") {
             Some(h) => (expand_home(h), Source::Env),
@@ -375,7 +400,11 @@ impl Config {
                 },
             );
         }
-        let config = Config { home, values };
+        let config = Config {
+            home,
+            values,
+            openai_api_key: env.get("OPENAI_API_KEY").filter(|k| !k.is_empty()).cloned(),
+        };
         config.store_options()?;
         config.embedding_options()?;
         Ok(config)
@@ -508,9 +537,7 @@ impl Config {
             }
         };
         let api_key = match self.get("P8_OPENAI_API_KEY").unwrap_or_default() {
-            "" => std::env::var("OPENAI_API_KEY")
-                .ok()
-                .filter(|k| !k.is_empty()),
+            "" => self.openai_api_key.clone(),
             key => Some(key.to_string()),
         };
         let alt = self
@@ -556,121 +583,6 @@ impl Config {
             block_cache_size: self.number::<usize>("P8_ROCKSDB_BLOCK_CACHE_SIZE")?.max(1) << 20,
             sync_writes: self.boolean("P8_ROCKSDB_SYNC")?,
         })
-    }
-}
-
-/// Vector index kind (`P8_VECTOR_INDEX_TYPE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum VectorIndexType {
-    /// Approximate search over an HNSW graph.
-    Hnsw,
-    /// Exact (brute-force) search.
-    Flat,
-}
-
-/// How the vector index stores vectors (`P8_VECTOR_QUANTIZATION`). RocksDB always keeps
-/// the full f32 vectors; this is the in-memory index copy only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum VectorQuantization {
-    /// bfloat16: half the memory of f32, the fastest kernels on CPUs with AVX-512 BF16.
-    Bf16,
-    /// IEEE half precision.
-    F16,
-    /// Full precision.
-    F32,
-}
-
-impl VectorQuantization {
-    /// From its name (`bf16`, `f16`, `f32`; any case).
-    pub fn parse(name: &str) -> Option<VectorQuantization> {
-        match name.to_ascii_lowercase().as_str() {
-            "bf16" => Some(VectorQuantization::Bf16),
-            "f16" => Some(VectorQuantization::F16),
-            "f32" => Some(VectorQuantization::F32),
-            _ => None,
-        }
-    }
-
-    /// Lower-case name, as in the setting.
-    pub fn name(self) -> &'static str {
-        match self {
-            VectorQuantization::Bf16 => "bf16",
-            VectorQuantization::F16 => "f16",
-            VectorQuantization::F32 => "f32",
-        }
-    }
-}
-
-/// Embedding providers and vector index parameters.
-#[derive(Debug, Clone)]
-pub struct EmbeddingOptions {
-    /// Provider of fields whose provider is `default`.
-    pub default_model: String,
-    /// Provider filling `embedding_alt`, if any.
-    pub alt_model: Option<String>,
-    /// Texts per provider call.
-    pub batch_size: usize,
-    /// Where local models are looked for first.
-    pub models_dir: PathBuf,
-    /// Which engine runs local models.
-    pub local_engine: LocalEngine,
-    /// OpenAI-compatible endpoint.
-    pub openai_base_url: String,
-    /// API key for it.
-    pub openai_api_key: Option<String>,
-    /// HNSW or exact.
-    pub index_type: VectorIndexType,
-    /// Vector precision inside the index.
-    pub quantization: VectorQuantization,
-    /// HNSW M.
-    pub hnsw_m: usize,
-    /// HNSW ef_construction.
-    pub hnsw_ef_construction: usize,
-    /// HNSW ef_search.
-    pub hnsw_ef_search: usize,
-}
-
-impl Default for EmbeddingOptions {
-    fn default() -> Self {
-        EmbeddingOptions {
-            default_model: "all-MiniLM-L6-v2".into(),
-            alt_model: None,
-            batch_size: 32,
-            models_dir: expand_home("~/.p8/models"),
-            local_engine: LocalEngine::Auto,
-            openai_base_url: "https://api.openai.com/v1".into(),
-            openai_api_key: None,
-            index_type: VectorIndexType::Hnsw,
-            quantization: VectorQuantization::Bf16,
-            hnsw_m: 16,
-            hnsw_ef_construction: 200,
-            hnsw_ef_search: 50,
-        }
-    }
-}
-
-impl EmbeddingOptions {
-    /// Settings from the process environment alone (`P8_*`, `$P8_HOME/config.toml`),
-    /// falling back to defaults when the configuration cannot be read.
-    pub fn from_env() -> Self {
-        Config::load()
-            .and_then(|c| c.embedding_options())
-            .unwrap_or_default()
-    }
-}
-
-/// Expands a leading `~` to the home directory.
-pub fn expand_home(p: &str) -> PathBuf {
-    match p.strip_prefix('~') {
-        Some(rest) => {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/"));
-            home.join(rest.trim_start_matches('/'))
-        }
-        None => PathBuf::from(p),
     }
 }
 
