@@ -78,7 +78,11 @@ pub(crate) fn run(n: usize, reps: usize) -> Result<()> {
                     } else {
                         rem_sql::OutputFormat::Jsonl
                     };
-                    rem_sql::write_batches(batches.iter().cloned().map(Ok::<_, rem::Error>), f, &mut out)?;
+                    rem_sql::write_batches(
+                        batches.iter().cloned().map(Ok::<_, rem::Error>),
+                        f,
+                        &mut out,
+                    )?;
                     std::io::Write::flush(&mut out)?;
                 }
             }

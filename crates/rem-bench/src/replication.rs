@@ -286,7 +286,8 @@ fn rem_exe() -> std::path::PathBuf {
 impl ReplicaProcess {
     fn rem(&self) -> std::process::Command {
         let mut c = std::process::Command::new(rem_exe());
-        c.env("P8_HOME", &self.home).env("P8_REPLICATION_TOKEN", TOKEN);
+        c.env("P8_HOME", &self.home)
+            .env("P8_REPLICATION_TOKEN", TOKEN);
         c
     }
 

@@ -21,6 +21,9 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "bench-service-token";
 
+/// A CLI case: its label, its arguments and its stdin.
+type CliCase<'a> = (&'static str, Vec<&'a str>, Option<&'a [u8]>);
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -114,7 +117,11 @@ fn library_ops(
         ensure!(w.write(batch)?.len() == 1000, "short batch");
         Ok(())
     })?;
-    let queries = ["fast storage engines", "recipes for dinner", "trains across europe"];
+    let queries = [
+        "fast storage engines",
+        "recipes for dinner",
+        "trains across europe",
+    ];
     let search = timed(reps, |i| {
         let r = backend.search(SearchRequest {
             table: "notes".into(),
@@ -186,7 +193,13 @@ fn cli_times(
     })
 }
 
-pub(crate) fn run(notes: usize, gets: usize, reps: usize, cli_reps: usize, models: PathBuf) -> Result<()> {
+pub(crate) fn run(
+    notes: usize,
+    gets: usize,
+    reps: usize,
+    cli_reps: usize,
+    models: PathBuf,
+) -> Result<()> {
     println!("service benchmark: embedded vs through a server on 127.0.0.1 (2 cores)");
     let dir = tempfile::tempdir()?;
     let db_path = dir.path().join("db");
@@ -206,7 +219,11 @@ pub(crate) fn run(notes: usize, gets: usize, reps: usize, cli_reps: usize, model
     let mut ids = Vec::with_capacity(notes);
     for chunk in (0..notes).collect::<Vec<_>>().chunks(500) {
         let batch = chunk.iter().map(|i| note(*i)).collect();
-        ids.extend(db.insert_batch("notes", batch)?.into_iter().map(|id| id.to_string()));
+        ids.extend(
+            db.insert_batch("notes", batch)?
+                .into_iter()
+                .map(|id| id.to_string()),
+        );
     }
     println!("{notes} notes (embedded with the local model), events written 1,000 per batch");
 
@@ -251,10 +268,26 @@ pub(crate) fn run(notes: usize, gets: usize, reps: usize, cli_reps: usize, model
     report(
         "library: rem_service::Backend embedded vs Client (same process, loopback gRPC)",
         &[
-            Row { op: "get", embedded: eg, remote: rg },
-            Row { op: "insert 1,000", embedded: ei, remote: ri },
-            Row { op: "search top 10", embedded: es, remote: rs },
-            Row { op: "SQL group by", embedded: eq, remote: rq },
+            Row {
+                op: "get",
+                embedded: eg,
+                remote: rg,
+            },
+            Row {
+                op: "insert 1,000",
+                embedded: ei,
+                remote: ri,
+            },
+            Row {
+                op: "search top 10",
+                embedded: es,
+                remote: rs,
+            },
+            Row {
+                op: "SQL group by",
+                embedded: eq,
+                remote: rq,
+            },
         ],
     );
     let _ = stop.send(true);
@@ -271,13 +304,24 @@ pub(crate) fn run(notes: usize, gets: usize, reps: usize, cli_reps: usize, model
     for i in 0..1000 {
         writeln!(lines, "{}", event(9_999, i))?;
     }
-    let commands: Vec<(&'static str, Vec<&str>, Option<&[u8]>)> = vec![
+    let commands: Vec<CliCase<'_>> = vec![
         ("rem get", vec!["get", &get_id], None),
-        ("rem insert --batch 1,000", vec!["insert", "events", "--batch"], Some(&lines)),
-        ("rem search", vec!["search", "fast storage engines", "--schema", "notes"], None),
+        (
+            "rem insert --batch 1,000",
+            vec!["insert", "events", "--batch"],
+            Some(&lines),
+        ),
+        (
+            "rem search",
+            vec!["search", "fast storage engines", "--schema", "notes"],
+            None,
+        ),
         (
             "rem query",
-            vec!["query", "SELECT category, COUNT(*) AS n FROM notes GROUP BY category"],
+            vec![
+                "query",
+                "SELECT category, COUNT(*) AS n FROM notes GROUP BY category",
+            ],
             None,
         ),
     ];
@@ -294,7 +338,10 @@ pub(crate) fn run(notes: usize, gets: usize, reps: usize, cli_reps: usize, model
         .spawn()?;
     let started = Instant::now();
     while !db_path.join("SERVER").exists() {
-        ensure!(started.elapsed() < Duration::from_secs(60), "rem serve did not start");
+        ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "rem serve did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut through = Vec::new();
@@ -311,7 +358,11 @@ pub(crate) fn run(notes: usize, gets: usize, reps: usize, cli_reps: usize, model
     let rows: Vec<Row> = commands
         .iter()
         .zip(direct.into_iter().zip(through))
-        .map(|((op, _, _), (embedded, remote))| Row { op, embedded, remote })
+        .map(|((op, _, _), (embedded, remote))| Row {
+            op,
+            embedded,
+            remote,
+        })
         .collect();
     report(
         "CLI: each command a new `rem` process; embedded = opens the database, remote = through `rem serve`",

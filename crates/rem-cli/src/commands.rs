@@ -660,14 +660,12 @@ fn write_jsonl(
         if line.trim().is_empty() {
             continue;
         }
-        let record: Value = serde_json::from_str(&line).map_err(|e| {
-            rem::Error::InvalidJson {
-                location: Some(format!("on line {line_no} at column {}", e.column())),
-                message: format!(
-                    "{} (nothing of this batch was written; {written} records in earlier batches were)",
-                    rem_service::strip_position(&e.to_string())
-                ),
-            }
+        let record: Value = serde_json::from_str(&line).map_err(|e| rem::Error::InvalidJson {
+            location: Some(format!("on line {line_no} at column {}", e.column())),
+            message: format!(
+                "{} (nothing of this batch was written; {written} records in earlier batches were)",
+                rem_service::strip_position(&e.to_string())
+            ),
         })?;
         batch.push(record);
         lines.push(line_no);
@@ -851,7 +849,14 @@ fn search_command(ctx: &mut Ctx<'_>, args: SearchArgs) -> Result<()> {
             };
             let rows = hits
                 .iter()
-                .map(|h| vec![column(h, "score"), column(h, "entity_type"), key(h), content(h)])
+                .map(|h| {
+                    vec![
+                        column(h, "score"),
+                        column(h, "entity_type"),
+                        key(h),
+                        content(h),
+                    ]
+                })
                 .collect();
             Rows::new(vec!["score", "table", "key", "content"], rows)
         }
@@ -981,7 +986,9 @@ fn export_command(ctx: &mut Ctx<'_>, args: ExportArgs) -> Result<()> {
     let mut reports: Vec<(String, PathBuf, u64, u64)> = Vec::new();
     let mut export_one = |table: &str, path: &Path| -> Result<()> {
         let ((name, rows), bytes) = rem_sql::write_file_atomically(path, |out| {
-            backend.export(request(table), out).map_err(anyhow::Error::from)
+            backend
+                .export(request(table), out)
+                .map_err(anyhow::Error::from)
         })?;
         reports.push((name, path.to_path_buf(), rows, bytes));
         Ok(())

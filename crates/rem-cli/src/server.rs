@@ -81,9 +81,11 @@ fn setting(config: &Config, names: &[&str]) -> Option<String> {
 fn serve_options(config: &Config) -> Result<ServeOptions> {
     let number = |name: &str| -> Result<u64> {
         let raw = config.get(name).unwrap_or_default();
-        raw.trim()
-            .parse()
-            .map_err(|_| anyhow!(rem::Error::Config(format!("{name} must be a number, not '{raw}'"))))
+        raw.trim().parse().map_err(|_| {
+            anyhow!(rem::Error::Config(format!(
+                "{name} must be a number, not '{raw}'"
+            )))
+        })
     };
     Ok(ServeOptions {
         batch_size: number("P8_WAL_BATCH_SIZE")?.max(1) as usize,
@@ -156,7 +158,10 @@ fn server_token(config: &Config, db: &Database) -> Result<String> {
 fn token_source(config: &Config, db: &Database) -> String {
     match setting(config, &["P8_SERVER_TOKEN", "P8_REPLICATION_TOKEN"]) {
         Some(_) => "the configured token".into(),
-        None => format!("the token in {}", rem_replication::token_path(db.path()).display()),
+        None => format!(
+            "the token in {}",
+            rem_replication::token_path(db.path()).display()
+        ),
     }
 }
 
@@ -181,7 +186,11 @@ pub(crate) fn serve(
             .get("P8_REPLICATION_PORT")
             .unwrap_or("50051")
             .parse()
-            .map_err(|_| anyhow!(rem::Error::Config("P8_REPLICATION_PORT must be a port number".into())))?,
+            .map_err(|_| {
+                anyhow!(rem::Error::Config(
+                    "P8_REPLICATION_PORT must be a port number".into()
+                ))
+            })?,
     };
     let options = serve_options(config)?;
     let token = server_token(config, &db)?;
@@ -202,7 +211,11 @@ pub(crate) fn serve(
         ctx,
         "serving {} as primary on {addr}{} (change {}); requests need {}; Ctrl-C stops",
         db.path().display(),
-        if options.tls.is_some() { " with TLS" } else { "" },
+        if options.tls.is_some() {
+            " with TLS"
+        } else {
+            ""
+        },
         db.last_seq(),
         token_source(&ctx.config, &db)
     );
@@ -349,7 +362,11 @@ pub(crate) fn replicate(
         status.bootstrap(text);
     }
     if !follow {
-        outln!(ctx, "replica at change {} (primary {primary})", db.last_seq());
+        outln!(
+            ctx,
+            "replica at change {} (primary {primary})",
+            db.last_seq()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -398,10 +415,14 @@ impl ServedReplica {
         let address = listener.local_addr()?;
         let token = server_token(&ctx.config, db)?;
         let instance = rem_service::new_instance_id();
-        endpoint::write(db.path(), &local_address(address), "replica", tls, &instance)
-            .with_context(|| {
-                format!("cannot write the endpoint file in {}", db.path().display())
-            })?;
+        endpoint::write(
+            db.path(),
+            &local_address(address),
+            "replica",
+            tls,
+            &instance,
+        )
+        .with_context(|| format!("cannot write the endpoint file in {}", db.path().display()))?;
         let (stop, mut own_stop) = tokio::sync::watch::channel(false);
         let mut process_stop = stop_rx.clone();
         let task = rt.spawn(rem_service::serve(

@@ -28,7 +28,10 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("stdout_is_terminal", &self.stdout_is_terminal)
-            .field("database", &self.database.as_ref().map(|d| d.path().to_path_buf()))
+            .field(
+                "database",
+                &self.database.as_ref().map(|d| d.path().to_path_buf()),
+            )
             .finish()
     }
 }

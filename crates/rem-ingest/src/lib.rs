@@ -213,7 +213,7 @@ pub fn ingest_bytes(
         record("processing", old_chunks, Map::new(), keep_edges.clone()),
     )?;
     let written = (|| -> Result<Vec<EntityId>> {
-        let sections = extract::extract(file_type, &bytes)?;
+        let sections = extract::extract(file_type, bytes)?;
         let chunks = chunker.chunk_sections(&sections, file_type == FileType::Markdown)?;
         let mut records = Vec::with_capacity(chunks.len());
         for (ordinal, c) in chunks.iter().enumerate() {

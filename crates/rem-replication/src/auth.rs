@@ -67,7 +67,10 @@ pub fn read_token_file(db: &Path) -> Result<Option<String>, String> {
         Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
         Ok(_) => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read the token file {}: {e}", path.display())),
+        Err(e) => Err(format!(
+            "cannot read the token file {}: {e}",
+            path.display()
+        )),
     }
 }
 
@@ -76,8 +79,8 @@ fn restrict(path: &Path) -> Result<(), String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let meta =
+            std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if meta.permissions().mode() & 0o077 != 0 {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
                 .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
@@ -151,11 +154,17 @@ mod tests {
         assert_eq!(a.len(), 64);
         let b = server_token(dir.path(), None).unwrap();
         assert_eq!(a, b, "the token is reused");
-        assert_eq!(read_token_file(dir.path()).unwrap().as_deref(), Some(a.as_str()));
+        assert_eq!(
+            read_token_file(dir.path()).unwrap().as_deref(),
+            Some(a.as_str())
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(token_path(dir.path())).unwrap().permissions().mode();
+            let mode = std::fs::metadata(token_path(dir.path()))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         assert_eq!(server_token(dir.path(), Some(" given ")).unwrap(), "given");

@@ -20,8 +20,8 @@ mod replica;
 mod server;
 mod snapshot;
 
-pub use replica::{follow, FollowOptions, Followed, ReplicaState, ReplicaStatus};
 pub use auth::{read_token_file, server_token, token_path, Auth, TOKEN_FILE, TOKEN_HEADER};
+pub use replica::{follow, FollowOptions, Followed, ReplicaState, ReplicaStatus};
 pub use server::{spawn_retention, ReplicationService, ServeOptions};
 pub use snapshot::fetch_snapshot;
 

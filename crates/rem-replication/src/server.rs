@@ -12,12 +12,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::now_micros;
 use crate::proto::replication_server::{Replication, ReplicationServer};
 use crate::proto::{
-    Change, ChangeBatch, HeartbeatReply, HeartbeatRequest, SnapshotChunk, SnapshotRequest, StatusReply, StatusRequest, SubscribeRequest, Vector,
+    Change, ChangeBatch, HeartbeatReply, HeartbeatRequest, SnapshotChunk, SnapshotRequest,
+    StatusReply, StatusRequest, SubscribeRequest, Vector,
 };
 use crate::replica::ReplicaStatus;
-use crate::now_micros;
 
 /// Settings of a server.
 #[derive(Debug, Clone)]
@@ -101,8 +102,10 @@ impl ReplicationService {
     pub fn into_server(
         self,
         auth: crate::Auth,
-    ) -> tonic::service::interceptor::InterceptedService<ReplicationServer<ReplicationService>, crate::Auth>
-    {
+    ) -> tonic::service::interceptor::InterceptedService<
+        ReplicationServer<ReplicationService>,
+        crate::Auth,
+    > {
         let server = ReplicationServer::new(self)
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20);

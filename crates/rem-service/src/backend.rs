@@ -10,6 +10,8 @@ use crate::ops;
 use crate::proto::*;
 
 /// A database to run operations on.
+// One value per operation: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Backend {
@@ -237,6 +239,8 @@ impl Backend {
 }
 
 /// Writes atomic batches into a table.
+// One value per operation: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[non_exhaustive]
 pub enum Inserter {
     /// In this process.
@@ -269,6 +273,8 @@ impl Inserter {
 }
 
 /// Ingests files sent as bytes.
+// One value per operation: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[non_exhaustive]
 pub enum Ingester {
     /// In this process.
@@ -311,6 +317,8 @@ impl Ingester {
 }
 
 /// The record batches of an SQL result.
+// One value per operation: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[non_exhaustive]
 pub enum Batches {
     /// Produced in this process.

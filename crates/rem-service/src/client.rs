@@ -73,9 +73,8 @@ impl Client {
                 options.tls.as_ref(),
             ))
             .map_err(Error::Connection)?;
-        let token = MetadataValue::try_from(options.token.trim()).map_err(|_| {
-            Error::Unauthenticated("the token must be printable ASCII".to_string())
-        })?;
+        let token = MetadataValue::try_from(options.token.trim())
+            .map_err(|_| Error::Unauthenticated("the token must be printable ASCII".to_string()))?;
         let tenant = match &options.tenant {
             Some(t) => Some(MetadataValue::try_from(t.as_str()).map_err(|_| {
                 Error::Engine(rem::Error::InvalidInput(format!("bad tenant name '{t}'")))
@@ -200,35 +199,41 @@ impl Client {
 
     /// The consistency check.
     pub fn verify(&self) -> Result<VerifyReply> {
-        self.unary(VerifyRequest {}, |mut c, r| async move { c.verify(r).await })
+        self.unary(
+            VerifyRequest {},
+            |mut c, r| async move { c.verify(r).await },
+        )
     }
 
     /// Content checksums.
     pub fn checksum(&self) -> Result<ChecksumReply> {
-        self.unary(ChecksumRequest {}, |mut c, r| async move {
-            c.checksum(r).await
-        })
+        self.unary(
+            ChecksumRequest {},
+            |mut c, r| async move { c.checksum(r).await },
+        )
     }
 
     /// Promotes a replica.
     pub fn promote(&self) -> Result<PromoteReply> {
-        self.unary(PromoteRequest {}, |mut c, r| async move {
-            c.promote(r).await
-        })
+        self.unary(
+            PromoteRequest {},
+            |mut c, r| async move { c.promote(r).await },
+        )
     }
 
     /// Replication status of the served database.
     pub fn status(&self) -> Result<StatusReply> {
-        self.unary(StatusRequest {}, |mut c, r| async move { c.status(r).await })
+        self.unary(
+            StatusRequest {},
+            |mut c, r| async move { c.status(r).await },
+        )
     }
 
     /// Opens a bidirectional stream: requests go out through the returned sender,
     /// replies come back on the returned receiver (an error ends it).
     fn duplex<Req, Rep, Fut>(
         &self,
-        call: impl FnOnce(DatabaseClient<Channel>, Request<ReceiverStream<Req>>) -> Fut
-            + Send
-            + 'static,
+        call: impl FnOnce(DatabaseClient<Channel>, Request<ReceiverStream<Req>>) -> Fut + Send + 'static,
     ) -> (mpsc::Sender<Req>, mpsc::Receiver<Result<Rep>>)
     where
         Req: Send + 'static,

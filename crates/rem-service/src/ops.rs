@@ -17,7 +17,11 @@ use crate::proto::{
 /// Parses JSON text sent by a client.
 pub(crate) fn parse_json(text: &str, what: &str) -> Result<Value> {
     serde_json::from_str(text).map_err(|e| Error::InvalidJson {
-        location: Some(format!("in the {what} at line {} column {}", e.line(), e.column())),
+        location: Some(format!(
+            "in the {what} at line {} column {}",
+            e.line(),
+            e.column()
+        )),
         message: strip_position(&e.to_string()),
     })
 }

@@ -145,7 +145,8 @@ fn run_sql(db: &Database, req: SqlRequest, tx: mpsc::Sender<Result<SqlChunk, Sta
     };
     let schema = stream.schema();
     let mut out = ChunkWriter::new(tx.clone(), |ipc| SqlChunk { ipc });
-    let encode = |e: &dyn std::fmt::Display| Status::internal(format!("cannot encode the result: {e}"));
+    let encode =
+        |e: &dyn std::fmt::Display| Status::internal(format!("cannot encode the result: {e}"));
     let mut writer = match StreamWriter::try_new(&mut out, &schema) {
         Ok(w) => w,
         Err(e) => return fail(&tx, encode(&e)),
@@ -177,7 +178,8 @@ fn run_export(db: &Database, req: ExportRequest, tx: mpsc::Sender<Result<ExportC
             ..Default::default()
         });
         let (table, rows) = rem_sql::export_to(db, &req.table, &mut out, &options)?;
-        out.flush().map_err(|e| rem::Error::InvalidInput(format!("cannot send the export: {e}")))?;
+        out.flush()
+            .map_err(|e| rem::Error::InvalidInput(format!("cannot send the export: {e}")))?;
         Ok((table, rows))
     });
     let msg = match result {
@@ -298,10 +300,7 @@ impl DatabaseRpc for DatabaseService {
         self.unary(req, |db, r| ops::get(db, &r)).await
     }
 
-    async fn lookup(
-        &self,
-        req: Request<LookupRequest>,
-    ) -> Result<Response<EntitiesReply>, Status> {
+    async fn lookup(&self, req: Request<LookupRequest>) -> Result<Response<EntitiesReply>, Status> {
         self.unary(req, |db, r| ops::lookup(db, &r)).await
     }
 

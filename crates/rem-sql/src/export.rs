@@ -183,11 +183,9 @@ pub fn write_file_atomically<T, E: From<Error>>(
         _ => PathBuf::from("."),
     };
     if !parent.is_dir() {
-        return Err(Error::InvalidInput(format!(
-            "the folder {} does not exist",
-            parent.display()
-        ))
-        .into());
+        return Err(
+            Error::InvalidInput(format!("the folder {} does not exist", parent.display())).into(),
+        );
     }
     if path.is_dir() {
         return Err(Error::InvalidInput(format!(

@@ -666,9 +666,11 @@ mod tests {
     #[test]
     fn staging_into_a_missing_column_family_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path(), OpenMode::Create, &StoreOptions::default()).unwrap();
+        let mut store =
+            Store::open(dir.path(), OpenMode::Create, &StoreOptions::default()).unwrap();
         store.db.drop_cf(ColumnFamily::Trigrams.name()).unwrap();
-        let missing = |r: Result<()>| matches!(r, Err(StorageError::MissingColumnFamily("trigrams")));
+        let missing =
+            |r: Result<()>| matches!(r, Err(StorageError::MissingColumnFamily("trigrams")));
         let mut b = store.batch();
         assert!(missing(b.put(ColumnFamily::Trigrams, b"k", b"v")));
         assert!(missing(b.delete(ColumnFamily::Trigrams, b"k")));
@@ -678,12 +680,18 @@ mod tests {
         b.put(ColumnFamily::Entities, b"k", b"v").unwrap();
         assert_eq!(b.len(), 1);
         store.commit(b, &[]).unwrap();
-        assert_eq!(store.get(ColumnFamily::Entities, b"k").unwrap().unwrap(), b"v");
+        assert_eq!(
+            store.get(ColumnFamily::Entities, b"k").unwrap().unwrap(),
+            b"v"
+        );
         assert!(matches!(
             store.get(ColumnFamily::Trigrams, b"k"),
             Err(StorageError::MissingColumnFamily("trigrams"))
         ));
         let err = StorageError::MissingColumnFamily("trigrams").to_string();
-        assert_eq!(err, "column family trigrams does not exist in this database");
+        assert_eq!(
+            err,
+            "column family trigrams does not exist in this database"
+        );
     }
 }

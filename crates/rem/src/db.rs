@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::format::entities::{entity_key_bytes, entity_prefix, entity_shard_bound};
 use crate::format::indexes::{
-    encode_scalar, field_prefix, id_key, key_index_prefix, parse_id_value,
-    parse_key_index_suffix, tag_of,
+    encode_scalar, field_prefix, id_key, key_index_prefix, parse_id_value, parse_key_index_suffix,
+    tag_of,
 };
 use crate::format::trailing_id;
 use crate::index::scalar_type;

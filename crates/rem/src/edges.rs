@@ -26,8 +26,7 @@ use serde_json::{Map, Value};
 use crate::entity::now;
 use crate::format::changes::{encode_edge_delete, encode_edge_put};
 use crate::format::edges::{
-    corrupt, decode_edge, edge_key, edge_value, in_prefix, out_prefix,
-    parse_in_suffix, reverse_key,
+    corrupt, decode_edge, edge_key, edge_value, in_prefix, out_prefix, parse_in_suffix, reverse_key,
 };
 use crate::format::tenant_prefix;
 use crate::{Database, Entity, EntityId, Error, Result};

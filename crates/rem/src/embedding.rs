@@ -225,10 +225,8 @@ impl crate::Database {
         let key = column_meta_key(&self.tenant, table, column);
         if let Some(bytes) = self.store().get(ColumnFamily::Meta, &key)? {
             let meta = parse_column_meta(&bytes).unwrap_or_default();
-            let (old_model, old_dims) = (
-                meta.model.as_deref().unwrap_or(""),
-                meta.dims.unwrap_or(0),
-            );
+            let (old_model, old_dims) =
+                (meta.model.as_deref().unwrap_or(""), meta.dims.unwrap_or(0));
             if old_dims as usize != dims || old_model != model {
                 return Err(Error::Embedding(format!(
                     "table '{table}' holds {old_dims}-dimensional {column} vectors from {old_model}, but the configured provider is {model} ({dims} dimensions); set P8_DEFAULT_EMBEDDING back to {old_model} or use a new table"
@@ -256,7 +254,9 @@ impl crate::Database {
                 let key = embedding_key(&self.tenant, table, plan.column, id);
                 match update {
                     EmbedUpdate::Keep => {}
-                    EmbedUpdate::Put(e) => batch.put(ColumnFamily::Embeddings, &key, &e.encode())?,
+                    EmbedUpdate::Put(e) => {
+                        batch.put(ColumnFamily::Embeddings, &key, &e.encode())?
+                    }
                     EmbedUpdate::Delete => batch.delete(ColumnFamily::Embeddings, &key)?,
                 }
             }

@@ -32,7 +32,6 @@ mod verify;
 mod write;
 
 pub use change::{decode_change, Change};
-pub use options::{expand_home, EmbeddingOptions, VectorIndexType, VectorQuantization};
 pub use db::{Database, OpenOptions, ScanResult, Stats};
 pub use edges::{Edge, EdgeOptions, REFERENCES};
 pub use embedding::{EMBEDDING, EMBEDDING_ALT};
@@ -40,6 +39,7 @@ pub use entity::{format_ts, parse_ts, Entity, SYSTEM_FIELDS};
 pub use error::{Error, ErrorKind, Result};
 pub use graph::{Direction, Node, TraverseOptions, MAX_DEPTH};
 pub use id::EntityId;
+pub use options::{expand_home, EmbeddingOptions, VectorIndexType, VectorQuantization};
 pub use query::{AccessPath, Filter, ScanOptions};
 pub use rem_embed::LocalEngine;
 pub use rem_storage::{Compression, StoreOptions};

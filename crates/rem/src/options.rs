@@ -110,4 +110,3 @@ pub fn expand_home(p: &str) -> PathBuf {
         None => PathBuf::from(p),
     }
 }
-

@@ -334,7 +334,7 @@ fn encodable(schema: &Schema, field: &str, values: &[Value]) -> bool {
     let Some(tag) = tag_of(scalar) else {
         return false;
     };
-    values.iter().all(|v| {
-        encode_scalar(scalar, v).is_some_and(|enc| enc.first() == Some(&tag))
-    })
+    values
+        .iter()
+        .all(|v| encode_scalar(scalar, v).is_some_and(|enc| enc.first() == Some(&tag)))
 }

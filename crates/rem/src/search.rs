@@ -219,10 +219,7 @@ impl Database {
         let best = candidates
             .iter()
             .zip(&vectors)
-            .filter_map(|(s, v)| {
-                v.as_ref()
-                    .map(|v| (s.name.clone(), cosine(&q, v)))
-            })
+            .filter_map(|(s, v)| v.as_ref().map(|v| (s.name.clone(), cosine(&q, v))))
             .max_by(|a, b| a.1.total_cmp(&b.1));
         best.map(|(name, _)| name)
             .ok_or_else(|| Error::InvalidInput("no table to search".into()))

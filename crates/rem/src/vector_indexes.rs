@@ -179,12 +179,7 @@ fn build(
 /// Applies every change-log record after the index's watermark: the stored vector of
 /// each touched entity (or its absence) becomes the index's. False when the log no
 /// longer reaches back to the watermark (the index must be rebuilt).
-fn catch_up_index(
-    store: &Store,
-    vi: &mut VectorIndex,
-    key: &IndexKey,
-    last: u64,
-) -> Result<bool> {
+fn catch_up_index(store: &Store, vi: &mut VectorIndex, key: &IndexKey, last: u64) -> Result<bool> {
     let mut touched = HashSet::new();
     let reached = catch_up(store, vi.watermark, last, |change| {
         if let Change::Put { tenant, entity } = change {

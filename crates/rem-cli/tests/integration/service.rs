@@ -74,7 +74,10 @@ fn with_person() -> Rem {
 fn people(n: usize, tag: &str) -> String {
     (0..n)
         .map(|i| {
-            format!(r#"{{"name": "p{i}", "email": "{tag}{i}@x", "role": "r{}"}}"#, i % 3) + "\n"
+            format!(
+                r#"{{"name": "p{i}", "email": "{tag}{i}@x", "role": "r{}"}}"#,
+                i % 3
+            ) + "\n"
         })
         .collect()
 }
@@ -85,7 +88,11 @@ fn after_a_server_is_killed_batch_inserts_store_everything() {
     let mut server = serve(&rem, &[]);
     // Through the live server first.
     let out = rem.run_with_stdin(&["insert", "person", "--batch"], &people(300, "a"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(rem.rows("person"), 300);
     // SIGKILL leaves the SERVER file behind, pointing at nothing.
     let _ = server.0.kill();
@@ -109,7 +116,11 @@ fn after_a_server_is_killed_batch_inserts_store_everything() {
     // through it stores every record too.
     let _server = serve(&rem, &[]);
     let out = rem.run_with_stdin(&["insert", "person", "--batch"], &people(500, "c"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(rem.rows("person"), 1800);
     assert!(rem.ok(&["verify"]).starts_with("ok: "));
 }
@@ -134,7 +145,9 @@ fn req<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
 /// (calls that were not refused as unauthenticated are reported by name).
 fn call_everything(address: &str, token: Option<&str>) -> Vec<String> {
     use rem_replication::proto::replication_client::ReplicationClient;
-    use rem_replication::proto::{HeartbeatRequest, SnapshotRequest, StatusRequest, SubscribeRequest};
+    use rem_replication::proto::{
+        HeartbeatRequest, SnapshotRequest, StatusRequest, SubscribeRequest,
+    };
     let rt = runtime();
     rt.block_on(async {
         let url = format!("http://{address}");
@@ -153,35 +166,183 @@ fn call_everything(address: &str, token: Option<&str>) -> Vec<String> {
         check!("Hello", db.hello(req(HelloRequest {}, token)));
         check!(
             "RegisterSchema",
-            db.register_schema(req(RegisterSchemaRequest { document_json: "{}".into() }, token))
+            db.register_schema(req(
+                RegisterSchemaRequest {
+                    document_json: "{}".into()
+                },
+                token
+            ))
         );
-        check!("ListSchemas", db.list_schemas(req(ListSchemasRequest {}, token)));
-        check!("GetSchema", db.get_schema(req(GetSchemaRequest { name: "person".into() }, token)));
+        check!(
+            "ListSchemas",
+            db.list_schemas(req(ListSchemasRequest {}, token))
+        );
+        check!(
+            "GetSchema",
+            db.get_schema(req(
+                GetSchemaRequest {
+                    name: "person".into()
+                },
+                token
+            ))
+        );
         let batch = InsertRequest {
             table: "person".into(),
             records_json: vec![r#"{"name": "x", "email": "x@x"}"#.into()],
         };
-        check!("Insert", db.insert(req(tokio_stream::iter(vec![batch]), token)));
-        check!("Delete", db.delete(req(DeleteRequest { id: "x".into() }, token)));
-        check!("Get", db.get(req(GetRequest { id: "x".into(), include_deleted: false }, token)));
-        check!("Lookup", db.lookup(req(LookupRequest { key: "x@x".into() }, token)));
-        check!("Search", db.search(req(SearchRequest { query: "x".into(), top_k: 1, ..Default::default() }, token)));
-        check!("Sql", db.sql(req(SqlRequest { sql: "SELECT 1".into(), include_deleted: false }, token)));
-        check!("AddEdge", db.add_edge(req(AddEdgeRequest { src: "a".into(), dst: "b".into(), edge_type: "t".into(), ..Default::default() }, token)));
-        check!("RemoveEdge", db.remove_edge(req(RemoveEdgeRequest { src: "a".into(), dst: "b".into(), edge_type: "t".into() }, token)));
-        check!("Edges", db.edges(req(EdgesRequest { entity: "a".into(), direction: "both".into(), edge_type: String::new() }, token)));
-        check!("Traverse", db.traverse(req(TraverseRequest { entity: "a".into(), depth: 1, direction: "out".into(), ..Default::default() }, token)));
-        check!("Path", db.path(req(PathRequest { from: "a".into(), to: "b".into(), direction: "out".into(), max_depth: 2, ..Default::default() }, token)));
-        let chunk = IngestChunk { uri: "file:///x.txt".into(), name: "x.txt".into(), data: b"hi".to_vec(), last: true, ..Default::default() };
-        check!("Ingest", db.ingest(req(tokio_stream::iter(vec![chunk]), token)));
-        check!("Export", db.export(req(ExportRequest { table: "person".into(), format: "jsonl".into(), compression: "none".into(), row_group_size: 10, ..Default::default() }, token)));
+        check!(
+            "Insert",
+            db.insert(req(tokio_stream::iter(vec![batch]), token))
+        );
+        check!(
+            "Delete",
+            db.delete(req(DeleteRequest { id: "x".into() }, token))
+        );
+        check!(
+            "Get",
+            db.get(req(
+                GetRequest {
+                    id: "x".into(),
+                    include_deleted: false
+                },
+                token
+            ))
+        );
+        check!(
+            "Lookup",
+            db.lookup(req(LookupRequest { key: "x@x".into() }, token))
+        );
+        check!(
+            "Search",
+            db.search(req(
+                SearchRequest {
+                    query: "x".into(),
+                    top_k: 1,
+                    ..Default::default()
+                },
+                token
+            ))
+        );
+        check!(
+            "Sql",
+            db.sql(req(
+                SqlRequest {
+                    sql: "SELECT 1".into(),
+                    include_deleted: false
+                },
+                token
+            ))
+        );
+        check!(
+            "AddEdge",
+            db.add_edge(req(
+                AddEdgeRequest {
+                    src: "a".into(),
+                    dst: "b".into(),
+                    edge_type: "t".into(),
+                    ..Default::default()
+                },
+                token
+            ))
+        );
+        check!(
+            "RemoveEdge",
+            db.remove_edge(req(
+                RemoveEdgeRequest {
+                    src: "a".into(),
+                    dst: "b".into(),
+                    edge_type: "t".into()
+                },
+                token
+            ))
+        );
+        check!(
+            "Edges",
+            db.edges(req(
+                EdgesRequest {
+                    entity: "a".into(),
+                    direction: "both".into(),
+                    edge_type: String::new()
+                },
+                token
+            ))
+        );
+        check!(
+            "Traverse",
+            db.traverse(req(
+                TraverseRequest {
+                    entity: "a".into(),
+                    depth: 1,
+                    direction: "out".into(),
+                    ..Default::default()
+                },
+                token
+            ))
+        );
+        check!(
+            "Path",
+            db.path(req(
+                PathRequest {
+                    from: "a".into(),
+                    to: "b".into(),
+                    direction: "out".into(),
+                    max_depth: 2,
+                    ..Default::default()
+                },
+                token
+            ))
+        );
+        let chunk = IngestChunk {
+            uri: "file:///x.txt".into(),
+            name: "x.txt".into(),
+            data: b"hi".to_vec(),
+            last: true,
+            ..Default::default()
+        };
+        check!(
+            "Ingest",
+            db.ingest(req(tokio_stream::iter(vec![chunk]), token))
+        );
+        check!(
+            "Export",
+            db.export(req(
+                ExportRequest {
+                    table: "person".into(),
+                    format: "jsonl".into(),
+                    compression: "none".into(),
+                    row_group_size: 10,
+                    ..Default::default()
+                },
+                token
+            ))
+        );
         check!("Stats", db.stats(req(StatsRequest {}, token)));
         check!("Verify", db.verify(req(VerifyRequest {}, token)));
         check!("Checksum", db.checksum(req(ChecksumRequest {}, token)));
         check!("Promote", db.promote(req(PromoteRequest {}, token)));
-        check!("Status", db.status(req(rem_service::proto::StatusRequest {}, token)));
-        check!("Subscribe", repl.subscribe(req(SubscribeRequest { after_seq: 0, replica_name: "t".into() }, token)));
-        check!("Snapshot", repl.snapshot(req(SnapshotRequest { replica_name: "t".into() }, token)));
+        check!(
+            "Status",
+            db.status(req(rem_service::proto::StatusRequest {}, token))
+        );
+        check!(
+            "Subscribe",
+            repl.subscribe(req(
+                SubscribeRequest {
+                    after_seq: 0,
+                    replica_name: "t".into()
+                },
+                token
+            ))
+        );
+        check!(
+            "Snapshot",
+            repl.snapshot(req(
+                SnapshotRequest {
+                    replica_name: "t".into()
+                },
+                token
+            ))
+        );
         check!("GetStatus", repl.get_status(req(StatusRequest {}, token)));
         check!("Heartbeat", repl.heartbeat(req(HeartbeatRequest {}, token)));
         admitted
@@ -212,7 +373,10 @@ fn every_rpc_needs_the_token_and_a_token_file_is_made_when_none_is_set() {
     rem.ok(&["insert", "person", r#"{"name": "Ada", "email": "ada@x"}"#]);
     // With the right token, the same client gets through.
     let admitted = call_everything(&addr, Some(token.trim()));
-    assert!(admitted.iter().any(|a| a.starts_with("Hello (answered)")), "{admitted:?}");
+    assert!(
+        admitted.iter().any(|a| a.starts_with("Hello (answered)")),
+        "{admitted:?}"
+    );
     // A command given a wrong token is refused, loudly, and never opens around the server.
     rem.set_env("P8_SERVER_TOKEN", "not-the-token");
     let err = rem.fails(&["lookup", "ada@x"]);
@@ -234,7 +398,13 @@ fn a_remote_server_is_reached_with_its_address_and_token() {
     // is read by the client.
     let yaml = client.write_file("p.yaml", PERSON_YAML);
     client.ok(&["--tenant", "acme", "schema", "add", path_str(&yaml)]);
-    let id = client.ok(&["--tenant", "acme", "insert", "person", r#"{"name": "A", "email": "a@x"}"#]);
+    let id = client.ok(&[
+        "--tenant",
+        "acme",
+        "insert",
+        "person",
+        r#"{"name": "A", "email": "a@x"}"#,
+    ]);
     let found = client.json(&["--tenant", "acme", "get", id.trim()]);
     assert_eq!(found["email"], "a@x");
     assert!(client.fails(&["get", id.trim()]).contains("no entity"));
@@ -255,7 +425,10 @@ fn non_loopback_binds_need_tls_or_insecure() {
         .output()
         .unwrap();
     let err = crate::check_failure(&["serve"], &out);
-    assert!(err.contains("without TLS") && err.contains("--insecure"), "{err}");
+    assert!(
+        err.contains("without TLS") && err.contains("--insecure"),
+        "{err}"
+    );
     assert!(!server_file(&rem).exists());
     // Explicitly insecure: it serves.
     let child = rem
@@ -295,9 +468,20 @@ fn the_server_reads_no_path_and_runs_no_code_of_a_client() {
         .unwrap();
     let client_pid = child.id();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let ran_by: u32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
-    assert_eq!(ran_by, client_pid, "the model ran in the client (server is {server_pid})");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ran_by: u32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        ran_by, client_pid,
+        "the model ran in the client (server is {server_pid})"
+    );
     assert_ne!(ran_by, server_pid);
     // Ingest sends bytes: a request naming a file on the server's machine gets what
     // was sent, not the file.
@@ -305,7 +489,9 @@ fn the_server_reads_no_path_and_runs_no_code_of_a_client() {
     let token = std::fs::read_to_string(rem.db_path().join("TOKEN")).unwrap();
     let uri = format!("file://{}", path_str(&secret));
     let report = runtime().block_on(async {
-        let mut db = DatabaseClient::connect(format!("http://{}", address(&rem))).await.unwrap();
+        let mut db = DatabaseClient::connect(format!("http://{}", address(&rem)))
+            .await
+            .unwrap();
         let chunk = IngestChunk {
             schema: "resources".into(),
             uri: uri.clone(),
@@ -321,7 +507,10 @@ fn the_server_reads_no_path_and_runs_no_code_of_a_client() {
         replies.message().await.unwrap().unwrap()
     });
     assert_eq!(report.status, "completed", "{report:?}");
-    let rows = rem.json(&["query", &format!("SELECT content FROM resources WHERE uri = '{uri}'")]);
+    let rows = rem.json(&[
+        "query",
+        &format!("SELECT content FROM resources WHERE uri = '{uri}'"),
+    ]);
     assert_eq!(rows[0]["content"], "what the client sent");
     // Export: the client writes the file; nothing appears beside the server.
     let work = tempfile::tempdir().unwrap();
@@ -331,7 +520,11 @@ fn the_server_reads_no_path_and_runs_no_code_of_a_client() {
         .args(["export", "person", "-o", "people.jsonl"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(work.path().join("people.jsonl").is_file());
     // An argument that happens to name a file is still just a key.
     std::fs::write(work.path().join("ada@x"), "not a key").unwrap();
@@ -431,23 +624,47 @@ fn the_cli_runs_as_a_library_with_explicit_sessions() {
     };
     for (i, home) in homes.iter().enumerate() {
         let (mut s, out, err) = session(home.path(), "");
-        assert_eq!(rem_cli::run(["rem", "init"], &mut s), std::process::ExitCode::SUCCESS, "{}", err.take());
+        assert_eq!(
+            rem_cli::run(["rem", "init"], &mut s),
+            std::process::ExitCode::SUCCESS,
+            "{}",
+            err.take()
+        );
         assert!(out.take().starts_with("initialized"));
         let yaml = home.path().join("p.yaml");
         std::fs::write(&yaml, PERSON_YAML).unwrap();
-        assert_eq!(rem_cli::run(["rem", "schema", "add", path_str(&yaml)], &mut s), std::process::ExitCode::SUCCESS, "{}", err.take());
+        assert_eq!(
+            rem_cli::run(["rem", "schema", "add", path_str(&yaml)], &mut s),
+            std::process::ExitCode::SUCCESS,
+            "{}",
+            err.take()
+        );
         let (mut s, out, err) = session(home.path(), &people(i + 1, "lib"));
-        assert_eq!(rem_cli::run(["rem", "insert", "person", "--batch"], &mut s), std::process::ExitCode::SUCCESS, "{}", err.take());
-        assert_eq!(out.take().trim(), format!("wrote {} records to person", i + 1));
+        assert_eq!(
+            rem_cli::run(["rem", "insert", "person", "--batch"], &mut s),
+            std::process::ExitCode::SUCCESS,
+            "{}",
+            err.take()
+        );
+        assert_eq!(
+            out.take().trim(),
+            format!("wrote {} records to person", i + 1)
+        );
     }
     for (i, home) in homes.iter().enumerate() {
         let (mut s, out, _) = session(home.path(), "");
-        assert_eq!(rem_cli::run(["rem", "query", "SELECT COUNT(*) AS n FROM person"], &mut s), std::process::ExitCode::SUCCESS);
+        assert_eq!(
+            rem_cli::run(["rem", "query", "SELECT COUNT(*) AS n FROM person"], &mut s),
+            std::process::ExitCode::SUCCESS
+        );
         let v: Value = serde_json::from_str(&out.take()).unwrap();
         assert_eq!(v[0]["n"], (i + 1) as u64);
         // Errors go to the session's stderr, one line.
         let (mut s, _, err) = session(home.path(), "");
-        assert_ne!(rem_cli::run(["rem", "get", "nope"], &mut s), std::process::ExitCode::SUCCESS);
+        assert_ne!(
+            rem_cli::run(["rem", "get", "nope"], &mut s),
+            std::process::ExitCode::SUCCESS
+        );
         assert!(err.take().starts_with("error: "));
     }
 }

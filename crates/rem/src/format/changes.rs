@@ -196,7 +196,10 @@ mod tests {
         let Change::EdgePut { tenant, edge } = decode_change(&edge_put).unwrap() else {
             panic!("not an edge put");
         };
-        assert_eq!((tenant.as_str(), edge.weight, edge.dst.as_str()), ("t", 2.0, "d"));
+        assert_eq!(
+            (tenant.as_str(), edge.weight, edge.dst.as_str()),
+            ("t", 2.0, "d")
+        );
 
         let edge_delete = encode_edge_delete("t", &key);
         want[0] = 0x03;

@@ -55,9 +55,8 @@ pub(crate) fn parse_entity_key(key: &[u8]) -> Option<(String, String, Option<Ent
 pub(crate) fn parse_entity_key_in_tenant(rest: &[u8]) -> Result<(String, EntityId)> {
     let mut r = KeyReader::new(rest);
     let table = r.str()?;
-    let id = EntityId::from_slice(r.rest()).ok_or_else(|| {
-        Error::Storage(rem_storage::StorageError::Corrupt("entity key".into()))
-    })?;
+    let id = EntityId::from_slice(r.rest())
+        .ok_or_else(|| Error::Storage(rem_storage::StorageError::Corrupt("entity key".into())))?;
     Ok((table, id))
 }
 
@@ -298,7 +297,10 @@ mod tests {
         let mut key = b"default\x00\x01person\x00\x01".to_vec();
         key.extend_from_slice(id.as_bytes());
         assert_eq!(entity_key_bytes("default", "person", &id), key);
-        assert_eq!(entity_prefix("default", "person"), b"default\x00\x01person\x00\x01");
+        assert_eq!(
+            entity_prefix("default", "person"),
+            b"default\x00\x01person\x00\x01"
+        );
         assert_eq!(
             parse_entity_key(&key),
             Some(("default".into(), "person".into(), Some(id)))

@@ -192,7 +192,10 @@ mod tests {
         assert_eq!(enc(&FieldType::String, json!("ab")), b"\x40ab\x00\x01");
         assert_eq!(encode_scalar(&FieldType::Integer, &json!(1.5)), None);
         assert_eq!(encode_scalar(&FieldType::String, &json!(null)), None);
-        assert_eq!(tag_of(&FieldType::Array(Box::new(FieldType::String))), Some(0x40));
+        assert_eq!(
+            tag_of(&FieldType::Array(Box::new(FieldType::String))),
+            Some(0x40)
+        );
         assert_eq!(tag_of(&FieldType::Object), None);
         let tags = FieldType::Array(Box::new(FieldType::String));
         assert_eq!(
