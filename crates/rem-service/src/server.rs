@@ -493,6 +493,20 @@ impl DatabaseRpc for DatabaseService {
     }
 }
 
+/// The connections `listener` accepts, with Nagle's algorithm off. (The server
+/// builder's `tcp_nodelay` applies only to listeners it binds itself; without this a
+/// small reply waits for the client's delayed ACK, about 40 ms.)
+fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
+}
+
 /// Serves the database and replication services for `db` on `listener` until
 /// `shutdown` completes. `replica` is the live state when `db` follows a primary.
 pub async fn serve(
@@ -534,7 +548,7 @@ pub async fn serve(
         .add_service(tonic::service::interceptor::InterceptedService::new(
             database, auth,
         ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(no_delay(listener), shutdown)
         .await
         .map_err(|e| format!("server failed: {}", rem_replication::source_message(&e)));
     if let Some(task) = retention {
