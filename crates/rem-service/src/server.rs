@@ -65,6 +65,17 @@ fn join_error(e: tokio::task::JoinError) -> Status {
 }
 
 impl DatabaseService {
+    /// The database of the request's tenant (opening a tenant may write its built-ins,
+    /// so it runs on a blocking thread).
+    async fn tenant_db<T>(&self, req: &Request<T>) -> Result<Database, Status> {
+        let tenant = tenant_of(req);
+        let base = self.db.clone();
+        tokio::task::spawn_blocking(move || for_tenant(&base, tenant))
+            .await
+            .map_err(join_error)?
+            .map_err(|e| status(&e))
+    }
+
     /// Runs `f` on the request's tenant's database on a blocking thread.
     async fn unary<Req, Rep>(
         &self,
@@ -238,12 +249,7 @@ impl DatabaseRpc for DatabaseService {
         &self,
         req: Request<Streaming<InsertRequest>>,
     ) -> Result<Response<Self::InsertStream>, Status> {
-        let tenant = tenant_of(&req);
-        let base = self.db.clone();
-        let db = tokio::task::spawn_blocking(move || for_tenant(&base, tenant))
-            .await
-            .map_err(join_error)?
-            .map_err(|e| status(&e))?;
+        let db = self.tenant_db(&req).await?;
         let mut incoming = req.into_inner();
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
@@ -356,12 +362,7 @@ impl DatabaseRpc for DatabaseService {
         &self,
         req: Request<Streaming<IngestChunk>>,
     ) -> Result<Response<Self::IngestStream>, Status> {
-        let tenant = tenant_of(&req);
-        let base = self.db.clone();
-        let db = tokio::task::spawn_blocking(move || for_tenant(&base, tenant))
-            .await
-            .map_err(join_error)?
-            .map_err(|e| status(&e))?;
+        let db = self.tenant_db(&req).await?;
         let mut incoming = req.into_inner();
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
