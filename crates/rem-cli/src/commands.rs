@@ -768,7 +768,7 @@ fn edge_command(ctx: &mut Ctx<'_>, cmd: EdgeCommand) -> Result<()> {
 fn search_command(ctx: &mut Ctx<'_>, args: SearchArgs) -> Result<()> {
     // Checked here, before the database is opened or a server asked.
     if let Some(p) = &args.predicate {
-        rem::Filter::parse(p)?;
+        rem_sql::check_where(p)?;
     }
     let backend = ctx.backend(Access::ReadSaving)?;
     let result = backend.search(proto::SearchRequest {

@@ -113,7 +113,8 @@ pub(crate) fn search(db: &Database, req: &SearchRequest) -> Result<SearchReply> 
     let filter = if req.predicate.trim().is_empty() {
         rem::Filter::All
     } else {
-        rem::Filter::parse(&req.predicate)?
+        let table = (!req.table.is_empty()).then_some(req.table.as_str());
+        rem_sql::parse_where(db, table, &req.predicate)?
     };
     let options = rem::SearchOptions {
         top_k: req.top_k as usize,

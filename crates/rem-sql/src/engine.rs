@@ -180,7 +180,7 @@ pub(crate) fn syntax_error(e: &datafusion::sql::sqlparser::parser::ParserError) 
     Error::Sql(format!("SQL syntax error: {msg}"))
 }
 
-fn session(threads: usize) -> Result<SessionContext> {
+pub(crate) fn session(threads: usize) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_target_partitions(threads)
         .with_information_schema(true);

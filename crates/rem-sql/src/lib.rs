@@ -58,6 +58,7 @@ mod engine;
 mod export;
 mod output;
 mod provider;
+mod predicate;
 mod pushdown;
 mod rewrite;
 mod search;
@@ -70,3 +71,4 @@ pub use export::{
     ExportOptions, ExportReport,
 };
 pub use output::{write_batches, OutputFormat};
+pub use predicate::{check_where, parse_where};

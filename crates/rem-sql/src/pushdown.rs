@@ -65,6 +65,27 @@ pub(crate) fn convert(expr: &Expr, cols: &[Column]) -> Option<Converted> {
             }
             _ => comparison(left, *op, right, cols),
         },
+        Expr::Not(inner) => {
+            // Negating a superset would give a subset: only exact filters negate.
+            let inner = convert(inner, cols)?;
+            inner.exact.then(|| Converted {
+                filter: Filter::Not(Box::new(inner.filter)),
+                exact: false,
+            })
+        }
+        other => leaf(other, cols),
+    }
+}
+
+/// One comparison of a column with literals (not `AND`, `OR` or `NOT`), converted; the
+/// search-filter planner in [`crate::predicate`] shares these.
+pub(crate) fn leaf(expr: &Expr, cols: &[Column]) -> Option<Converted> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if !matches!(op, Operator::And | Operator::Or) =>
+        {
+            comparison(left, *op, right, cols)
+        }
         Expr::Between(Between {
             expr,
             negated: false,
@@ -124,14 +145,6 @@ pub(crate) fn convert(expr: &Expr, cols: &[Column]) -> Option<Converted> {
                     pattern: p,
                     case_insensitive: *case_insensitive,
                 },
-                exact: false,
-            })
-        }
-        Expr::Not(inner) => {
-            // Negating a superset would give a subset: only exact filters negate.
-            let inner = convert(inner, cols)?;
-            inner.exact.then(|| Converted {
-                filter: Filter::Not(Box::new(inner.filter)),
                 exact: false,
             })
         }

@@ -19,7 +19,6 @@ mod id;
 mod index;
 mod nodes;
 mod options;
-mod predicate;
 mod query;
 mod replica;
 mod schema;

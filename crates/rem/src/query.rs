@@ -118,7 +118,7 @@ impl Filter {
                 case_insensitive,
             } => field_values(entity, field).iter().any(|x| {
                 x.as_str()
-                    .is_some_and(|s| crate::predicate::like_matches(s, pattern, *case_insensitive))
+                    .is_some_and(|s| like_matches(s, pattern, *case_insensitive))
             }),
             Filter::And(fs) => fs.iter().all(|f| f.matches(entity, schema)),
             Filter::Or(fs) => fs.iter().any(|f| f.matches(entity, schema)),
@@ -337,4 +337,52 @@ fn encodable(schema: &Schema, field: &str, values: &[Value]) -> bool {
     values
         .iter()
         .all(|v| encode_scalar(scalar, v).is_some_and(|enc| enc.first() == Some(&tag)))
+}
+
+/// SQL `LIKE` matching: `%` is any run of characters, `_` any one character.
+fn like_matches(text: &str, pattern: &str, case_insensitive: bool) -> bool {
+    let fold = |s: &str| {
+        if case_insensitive {
+            s.to_lowercase()
+        } else {
+            s.to_string()
+        }
+    };
+    let t: Vec<char> = fold(text).chars().collect();
+    let p: Vec<char> = fold(pattern).chars().collect();
+    // Iterative wildcard matching with backtracking to the last `%`.
+    let (mut ti, mut pi, mut star, mut mark) = (0usize, 0usize, None::<usize>, 0usize);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '_' || p[pi] == t[ti]) {
+            ti += 1;
+            pi += 1;
+        } else if pi < p.len() && p[pi] == '%' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '%')
+}
+
+#[cfg(test)]
+mod like_tests {
+    use super::like_matches;
+
+    #[test]
+    fn like() {
+        assert!(like_matches("Database", "Data%", false));
+        assert!(like_matches("Database", "%base", false));
+        assert!(like_matches("Database", "D_t%e", false));
+        assert!(!like_matches("Database", "data%", false));
+        assert!(like_matches("Database", "data%", true));
+        assert!(!like_matches("Data", "Data_", false));
+        assert!(like_matches("", "%", false));
+    }
 }

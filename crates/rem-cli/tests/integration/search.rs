@@ -253,3 +253,125 @@ fn index_is_never_stale_after_sigkill() {
     }
     assert!(rem.ok(&["verify"]).starts_with("ok:"));
 }
+
+/// `rem search --where P` and `rem query "… WHERE P"` speak one predicate language:
+/// both accept the same predicates and keep the same rows, and both refuse the same bad
+/// ones. The one documented difference: a search filter compares fields with literals,
+/// so arithmetic, column-to-column comparisons and subqueries are SQL-only (refused by
+/// search with a reason).
+#[test]
+fn where_predicates_mean_the_same_in_search_and_sql() {
+    let (rem, _server) = mock_rem();
+    let schema = r#"{"name": "items", "key_field": "slug", "indexed_fields": ["category", "views"],
+     "embedding_fields": ["body"], "embedding_provider": "default",
+     "properties": {"slug": {"type": "string"}, "category": {"type": "string"},
+      "views": {"type": "integer"}, "ratio": {"type": "number"}, "flag": {"type": "boolean"},
+      "tags": {"type": "array", "items": {"type": "string"}},
+      "seen": {"type": "string", "format": "date-time"},
+      "note": {"type": "string"}, "body": {"type": "string"}}}"#;
+    let f = rem.write_file("items.json", schema);
+    rem.ok(&["schema", "add", f.to_str().unwrap()]);
+    let input: String = (0..40)
+        .map(|i| {
+            // Every fifth record has no note (NULL in SQL, missing to the engine).
+            let note = if i % 5 == 0 {
+                String::new()
+            } else {
+                format!("\"note\": \"Note {i}\", ")
+            };
+            format!(
+                "{{\"slug\": \"s{i}\", \"category\": \"c{}\", \"views\": {}, \"ratio\": {}, \
+                 \"flag\": {}, \"tags\": [\"t{}\", \"all\"], \"seen\": \"2025-01-{:02}T00:00:00Z\", \
+                 {note}\"body\": \"body {i}\"}}\n",
+                i % 4,
+                i * 10,
+                f64::from(i) / 8.0,
+                i % 2 == 0,
+                i % 3,
+                i % 28 + 1
+            )
+        })
+        .collect();
+    let out = rem.run_with_stdin(&["insert", "items", "--batch"], &input);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let slugs = |rows: &serde_json::Value| -> Vec<String> {
+        let mut v: Vec<String> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["slug"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let search = |p: &str| {
+        rem.run(&[
+            "search", "body", "--schema", "items", "--where", p, "--top-k", "1000", "--format",
+            "json",
+        ])
+    };
+    let sql = |p: &str| {
+        rem.run(&[
+            "query",
+            &format!("SELECT slug FROM items WHERE {p}"),
+            "--format",
+            "json",
+        ])
+    };
+    let accepted = [
+        "category = 'c1'",
+        "category != 'c1'",
+        "category <> 'c1' AND views > 100",
+        "views >= 100 AND views < 250",
+        "300 > views",
+        "ratio <= 1.5",
+        "views BETWEEN 50 AND 120",
+        "views NOT BETWEEN 50 AND 350",
+        "category IN ('c0', 'c3')",
+        "category NOT IN ('c0', 'c3')",
+        "note IS NULL",
+        "note IS NOT NULL AND flag = true",
+        "note LIKE 'Note 1%'",
+        "note ILIKE 'note _'",
+        "note NOT LIKE 'Note 1%'",
+        "'t2' = ANY(tags)",
+        "seen >= '2025-01-20T00:00:00Z'",
+        "seen BETWEEN '2025-01-05T00:00:00Z' AND '2025-01-07T00:00:00Z'",
+        "NOT (category = 'c2' OR views < 100)",
+        "(category = 'c2' OR category = 'c3') AND NOT flag = false",
+        "id IS NOT NULL",
+    ];
+    for p in accepted {
+        let (s, q) = (search(p), sql(p));
+        assert!(s.status.success(), "search --where {p}: {}", String::from_utf8_lossy(&s.stderr));
+        assert!(q.status.success(), "query WHERE {p}: {}", String::from_utf8_lossy(&q.stderr));
+        let parse = |o: &std::process::Output| -> serde_json::Value {
+            serde_json::from_slice(&o.stdout).unwrap()
+        };
+        let (got, want) = (slugs(&parse(&s)), slugs(&parse(&q)));
+        assert!(!want.is_empty(), "{p} selects nothing");
+        assert_eq!(got, want, "rows differ for {p}");
+    }
+    let refused = [
+        "category = = 'c1'",
+        "category = 'c1' extra",
+        "nosuch = 1",
+        "views = 'many'",
+    ];
+    for p in refused {
+        let (s, q) = (search(p), sql(p));
+        assert!(!q.status.success(), "query WHERE {p} was accepted");
+        let err = String::from_utf8_lossy(&s.stderr);
+        assert!(err.contains("invalid predicate"), "search --where {p}: {err}");
+        assert_eq!(s.status.code(), Some(1), "{p}: {err}");
+    }
+    for p in ["views + 10 > 100", "views = ratio", "views IN (SELECT 10)"] {
+        assert!(sql(p).status.success(), "query WHERE {p}");
+        let err = String::from_utf8_lossy(&search(p).stderr).to_string();
+        assert!(
+            err.contains("cannot be a search filter") || err.contains("subqueries are not"),
+            "{p}: {err}"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! `embedding.cosine(...)`, `SEARCH` and `LOOKUP`, with the OpenAI-compatible provider
 //! served on 127.0.0.1 (deterministic vectors: a text is most similar to itself).
 
-use rem::{Database, EmbeddingOptions, Filter, SearchOptions};
+use rem::{Database, EmbeddingOptions, SearchOptions};
 use rem_sql::Sql;
 use rem_testkit::{start, Behaviour, MockServer};
 use serde_json::json;
@@ -93,7 +93,8 @@ fn where_clause_filters_inside_the_vector_search() {
             "body text number 17",
             &SearchOptions {
                 top_k: 10,
-                filter: Filter::parse("category = 'b' AND words < 20").unwrap(),
+                filter: rem_sql::parse_where(&db, Some("docs"), "category = 'b' AND words < 20")
+                    .unwrap(),
                 ..Default::default()
             },
         )

@@ -154,7 +154,7 @@ fn search_finds_the_nearest_and_updates_replace_vectors() {
     let r = db.search(Some("docs"), "body number 7", &opts).unwrap();
     assert_eq!(r.hits.len(), 1);
     let opts = SearchOptions {
-        filter: Filter::parse("category = 'c1'").unwrap(),
+        filter: Filter::Eq("category".into(), json!("c1")),
         ..Default::default()
     };
     let r = db.search(Some("docs"), "body number 7", &opts).unwrap();
@@ -200,18 +200,23 @@ fn filtered_search_keeps_recall() {
         })
         .collect();
     // 50%: half the categories, through the index (3,000 rows: filtered inside HNSW).
-    let half: Vec<String> = (0..50).map(|i| format!("'c{}'", i * 2)).collect();
-    let half_predicate = format!("category IN ({})", half.join(", "));
+    let category_in = |names: Vec<String>| {
+        Filter::In("category".into(), names.into_iter().map(|c| json!(c)).collect())
+    };
+    let half = category_in((0..50).map(|i| format!("c{}", i * 2)).collect());
     let is_even = |c: &str| c[1..].parse::<u32>().unwrap() % 2 == 0;
-    let cases: [(&str, Keep); 3] = [
-        (half_predicate.as_str(), Box::new(is_even)),
+    let cases: [(Filter, Keep); 3] = [
+        (half, Box::new(is_even)),
         (
-            "category IN ('c1','c2','c3','c4','c5','c6','c7','c8','c9','c10')",
+            category_in((1..=10).map(|i| format!("c{i}")).collect()),
             Box::new(|c: &str| {
                 ["c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10"].contains(&c)
             }),
         ),
-        ("category = 'c42'", Box::new(|c: &str| c == "c42")),
+        (
+            Filter::Eq("category".into(), json!("c42")),
+            Box::new(|c: &str| c == "c42"),
+        ),
     ];
     for (predicate, keep) in cases {
         let selected = all.iter().filter(|(_, c, _)| keep(c)).count();
@@ -233,7 +238,7 @@ fn filtered_search_keeps_recall() {
             exact.sort_by(|a, b| b.0.total_cmp(&a.0));
             let truth: HashSet<&str> = exact.iter().take(10).map(|(_, s)| *s).collect();
             let opts = SearchOptions {
-                filter: Filter::parse(predicate).unwrap(),
+                filter: predicate.clone(),
                 ..Default::default()
             };
             let got = db.search(Some("docs"), &query, &opts).unwrap();
@@ -250,7 +255,7 @@ fn filtered_search_keeps_recall() {
         }
         let recall = recall_sum / queries as f64;
         eprintln!("filter with {selected} of {n} rows: recall@10 {recall:.3}");
-        assert!(recall >= 0.95, "{predicate}: recall@10 {recall}");
+        assert!(recall >= 0.95, "{predicate:?}: recall@10 {recall}");
     }
 }
 
