@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use rem::{Database, OpenOptions, Schema};
@@ -74,6 +73,55 @@ impl Ctx<'_> {
         self.session.out()
     }
 
+    /// The database the command runs on: the session's, a server's (explicit, or the
+    /// one holding the database), or the database opened here as `access` says.
+    /// Nothing is read from stdin before this returns, so no input is lost whichever
+    /// it is.
+    pub(crate) fn backend(&mut self, access: Access) -> Result<Backend> {
+        if let Some(db) = &self.session.database {
+            return Ok(Backend::Embedded(db.for_tenant(self.config.tenant())?));
+        }
+        self.opener().backend(access)
+    }
+
+    /// Opens the database in this process.
+    pub(crate) fn open(&self, access: Access) -> Result<Database> {
+        self.opener().open(access)
+    }
+
+    fn opener(&self) -> Opener<'_> {
+        Opener {
+            config: &self.config,
+            server: self.server.as_deref(),
+        }
+    }
+}
+
+/// Opens a database as the CLI does, from a configuration alone: through the server
+/// named by `--server`/`P8_SERVER`, else through the live server whose SERVER file is
+/// in the database folder, else in this process. (The Python package opens this way.)
+pub(crate) struct Opener<'a> {
+    pub(crate) config: &'a Config,
+    /// `--server` / `P8_SERVER`.
+    pub(crate) server: Option<&'a str>,
+}
+
+impl Opener<'_> {
+    /// The backend for `access`.
+    pub(crate) fn backend(&self, access: Access) -> Result<Backend> {
+        if let Some(address) = self.server {
+            let client = Client::connect(address, &self.client_options(None)?)?;
+            return Ok(Backend::Remote(client));
+        }
+        let db_path = self.config.db_path();
+        if let Some(server) = endpoint::read(&db_path) {
+            if let Some(client) = self.local_server(&db_path, &server)? {
+                return Ok(Backend::Remote(client));
+            }
+        }
+        Ok(Backend::Embedded(self.open(access)?))
+    }
+
     /// The token for a server: the configured one, else the token file of the local
     /// database `db` (a server found through its SERVER file).
     fn token(&self, db: Option<&Path>) -> Result<String> {
@@ -97,27 +145,6 @@ impl Ctx<'_> {
             tenant: Some(self.config.tenant().to_string()),
             connect_timeout: std::time::Duration::from_secs(5),
         })
-    }
-
-    /// The database the command runs on: the session's, a server's (explicit, or the
-    /// one holding the database), or the database opened here as `access` says.
-    /// Nothing is read from stdin before this returns, so no input is lost whichever
-    /// it is.
-    pub(crate) fn backend(&mut self, access: Access) -> Result<Backend> {
-        if let Some(db) = &self.session.database {
-            return Ok(Backend::Embedded(db.for_tenant(self.config.tenant())?));
-        }
-        if let Some(address) = self.server.clone() {
-            let client = Client::connect(&address, &self.client_options(None)?)?;
-            return Ok(Backend::Remote(client));
-        }
-        let db_path = self.config.db_path();
-        if let Some(server) = endpoint::read(&db_path) {
-            if let Some(client) = self.local_server(&db_path, &server)? {
-                return Ok(Backend::Remote(client));
-            }
-        }
-        Ok(Backend::Embedded(self.open(access)?))
     }
 
     /// A client of the server the SERVER file names, if that server is alive and is
@@ -178,7 +205,7 @@ impl Ctx<'_> {
 }
 
 /// Runs a parsed command line in `session`.
-pub(crate) fn run(cli: Cli, session: &mut Session) -> Result<ExitCode> {
+pub(crate) fn run(cli: Cli, session: &mut Session) -> Result<u8> {
     let mut config = Config::load_from(&session.env)?;
     if let Some(p) = &cli.global.path {
         config.set_flag("P8_DB_PATH", &p.display().to_string());
@@ -467,15 +494,22 @@ pub(crate) fn run(cli: Cli, session: &mut Session) -> Result<ExitCode> {
             )?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 /// A lone record's refusal, without the "record 1 of the batch" prefix.
 fn single_record(e: rem_service::Error) -> anyhow::Error {
     match e {
-        rem_service::Error::Record { kind, message, .. } => {
-            anyhow!(rem_service::Error::Remote { kind, message })
-        }
+        rem_service::Error::Record {
+            kind,
+            detail,
+            message,
+            ..
+        } => anyhow!(rem_service::Error::Remote {
+            kind,
+            detail,
+            message
+        }),
         other => anyhow!(other),
     }
 }
@@ -633,11 +667,13 @@ fn write_jsonl(
             Err(rem_service::Error::Record {
                 index,
                 kind,
+                detail,
                 message,
             }) => {
                 let line = lines.get(index).copied().unwrap_or(0);
                 Err(anyhow!(rem_service::Error::Remote {
                     kind,
+                    detail,
                     message: format!("line {line}: {message} (nothing of this batch was written; {written} records in earlier batches were)"),
                 }))
             }
@@ -1036,12 +1072,7 @@ fn export_command(ctx: &mut Ctx<'_>, args: ExportArgs) -> Result<()> {
     print_rows(&mut ctx.out(), format, &Rows::from_objects(rows))
 }
 
-fn ingest_command(
-    ctx: &mut Ctx<'_>,
-    path: &Path,
-    schema: &str,
-    recursive: bool,
-) -> Result<ExitCode> {
+fn ingest_command(ctx: &mut Ctx<'_>, path: &Path, schema: &str, recursive: bool) -> Result<u8> {
     // The files are read here, by the client; a server receives their bytes.
     let single = std::fs::metadata(path)
         .map(|m| m.is_file())
@@ -1081,6 +1112,7 @@ fn ingest_command(
         if report.status == "refused" && single {
             return Err(rem_service::Error::Remote {
                 kind: rem::ErrorKind::from_name(&report.error_kind),
+                detail: rem_service::Detail::default(),
                 message: report.reason,
             }
             .into());
@@ -1122,8 +1154,8 @@ fn ingest_command(
         reports.len()
     );
     Ok(if failed > 0 {
-        ExitCode::from(crate::EXIT_USER_ERROR)
+        crate::EXIT_USER_ERROR
     } else {
-        ExitCode::SUCCESS
+        0
     })
 }

@@ -37,6 +37,16 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    ExitCode::from(run_status(argv, session))
+}
+
+/// [`run`], returning the exit status as a number (0 for success, else
+/// [`EXIT_USER_ERROR`], [`EXIT_USAGE`] or [`EXIT_INTERNAL_ERROR`]).
+pub fn run_status<I, T>(argv: I, session: &mut Session) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     let cli = match cli::Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
@@ -48,7 +58,7 @@ where
             } else {
                 session.out_line(text.trim_end())
             };
-            return ExitCode::from(code.clamp(0, 255) as u8);
+            return code.clamp(0, 255) as u8;
         }
     };
     session.init_logging();
@@ -57,12 +67,30 @@ where
     match result {
         Ok(code) => code,
         // A closed pipe (`rem … | head`) ends the command quietly.
-        Err(_) if session.stdout_closed() => ExitCode::SUCCESS,
+        Err(_) if session.stdout_closed() => 0,
         Err(err) => {
             let _ = session.err_line(&format!("error: {}", one_line(&err)));
-            ExitCode::from(exit_code(&err))
+            exit_code(&err)
         }
     }
+}
+
+/// Opens the database `config` names as the commands do: through `server` when given
+/// (else `P8_SERVER`), else through the live server whose SERVER file is in the
+/// database folder, else in this process (created when missing, unless `read_only`).
+/// Errors keep the typed engine or service error in their chain.
+pub fn open_backend(
+    config: &Config,
+    server: Option<&str>,
+    read_only: bool,
+) -> anyhow::Result<rem_service::Backend> {
+    let server = server.or_else(|| config.get("P8_SERVER").filter(|s| !s.trim().is_empty()));
+    let access = if read_only {
+        commands::Access::Read
+    } else {
+        commands::Access::Create
+    };
+    commands::Opener { config, server }.backend(access)
 }
 
 /// The exit code for an error: its kind, found anywhere in its chain.

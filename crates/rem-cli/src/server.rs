@@ -8,7 +8,6 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -172,7 +171,7 @@ pub(crate) fn serve(
     host: Option<String>,
     port: Option<u16>,
     insecure: bool,
-) -> Result<ExitCode> {
+) -> Result<u8> {
     if let ReplicationRole::Replica { primary } = db.replication_role() {
         bail!("this database is a replica of {primary}; run `rem replicate --follow` for it, or `rem replication promote` first");
     }
@@ -234,7 +233,7 @@ pub(crate) fn serve(
     endpoint::remove(db.path());
     result.map_err(|e| anyhow!(e))?;
     errln!(ctx, "stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 /// `rem replicate`: follows the primary (serving the database while it does, with
@@ -246,7 +245,7 @@ pub(crate) fn replicate(
     primary: Option<String>,
     follow: bool,
     insecure: bool,
-) -> Result<ExitCode> {
+) -> Result<u8> {
     let primary = primary
         .or_else(|| setting(&ctx.config, &["P8_PRIMARY_HOST"]))
         .ok_or_else(|| {
@@ -368,7 +367,7 @@ pub(crate) fn replicate(
             db.last_seq()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 /// Closes `db`, waiting (a bounded time) for the handles other tasks still hold.

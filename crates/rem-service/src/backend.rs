@@ -263,6 +263,7 @@ impl Inserter {
                 Err(rem::Error::Record { index, source }) => Err(Error::Record {
                     index,
                     kind: source.kind(),
+                    detail: crate::Detail::of(&source),
                     message: source.to_string(),
                 }),
                 Err(e) => Err(e.into()),

@@ -61,6 +61,10 @@ fn lost(address: &str, e: Status) -> Error {
 impl Client {
     /// Connects to the server at `address` (`host:port`).
     pub fn connect(address: &str, options: &ClientOptions) -> Result<Client> {
+        // One worker drives the connection between calls too: it answers the server's
+        // pings and its GOAWAY at shutdown, which a current-thread runtime (driven only
+        // inside `block_on`) would leave unanswered while the client is idle, holding up
+        // a graceful server shutdown.
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -473,6 +477,11 @@ impl RemoteInserter {
                 Err(Error::Record {
                     index: e.index as usize,
                     kind: rem::ErrorKind::from_name(&e.kind),
+                    detail: crate::Detail {
+                        code: e.code,
+                        field: (!e.field.is_empty()).then_some(e.field),
+                        rule: (!e.rule.is_empty()).then_some(e.rule),
+                    },
                     message: e.message,
                 })
             }

@@ -15,6 +15,8 @@ pub enum Error {
     Remote {
         /// The error's kind, from the gRPC status code.
         kind: ErrorKind,
+        /// The engine error's code, field and rule, from the status metadata.
+        detail: Detail,
         /// The server's one-sentence message.
         message: String,
     },
@@ -25,6 +27,8 @@ pub enum Error {
         index: usize,
         /// Why it was refused.
         kind: ErrorKind,
+        /// The engine error's code, field and rule.
+        detail: Detail,
         /// The message.
         message: String,
     },
@@ -39,7 +43,70 @@ pub enum Error {
     Protocol(String),
 }
 
+/// What an engine error says beyond its message, kept across the service: its code
+/// ([`rem::Error::code`]) and, for a schema violation, the field and the rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Detail {
+    /// [`rem::Error::code`], or empty when unknown.
+    pub code: String,
+    /// The violated field.
+    pub field: Option<String>,
+    /// The violated JSON Schema keyword.
+    pub rule: Option<String>,
+}
+
+const CODE_HEADER: &str = "x-rem-error";
+const FIELD_HEADER: &str = "x-rem-field";
+const RULE_HEADER: &str = "x-rem-rule";
+
+impl Detail {
+    /// The detail of an engine error.
+    pub fn of(e: &rem::Error) -> Detail {
+        let (field, rule) = e.violation();
+        Detail {
+            code: e.code().to_string(),
+            field: field.map(str::to_string),
+            rule: rule.map(str::to_string),
+        }
+    }
+
+    fn from_metadata(m: &tonic::metadata::MetadataMap) -> Detail {
+        let get = |k: &str| m.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+        Detail {
+            code: get(CODE_HEADER).unwrap_or_default(),
+            field: get(FIELD_HEADER),
+            rule: get(RULE_HEADER),
+        }
+    }
+
+    fn to_metadata(&self, m: &mut tonic::metadata::MetadataMap) {
+        let mut put = |k: &'static str, v: &str| {
+            // A value that is not printable ASCII is left out, never mangled.
+            if let Ok(v) = tonic::metadata::MetadataValue::try_from(v) {
+                m.insert(k, v);
+            }
+        };
+        put(CODE_HEADER, &self.code);
+        if let Some(f) = &self.field {
+            put(FIELD_HEADER, f);
+        }
+        if let Some(r) = &self.rule {
+            put(RULE_HEADER, r);
+        }
+    }
+}
+
 impl Error {
+    /// The engine error's code, field and rule (empty code for connection, protocol
+    /// and authentication errors).
+    pub fn detail(&self) -> Detail {
+        match self {
+            Error::Engine(e) => Detail::of(e),
+            Error::Remote { detail, .. } | Error::Record { detail, .. } => detail.clone(),
+            _ => Detail::default(),
+        }
+    }
+
     /// The kind of the error.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -74,19 +141,25 @@ impl Error {
             }
             _ => ErrorKind::Internal,
         };
-        Error::Remote { kind, message }
+        Error::Remote {
+            kind,
+            detail: Detail::from_metadata(status.metadata()),
+            message,
+        }
     }
 }
 
 /// The status a server answers with for an engine error.
 pub(crate) fn status(e: &rem::Error) -> Status {
     let message = e.to_string();
-    match e.kind() {
+    let mut status = match e.kind() {
         ErrorKind::InvalidInput => Status::invalid_argument(message),
         ErrorKind::NotFound => Status::not_found(message),
         ErrorKind::FailedPrecondition => Status::failed_precondition(message),
         _ => Status::internal(message),
-    }
+    };
+    Detail::of(e).to_metadata(status.metadata_mut());
+    status
 }
 
 /// Result alias of this crate.

@@ -20,7 +20,7 @@ mod server;
 
 pub use backend::{Backend, Batches, Ingester, Inserter};
 pub use client::{Client, ClientOptions, RemoteBatches, RemoteIngester, RemoteInserter};
-pub use error::{Error, Result};
+pub use error::{Detail, Error, Result};
 pub use ops::strip_position;
 pub use server::{serve, ServerOptions};
 

@@ -13,8 +13,8 @@ use std::sync::OnceLock;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::DFSchema;
 use datafusion::execution::SessionState;
-use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias, Visit, Visitor};
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Like, Operator};
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias, Visit, Visitor};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -136,7 +136,11 @@ fn complete(expr: &Expr, cols: &[Column]) -> std::result::Result<Filter, String>
             left,
             op: op @ (Operator::And | Operator::Or),
             right,
-        }) => connective(*op == Operator::And, complete(left, cols)?, complete(right, cols)?),
+        }) => connective(
+            *op == Operator::And,
+            complete(left, cols)?,
+            complete(right, cols)?,
+        ),
         Expr::Not(inner) => negate(inner, cols)?,
         Expr::Alias(a) => complete(&a.expr, cols)?,
         // `a != x`, `NOT IN`, `NOT BETWEEN`, `NOT LIKE`: the negation of the positive
@@ -190,7 +194,11 @@ fn negate(expr: &Expr, cols: &[Column]) -> std::result::Result<Filter, String> {
             left,
             op: op @ (Operator::And | Operator::Or),
             right,
-        }) => connective(*op == Operator::Or, negate(left, cols)?, negate(right, cols)?),
+        }) => connective(
+            *op == Operator::Or,
+            negate(left, cols)?,
+            negate(right, cols)?,
+        ),
         Expr::Not(inner) => complete(inner, cols)?,
         Expr::Alias(a) => negate(&a.expr, cols)?,
         Expr::IsNull(inner) => complete(&Expr::IsNotNull(inner.clone()), cols)?,
@@ -300,10 +308,7 @@ mod tests {
             p("'rust' = ANY(tags)"),
             Filter::Eq("tags".into(), json!("rust"))
         );
-        assert!(matches!(
-            p("views != 1 OR name IS NOT NULL"),
-            Filter::Or(_)
-        ));
+        assert!(matches!(p("views != 1 OR name IS NOT NULL"), Filter::Or(_)));
         assert!(matches!(
             p("name ILIKE 'ad%'"),
             Filter::Like {
@@ -354,7 +359,9 @@ mod tests {
         assert!(err.contains("unexpected"), "{err}");
         let err = e("views = level").to_string();
         assert!(err.contains("cannot be a search filter"), "{err}");
-        assert!(e("views + 1").to_string().contains("cannot be a search filter"));
+        assert!(e("views + 1")
+            .to_string()
+            .contains("cannot be a search filter"));
         let err = e("nosuchfield = 1").to_string();
         assert!(err.contains("nosuchfield"), "{err}");
         assert!(e("views IN (SELECT 1)").to_string().contains("subqueries"));

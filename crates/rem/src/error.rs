@@ -56,6 +56,10 @@ pub enum Error {
         table: String,
         /// Field and rule, e.g. "field 'age': \"x\" is not of type \"integer\"".
         detail: String,
+        /// The first violation's field (dotted path), when it is inside the record.
+        field: Option<String>,
+        /// The first violation's JSON Schema keyword (`type`, `required`, `minimum`...).
+        rule: Option<String>,
     },
     /// A schema document cannot be registered.
     #[error("invalid schema: {0}")]
@@ -175,6 +179,46 @@ impl Error {
             | Error::Embedding(_) => ErrorKind::InvalidInput,
             Error::Record { source, .. } => source.kind(),
             Error::Gap { .. } | Error::Storage(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl Error {
+    /// A stable, machine-readable name of the error's variant (of its cause, for a
+    /// refused record): `not_initialized`, `locked`, `read_only`, `replica`, `gap`,
+    /// `unknown_table`, `not_found`, `invalid_json`, `validation`, `invalid_schema`,
+    /// `invalid_input`, `sql`, `python`, `io`, `config`, `embedding` or `storage`. It
+    /// crosses the service (gRPC metadata) so clients pick exception classes from it,
+    /// never from messages.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NotInitialized { .. } => "not_initialized",
+            Error::Locked { .. } => "locked",
+            Error::ReadOnly => "read_only",
+            Error::Replica { .. } => "replica",
+            Error::Gap { .. } => "gap",
+            Error::UnknownTable(_) => "unknown_table",
+            Error::NotFound(_) => "not_found",
+            Error::InvalidJson { .. } => "invalid_json",
+            Error::Validation { .. } => "validation",
+            Error::InvalidSchema(_) => "invalid_schema",
+            Error::InvalidInput(_) => "invalid_input",
+            Error::Sql(_) => "sql",
+            Error::Python(_) => "python",
+            Error::Io { .. } => "io",
+            Error::Config(_) => "config",
+            Error::Embedding(_) => "embedding",
+            Error::Record { source, .. } => source.code(),
+            Error::Storage(_) => "storage",
+        }
+    }
+
+    /// The field and the rule of a schema violation (of a refused record's cause).
+    pub fn violation(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            Error::Validation { field, rule, .. } => (field.as_deref(), rule.as_deref()),
+            Error::Record { source, .. } => source.violation(),
+            _ => (None, None),
         }
     }
 }

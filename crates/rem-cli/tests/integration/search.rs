@@ -293,7 +293,11 @@ fn where_predicates_mean_the_same_in_search_and_sql() {
         })
         .collect();
     let out = rem.run_with_stdin(&["insert", "items", "--batch"], &input);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let slugs = |rows: &serde_json::Value| -> Vec<String> {
         let mut v: Vec<String> = rows
@@ -344,8 +348,16 @@ fn where_predicates_mean_the_same_in_search_and_sql() {
     ];
     for p in accepted {
         let (s, q) = (search(p), sql(p));
-        assert!(s.status.success(), "search --where {p}: {}", String::from_utf8_lossy(&s.stderr));
-        assert!(q.status.success(), "query WHERE {p}: {}", String::from_utf8_lossy(&q.stderr));
+        assert!(
+            s.status.success(),
+            "search --where {p}: {}",
+            String::from_utf8_lossy(&s.stderr)
+        );
+        assert!(
+            q.status.success(),
+            "query WHERE {p}: {}",
+            String::from_utf8_lossy(&q.stderr)
+        );
         let parse = |o: &std::process::Output| -> serde_json::Value {
             serde_json::from_slice(&o.stdout).unwrap()
         };
@@ -363,7 +375,10 @@ fn where_predicates_mean_the_same_in_search_and_sql() {
         let (s, q) = (search(p), sql(p));
         assert!(!q.status.success(), "query WHERE {p} was accepted");
         let err = String::from_utf8_lossy(&s.stderr);
-        assert!(err.contains("invalid predicate"), "search --where {p}: {err}");
+        assert!(
+            err.contains("invalid predicate"),
+            "search --where {p}: {err}"
+        );
         assert_eq!(s.status.code(), Some(1), "{p}: {err}");
     }
     for p in ["views + 10 > 100", "views = ratio", "views IN (SELECT 10)"] {

@@ -306,6 +306,30 @@ impl Schema {
         if self.validator.is_valid(props) {
             return Ok(());
         }
+        let first = self.validator.iter_errors(props).next();
+        let field = first.as_ref().and_then(|e| {
+            let path = e.instance_path.to_string();
+            let mut f = path.trim_start_matches('/').replace('/', ".");
+            // A missing field is reported at its parent: name the field itself.
+            if let jsonschema::error::ValidationErrorKind::Required { property } = &e.kind {
+                let name = property
+                    .as_str()
+                    .map_or_else(|| property.to_string(), str::to_string);
+                f = if f.is_empty() {
+                    name
+                } else {
+                    format!("{f}.{name}")
+                };
+            }
+            (!f.is_empty()).then_some(f)
+        });
+        let rule = first.as_ref().and_then(|e| {
+            let path = e.schema_path.to_string();
+            path.rsplit('/')
+                .next()
+                .filter(|k| !k.is_empty())
+                .map(str::to_string)
+        });
         let detail = self
             .validator
             .iter_errors(props)
@@ -324,6 +348,8 @@ impl Schema {
         Err(Error::Validation {
             table: self.name.clone(),
             detail,
+            field,
+            rule,
         })
     }
 }

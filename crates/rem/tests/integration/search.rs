@@ -201,7 +201,10 @@ fn filtered_search_keeps_recall() {
         .collect();
     // 50%: half the categories, through the index (3,000 rows: filtered inside HNSW).
     let category_in = |names: Vec<String>| {
-        Filter::In("category".into(), names.into_iter().map(|c| json!(c)).collect())
+        Filter::In(
+            "category".into(),
+            names.into_iter().map(|c| json!(c)).collect(),
+        )
     };
     let half = category_in((0..50).map(|i| format!("c{}", i * 2)).collect());
     let is_even = |c: &str| c[1..].parse::<u32>().unwrap() % 2 == 0;

@@ -1,0 +1,756 @@
+//! `rem_db._native`: the Rust half of the Python package.
+//!
+//! One class, [`Native`], holds a [`Backend`] (the embedded database, or a client of a
+//! server) and exposes its operations with JSON text in and out; `python/rem_db` turns
+//! that into dicts, Pydantic models and Arrow. Every call releases the GIL while it
+//! works. Errors become the exception classes of `rem_db.errors`, chosen from the typed
+//! error's code ([`rem::Error::code`], carried across the service as metadata), never
+//! from its message. `run_cli` is the `rem` command installed with the package.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use rem_service::proto;
+use rem_service::{Backend, Batches, Ingester, Inserter};
+use rem_sql::arrow::ipc::writer::StreamWriter;
+use rem_sql::arrow::record_batch::RecordBatch;
+use serde_json::{json, Value};
+
+/// What the Python side needs to raise the right exception.
+struct Failure {
+    code: String,
+    kind: String,
+    message: String,
+    field: Option<String>,
+    rule: Option<String>,
+    index: Option<usize>,
+    path: Option<String>,
+}
+
+impl Failure {
+    fn from_service(e: &rem_service::Error) -> Failure {
+        let detail = e.detail();
+        let code = match e {
+            rem_service::Error::Unauthenticated(_) => "unauthenticated".to_string(),
+            rem_service::Error::Connection(_) => "connection".to_string(),
+            rem_service::Error::Protocol(_) => "protocol".to_string(),
+            _ if detail.code.is_empty() => "internal".to_string(),
+            _ => detail.code,
+        };
+        let (index, path) = match e {
+            rem_service::Error::Record { index, .. } => (Some(*index), None),
+            rem_service::Error::Engine(rem::Error::Record { index, .. }) => (Some(*index), None),
+            rem_service::Error::Engine(rem::Error::Locked { path })
+            | rem_service::Error::Engine(rem::Error::NotInitialized { path }) => {
+                (None, Some(path.clone()))
+            }
+            _ => (None, None),
+        };
+        Failure {
+            code,
+            kind: e.kind().name().to_string(),
+            message: e.to_string(),
+            field: detail.field,
+            rule: detail.rule,
+            index,
+            path,
+        }
+    }
+
+    /// An error of the CLI layer (opening, configuration): the typed error inside it
+    /// when there is one.
+    fn from_anyhow(e: &anyhow::Error) -> Failure {
+        for cause in e.chain() {
+            if let Some(s) = cause.downcast_ref::<rem_service::Error>() {
+                return Failure {
+                    message: format!("{e:#}"),
+                    ..Failure::from_service(s)
+                };
+            }
+            if let Some(r) = cause.downcast_ref::<rem::Error>() {
+                let (field, rule) = r.violation();
+                let path = match r {
+                    rem::Error::Locked { path } | rem::Error::NotInitialized { path } => {
+                        Some(path.clone())
+                    }
+                    _ => None,
+                };
+                return Failure {
+                    code: r.code().to_string(),
+                    kind: r.kind().name().to_string(),
+                    message: format!("{e:#}"),
+                    field: field.map(str::to_string),
+                    rule: rule.map(str::to_string),
+                    index: None,
+                    path,
+                };
+            }
+        }
+        Failure {
+            code: "internal".into(),
+            kind: "internal".into(),
+            message: format!("{e:#}"),
+            field: None,
+            rule: None,
+            index: None,
+            path: None,
+        }
+    }
+
+    fn simple(code: &str, kind: &str, message: impl Into<String>) -> Failure {
+        Failure {
+            code: code.into(),
+            kind: kind.into(),
+            message: message.into(),
+            field: None,
+            rule: None,
+            index: None,
+            path: None,
+        }
+    }
+
+    /// The `rem_db.errors` exception for this failure.
+    fn into_py(self, py: Python<'_>) -> PyErr {
+        let made = py.import("rem_db.errors").and_then(|m| {
+            m.getattr("_from_native")?.call1((
+                self.code,
+                self.kind,
+                self.message.clone(),
+                self.field,
+                self.rule,
+                self.index,
+                self.path,
+            ))
+        });
+        match made {
+            Ok(exc) => PyErr::from_value(exc),
+            Err(_) => PyRuntimeError::new_err(self.message),
+        }
+    }
+}
+
+type Outcome<T> = Result<T, Failure>;
+
+fn service<T>(r: rem_service::Result<T>) -> Outcome<T> {
+    r.map_err(|e| Failure::from_service(&e))
+}
+
+fn engine<T>(r: rem::Result<T>) -> Outcome<T> {
+    service(r.map_err(rem_service::Error::from))
+}
+
+fn bad_input(message: impl Into<String>) -> Failure {
+    Failure::simple("invalid_input", "invalid_input", message)
+}
+
+fn parse_json(text: &str, what: &str) -> Outcome<Value> {
+    serde_json::from_str(text).map_err(|e| {
+        Failure::simple(
+            "invalid_json",
+            "invalid_input",
+            format!("invalid JSON in the {what}: {e}"),
+        )
+    })
+}
+
+/// Runs `f` with the GIL released and turns a failure into its exception.
+fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> Outcome<T> + Send) -> PyResult<T> {
+    py.detach(f).map_err(|e| e.into_py(py))
+}
+
+/// A database or a server, as the Python `Database` holds it.
+#[pyclass(frozen, module = "rem_db._native")]
+struct Native {
+    backend: Mutex<Option<Backend>>,
+    /// The process that opened it: a forked child gets an error, not a hang on locks
+    /// and threads that did not survive the fork.
+    pid: u32,
+    remote: bool,
+}
+
+impl Native {
+    fn backend(&self) -> Outcome<Backend> {
+        if std::process::id() != self.pid {
+            return Err(Failure::simple(
+                "forked",
+                "failed_precondition",
+                "this database was opened before the process forked; open it again in the child (a database cannot cross fork())",
+            ));
+        }
+        let guard = self.backend.lock().map_err(|_| {
+            Failure::simple("internal", "internal", "the database lock is poisoned")
+        })?;
+        guard.clone().ok_or_else(|| {
+            Failure::simple("closed", "failed_precondition", "the database is closed")
+        })
+    }
+
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(Backend) -> Outcome<T> + Send,
+    ) -> PyResult<T> {
+        let backend = self.backend().map_err(|e| e.into_py(py))?;
+        detached(py, move || f(backend))
+    }
+}
+
+#[pymethods]
+impl Native {
+    /// Opens as the `rem` command does, from the settings in `env` (the process
+    /// environment with the caller's overrides): through `server` when given, through
+    /// the live server holding the database, else in this process.
+    #[staticmethod]
+    #[pyo3(signature = (env, server=None, read_only=false))]
+    fn open(
+        py: Python<'_>,
+        env: BTreeMap<String, String>,
+        server: Option<String>,
+        read_only: bool,
+    ) -> PyResult<Native> {
+        let backend = py
+            .detach(|| -> anyhow::Result<Backend> {
+                let config = rem_cli::Config::load_from(&env)?;
+                rem_cli::open_backend(&config, server.as_deref(), read_only)
+            })
+            .map_err(|e| Failure::from_anyhow(&e).into_py(py))?;
+        Ok(Native {
+            remote: backend.is_remote(),
+            backend: Mutex::new(Some(backend)),
+            pid: std::process::id(),
+        })
+    }
+
+    /// A database in memory (nothing on disk), with the default settings.
+    #[staticmethod]
+    fn in_memory(py: Python<'_>) -> PyResult<Native> {
+        let db = detached(py, || engine(rem::Database::in_memory()))?;
+        Ok(Native {
+            remote: false,
+            backend: Mutex::new(Some(Backend::Embedded(db))),
+            pid: std::process::id(),
+        })
+    }
+
+    /// True when calls go to a server.
+    #[getter]
+    fn remote(&self) -> bool {
+        self.remote
+    }
+
+    /// The database folder (embedded), or `None` through a server.
+    #[getter]
+    fn path(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let b = self.backend().map_err(|e| e.into_py(py))?;
+        Ok(b.database().map(|d| d.path().display().to_string()))
+    }
+
+    /// Closes the database: the handle drops its storage (and its lock) once calls in
+    /// flight return. Closing twice is allowed.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let taken = self.backend.lock().ok().and_then(|mut g| g.take());
+        py.detach(move || {
+            if let Some(Backend::Embedded(db)) = &taken {
+                let _ = db.save_vector_indexes();
+            }
+            drop(taken);
+        });
+        Ok(())
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.backend.lock().map(|g| g.is_none()).unwrap_or(true)
+    }
+
+    fn register_schema(&self, py: Python<'_>, document: String) -> PyResult<String> {
+        self.with(py, move |b| {
+            let doc = parse_json(&document, "schema")?;
+            Ok(service(b.register_schema(&doc))?.to_string())
+        })
+    }
+
+    fn schemas(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.with(py, |b| {
+            Ok(service(b.schemas())?.iter().map(Value::to_string).collect())
+        })
+    }
+
+    fn schema(&self, py: Python<'_>, name: String) -> PyResult<String> {
+        self.with(py, move |b| Ok(service(b.schema(&name))?.to_string()))
+    }
+
+    /// One atomic batch; returns the ids.
+    fn insert_batch(
+        &self,
+        py: Python<'_>,
+        table: String,
+        records: Vec<String>,
+    ) -> PyResult<Vec<String>> {
+        self.with(py, move |b| {
+            let mut values = Vec::with_capacity(records.len());
+            for (i, r) in records.iter().enumerate() {
+                values.push(parse_json(r, &format!("record {}", i + 1))?);
+            }
+            let mut inserter: Inserter = service(b.inserter(&table))?;
+            service(inserter.write(values))
+        })
+    }
+
+    /// One record; returns its id. A refusal reads as the record's own error (no
+    /// "record 1 of the batch" prefix).
+    fn insert(&self, py: Python<'_>, table: String, record: String) -> PyResult<String> {
+        self.with(py, move |b| {
+            let value = parse_json(&record, "record")?;
+            let mut inserter: Inserter = service(b.inserter(&table))?;
+            match inserter.write(vec![value]) {
+                Ok(mut ids) => Ok(ids.remove(0)),
+                Err(e) => {
+                    let mut f = Failure::from_service(&e);
+                    if let rem_service::Error::Record { message, .. } = e {
+                        f.message = message;
+                    } else if let rem_service::Error::Engine(rem::Error::Record {
+                        source, ..
+                    }) = e
+                    {
+                        f.message = source.to_string();
+                    }
+                    Err(f)
+                }
+            }
+        })
+    }
+
+    /// Soft-deletes by id; returns `(id, table)`.
+    fn delete(&self, py: Python<'_>, id: String) -> PyResult<(String, String)> {
+        self.with(py, move |b| {
+            let r = service(b.delete(&id))?;
+            Ok((r.id, r.table))
+        })
+    }
+
+    #[pyo3(signature = (id, include_deleted=false))]
+    fn get(&self, py: Python<'_>, id: String, include_deleted: bool) -> PyResult<Option<String>> {
+        self.with(py, move |b| {
+            Ok(service(b.get(&id, include_deleted))?.map(|v| v.to_string()))
+        })
+    }
+
+    fn lookup(&self, py: Python<'_>, key: String) -> PyResult<Vec<String>> {
+        self.with(py, move |b| {
+            Ok(service(b.lookup(&key))?
+                .iter()
+                .map(Value::to_string)
+                .collect())
+        })
+    }
+
+    /// Returns `(table, table_detected, [(score, entity_json)])`.
+    #[pyo3(signature = (query, table=None, top_k=10, predicate=None, min_score=None, alt=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn search(
+        &self,
+        py: Python<'_>,
+        query: String,
+        table: Option<String>,
+        top_k: usize,
+        predicate: Option<String>,
+        min_score: Option<f32>,
+        alt: bool,
+    ) -> PyResult<(String, bool, Vec<(f32, String)>)> {
+        self.with(py, move |b| {
+            if top_k == 0 {
+                return Err(bad_input("top_k must be at least 1"));
+            }
+            let r = service(b.search(proto::SearchRequest {
+                table: table.unwrap_or_default(),
+                query,
+                top_k: top_k as u64,
+                has_min_score: min_score.is_some(),
+                min_score: min_score.unwrap_or_default(),
+                predicate: predicate.unwrap_or_default(),
+                alt,
+                ef_search: 0,
+            }))?;
+            Ok((
+                r.table,
+                r.table_detected,
+                r.hits
+                    .into_iter()
+                    .map(|h| (h.score, h.entity_json))
+                    .collect(),
+            ))
+        })
+    }
+
+    #[pyo3(signature = (query, include_deleted=false))]
+    fn sql(&self, py: Python<'_>, query: String, include_deleted: bool) -> PyResult<SqlResult> {
+        let batches = self.with(py, move |b| service(b.sql(&query, include_deleted)))?;
+        let schema = match &batches {
+            Batches::Embedded(s) => s.schema(),
+            Batches::Remote(r) => r.schema(),
+            _ => {
+                return Err(
+                    Failure::simple("internal", "internal", "unknown result kind").into_py(py),
+                )
+            }
+        };
+        Ok(SqlResult {
+            batches: Mutex::new(Some(batches)),
+            schema,
+        })
+    }
+
+    #[pyo3(signature = (src, dst, edge_type, weight=None, properties=None))]
+    fn add_edge(
+        &self,
+        py: Python<'_>,
+        src: String,
+        dst: String,
+        edge_type: String,
+        weight: Option<f64>,
+        properties: Option<String>,
+    ) -> PyResult<String> {
+        self.with(py, move |b| {
+            let e = service(b.add_edge(proto::AddEdgeRequest {
+                src,
+                dst,
+                edge_type,
+                has_weight: weight.is_some(),
+                weight: weight.unwrap_or_default(),
+                properties_json: properties.unwrap_or_default(),
+            }))?;
+            Ok(edge_json(&e).to_string())
+        })
+    }
+
+    fn remove_edge(
+        &self,
+        py: Python<'_>,
+        src: String,
+        dst: String,
+        edge_type: String,
+    ) -> PyResult<bool> {
+        self.with(py, move |b| {
+            service(b.remove_edge(proto::RemoveEdgeRequest {
+                src,
+                dst,
+                edge_type,
+            }))
+        })
+    }
+
+    #[pyo3(signature = (entity, direction="both".to_string(), edge_type=None))]
+    fn edges(
+        &self,
+        py: Python<'_>,
+        entity: String,
+        direction: String,
+        edge_type: Option<String>,
+    ) -> PyResult<String> {
+        self.with(py, move |b| {
+            let edges = service(b.edges(proto::EdgesRequest {
+                entity,
+                direction,
+                edge_type: edge_type.unwrap_or_default(),
+            }))?;
+            Ok(Value::Array(edges.iter().map(edge_json).collect()).to_string())
+        })
+    }
+
+    #[pyo3(signature = (entity, depth=1, direction="out".to_string(), edge_type=None, dfs=false))]
+    fn traverse(
+        &self,
+        py: Python<'_>,
+        entity: String,
+        depth: u64,
+        direction: String,
+        edge_type: Option<String>,
+        dfs: bool,
+    ) -> PyResult<String> {
+        self.with(py, move |b| {
+            let nodes = service(b.traverse(proto::TraverseRequest {
+                entity,
+                depth,
+                direction,
+                edge_type: edge_type.unwrap_or_default(),
+                dfs,
+            }))?;
+            let nodes: Vec<Value> = nodes
+                .into_iter()
+                .map(|n| {
+                    json!({
+                        "depth": n.depth,
+                        "id": n.id,
+                        "table": n.table,
+                        "edge_type": (!n.edge_type.is_empty()).then_some(n.edge_type),
+                        "path": n.path,
+                    })
+                })
+                .collect();
+            Ok(Value::Array(nodes).to_string())
+        })
+    }
+
+    /// Ingests a file, or every file of a folder, into `schema`: the files are read
+    /// here (never by a server). Returns one JSON report per file.
+    #[pyo3(signature = (schema, path, recursive=true))]
+    fn ingest_path(
+        &self,
+        py: Python<'_>,
+        schema: String,
+        path: PathBuf,
+        recursive: bool,
+    ) -> PyResult<Vec<String>> {
+        self.with(py, move |b| {
+            let files = engine(rem_ingest::collect_files(&path, recursive))?;
+            let mut ingester: Ingester = service(b.ingester(&schema))?;
+            let mut reports = Vec::with_capacity(files.len());
+            for file in files {
+                let name = file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let read = std::fs::read(&file)
+                    .map_err(|e| rem::Error::Io {
+                        path: file.display().to_string(),
+                        message: e.to_string(),
+                    })
+                    .and_then(|bytes| Ok((rem_ingest::file_uri(&file)?, bytes)));
+                let report = match read {
+                    Ok((uri, bytes)) => report_json(&service(ingester.file(&uri, &name, &bytes))?),
+                    Err(e) => json!({
+                        "uri": format!("file://{}", file.display()),
+                        "file_type": "",
+                        "size_bytes": 0,
+                        "status": "refused",
+                        "chunks": 0,
+                        "reason": e.to_string(),
+                        "error_kind": e.kind().name(),
+                    }),
+                };
+                reports.push(report.to_string());
+            }
+            Ok(reports)
+        })
+    }
+
+    /// Ingests one file's bytes into `schema`; returns the report as JSON.
+    fn ingest_bytes(
+        &self,
+        py: Python<'_>,
+        schema: String,
+        uri: String,
+        name: String,
+        data: Vec<u8>,
+    ) -> PyResult<String> {
+        self.with(py, move |b| {
+            let mut ingester: Ingester = service(b.ingester(&schema))?;
+            let r = service(ingester.file(&uri, &name, &data))?;
+            Ok(report_json(&r).to_string())
+        })
+    }
+
+    /// Exports `table` to the file `path` (written whole or not at all); returns the
+    /// rows written.
+    #[pyo3(signature = (table, path, format, compression=None, predicate=None, include_embeddings=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn export(
+        &self,
+        py: Python<'_>,
+        table: String,
+        path: PathBuf,
+        format: String,
+        compression: Option<String>,
+        predicate: Option<String>,
+        include_embeddings: bool,
+    ) -> PyResult<u64> {
+        self.with(py, move |b| {
+            let request = proto::ExportRequest {
+                table,
+                format,
+                compression: compression.unwrap_or_default(),
+                predicate: predicate.unwrap_or_default(),
+                include_embeddings,
+                row_group_size: 0,
+            };
+            let ((_, rows), _) = service(rem_sql::write_file_atomically(&path, |w| {
+                b.export(request, w)
+            }))?;
+            Ok(rows)
+        })
+    }
+
+    fn stats(&self, py: Python<'_>) -> PyResult<String> {
+        self.with(py, |b| {
+            let s = service(b.stats())?;
+            Ok(json!({
+                "path": s.path,
+                "tenant": s.tenant,
+                "last_seq": s.last_seq,
+                "disk_bytes": s.disk_bytes,
+                "tables": s.tables.iter().map(|t| json!({
+                    "table": t.table, "rows": t.rows, "deleted": t.deleted
+                })).collect::<Vec<_>>(),
+            })
+            .to_string())
+        })
+    }
+
+    /// Returns the problems found (empty when consistent).
+    fn verify(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.with(py, |b| Ok(service(b.verify())?.problems))
+    }
+}
+
+fn report_json(r: &proto::IngestReport) -> Value {
+    json!({
+        "uri": r.uri,
+        "file_type": r.file_type,
+        "size_bytes": r.size_bytes,
+        "status": r.status,
+        "chunks": r.chunks,
+        "reason": (!r.reason.is_empty()).then_some(&r.reason),
+        "error_kind": (!r.error_kind.is_empty()).then_some(&r.error_kind),
+    })
+}
+
+fn edge_json(e: &proto::Edge) -> Value {
+    let properties = serde_json::from_str::<Value>(&e.properties_json).unwrap_or(Value::Null);
+    json!({
+        "src": e.src,
+        "edge_type": e.edge_type,
+        "dst": e.dst,
+        "weight": e.weight,
+        "properties": properties,
+        "created_at": e.created_at,
+    })
+}
+
+/// The result of a SQL query, read batch by batch.
+#[pyclass(frozen, module = "rem_db._native")]
+struct SqlResult {
+    batches: Mutex<Option<Batches>>,
+    schema: rem_sql::arrow::datatypes::SchemaRef,
+}
+
+impl SqlResult {
+    fn next(&self, py: Python<'_>) -> PyResult<Option<RecordBatch>> {
+        let mut guard = self
+            .batches
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("the result is in use by another thread"))?;
+        let Some(batches) = guard.as_mut() else {
+            return Ok(None);
+        };
+        match py.detach(|| batches.next()) {
+            Some(Ok(b)) => Ok(Some(b)),
+            Some(Err(e)) => {
+                *guard = None;
+                Err(Failure::from_service(&e).into_py(py))
+            }
+            None => {
+                *guard = None;
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn ipc(
+    schema: &rem_sql::arrow::datatypes::Schema,
+    batch: Option<&RecordBatch>,
+) -> Outcome<Vec<u8>> {
+    let fail = |e: rem_sql::arrow::error::ArrowError| {
+        Failure::simple(
+            "internal",
+            "internal",
+            format!("cannot encode the result: {e}"),
+        )
+    };
+    let mut out = Vec::new();
+    let mut w = StreamWriter::try_new(&mut out, schema).map_err(fail)?;
+    if let Some(b) = batch {
+        w.write(b).map_err(fail)?;
+    }
+    w.finish().map_err(fail)?;
+    drop(w);
+    Ok(out)
+}
+
+#[pymethods]
+impl SqlResult {
+    /// The result's schema as an Arrow IPC stream with no batches.
+    fn schema_ipc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = ipc(&self.schema, None).map_err(|e| e.into_py(py))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// The column names.
+    fn columns(&self) -> Vec<String> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    /// The next batch as an Arrow IPC stream (schema and one batch), or `None` at the end.
+    fn next_ipc<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let Some(batch) = self.next(py)? else {
+            return Ok(None);
+        };
+        let bytes = py
+            .detach(|| ipc(&self.schema, Some(&batch)))
+            .map_err(|e| e.into_py(py))?;
+        Ok(Some(PyBytes::new(py, &bytes)))
+    }
+
+    /// The next batch as a JSON array of row objects, or `None` at the end.
+    fn next_json(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let Some(batch) = self.next(py)? else {
+            return Ok(None);
+        };
+        let text = py
+            .detach(|| {
+                let mut out = Vec::new();
+                rem_sql::write_batches::<rem::Error>(
+                    std::iter::once(Ok(batch)),
+                    rem_sql::OutputFormat::Json,
+                    &mut out,
+                )
+                .map(|_| String::from_utf8_lossy(&out).into_owned())
+            })
+            .map_err(|e| Failure::from_service(&e.into()).into_py(py))?;
+        Ok(Some(text))
+    }
+}
+
+/// Runs the `rem` command line (`argv` with the program name first) in this process,
+/// with the GIL released; returns the exit code.
+#[pyfunction]
+fn run_cli(py: Python<'_>, argv: Vec<String>) -> i32 {
+    py.detach(|| {
+        let mut session = rem_cli::Session::from_process();
+        i32::from(rem_cli::run_status(argv, &mut session))
+    })
+}
+
+/// The package's version (the workspace's).
+#[pyfunction]
+fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Native>()?;
+    m.add_class::<SqlResult>()?;
+    m.add_function(wrap_pyfunction!(run_cli, m)?)?;
+    m.add_function(wrap_pyfunction!(version, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,3 @@
+from rem_db.cli import main
+
+main()
