@@ -78,6 +78,17 @@ def _record_json(record: Record) -> str:
     )
 
 
+def _vector(v: Any) -> list[float]:
+    """A sequence of numbers (a list, a tuple, a NumPy array) as a list of floats."""
+    tolist = getattr(v, "tolist", None)
+    if callable(tolist):
+        v = tolist()
+    try:
+        return [float(x) for x in v]
+    except (TypeError, ValueError):
+        raise ValidationError("a vector is a sequence of numbers", code="invalid_input", kind="invalid_input") from None
+
+
 def _schema_json(schema: Any) -> str:
     """A Pydantic model class, a dict or a path to a JSON/YAML file, as JSON text."""
     if isinstance(schema, type) and hasattr(schema, "model_json_schema"):
@@ -220,21 +231,35 @@ class Database:
 
     # -- writes ------------------------------------------------------------------
 
-    def insert(self, table: str, record: Record) -> str:
+    def insert(self, table: str, record: Record, *, vector: Optional[Sequence[float]] = None) -> str:
         """Inserts (or updates, by key) one record; returns its id.
+
+        ``vector`` brings the record's embedding (for tables with embedded fields,
+        e.g. ``embedding_provider: "external:384"``); otherwise the table's provider
+        embeds the text.
 
         >>> db.insert("person", {"name": "Ada"})           # doctest: +SKIP
         '6f1c...'
         """
-        return self._db.insert(table, _record_json(record))
+        v = None if vector is None else _vector(vector)
+        return self._db.insert(table, _record_json(record), v)
 
-    def insert_batch(self, table: str, records: Iterable[Record]) -> list[str]:
+    def insert_batch(
+        self,
+        table: str,
+        records: Iterable[Record],
+        *,
+        vectors: Optional[Iterable[Sequence[float]]] = None,
+    ) -> list[str]:
         """Inserts records as one atomic batch: all are written, or none (the error's
-        ``index`` names the refused one). Returns the ids in order.
+        ``index`` names the refused one). Returns the ids in order. ``vectors`` (one per
+        record) brings their embeddings; a vector of the wrong size is refused.
 
         >>> db.insert_batch("person", [{"name": "Ada"}, {"name": "Alan"}])  # doctest: +SKIP
         """
-        return self._db.insert_batch(table, [_record_json(r) for r in records])
+        texts = [_record_json(r) for r in records]
+        vs = None if vectors is None else [_vector(v) for v in vectors]
+        return self._db.insert_batch(table, texts, vs)
 
     def delete(self, id: str) -> str:
         """Soft-deletes an entity; returns its table. :class:`NotFoundError` if none.
@@ -264,7 +289,7 @@ class Database:
 
     def search(
         self,
-        query: str,
+        query: Union[str, Sequence[float]],
         table: Optional[str] = None,
         top_k: int = 10,
         where: Optional[str] = None,
@@ -272,7 +297,8 @@ class Database:
         *,
         alt: bool = False,
     ) -> list[Hit]:
-        """Semantic search: the ``top_k`` entities nearest to ``query``, best first.
+        """Semantic search: the ``top_k`` entities nearest to ``query`` (a text, which
+        the table's provider embeds, or a vector of the table's size), best first.
 
         ``where`` is a SQL predicate (``"category = 'db' AND views > 10"``) with the
         same meaning as in :meth:`sql`. Without ``table``, the table whose description
@@ -280,7 +306,12 @@ class Database:
 
         >>> [h["name"] for h in db.search("key-value stores", table="resources")]  # doctest: +SKIP
         """
-        _, _, hits = self._db.search(query, table, top_k, where, min_score, alt)
+        if isinstance(query, str):
+            _, _, hits = self._db.search(query, table, top_k, where, min_score, alt)
+        else:
+            if table is None:
+                raise ValidationError("a search by vector names its table", code="invalid_input", kind="invalid_input")
+            _, _, hits = self._db.search("", table, top_k, where, min_score, alt, _vector(query))
         out = []
         for score, entity in hits:
             hit = Hit(json.loads(entity))

@@ -141,7 +141,7 @@ impl Opener<'_> {
     fn client_options(&self, db: Option<&Path>) -> Result<ClientOptions> {
         Ok(ClientOptions {
             token: self.token(db)?,
-            tls: crate::server::client_tls(&self.config)?,
+            tls: crate::server::client_tls(self.config)?,
             tenant: Some(self.config.tenant().to_string()),
             connect_timeout: std::time::Duration::from_secs(5),
         })
@@ -286,7 +286,7 @@ pub(crate) fn run(cli: Cli, session: &mut Session) -> Result<u8> {
             let backend = ctx.backend(Access::Read)?;
             let entity = backend
                 .get(&id, include_deleted)?
-                .ok_or_else(|| rem::Error::NotFound(id.clone()))?;
+                .ok_or_else(|| rem::Error::NotFound(format!("no entity with id {id}")))?;
             let format = ctx.format;
             print_rows(&mut ctx.out(), format, &Rows::single(entity))?;
         }
@@ -793,7 +793,7 @@ fn edge_command(ctx: &mut Ctx<'_>, cmd: EdgeCommand) -> Result<()> {
                 outln!(ctx, "removed {src} -[{edge_type}]-> {dst}");
             } else {
                 return Err(
-                    rem::Error::NotFound(format!("edge {src} -[{edge_type}]-> {dst}")).into(),
+                    rem::Error::NotFound(format!("no edge {src} -[{edge_type}]-> {dst}")).into(),
                 );
             }
         }
@@ -816,6 +816,7 @@ fn search_command(ctx: &mut Ctx<'_>, args: SearchArgs) -> Result<()> {
         predicate: args.predicate.clone().unwrap_or_default(),
         alt: args.alt,
         ef_search: 0,
+        vector: Vec::new(),
     })?;
     if result.table_detected {
         errln!(

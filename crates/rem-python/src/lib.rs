@@ -7,6 +7,10 @@
 //! error's code ([`rem::Error::code`], carried across the service as metadata), never
 //! from its message. `run_cli` is the `rem` command installed with the package.
 
+// A failure is built once, on the error path, and becomes a Python exception at once:
+// its size does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -135,6 +139,9 @@ impl Failure {
 
 type Outcome<T> = Result<T, Failure>;
 
+/// `(table, table_detected, [(score, entity_json)])`.
+type SearchResult = (String, bool, Vec<(f32, String)>);
+
 fn service<T>(r: rem_service::Result<T>) -> Outcome<T> {
     r.map_err(|e| Failure::from_service(&e))
 }
@@ -170,6 +177,9 @@ struct Native {
     /// and threads that did not survive the fork.
     pid: u32,
     remote: bool,
+    /// The export settings of the configuration it was opened with (compression,
+    /// Parquet row group size).
+    export_defaults: (String, u64),
 }
 
 impl Native {
@@ -212,27 +222,39 @@ impl Native {
         server: Option<String>,
         read_only: bool,
     ) -> PyResult<Native> {
-        let backend = py
-            .detach(|| -> anyhow::Result<Backend> {
+        let (backend, export_defaults) = py
+            .detach(|| -> anyhow::Result<_> {
                 let config = rem_cli::Config::load_from(&env)?;
-                rem_cli::open_backend(&config, server.as_deref(), read_only)
+                let defaults = export_defaults(&config)?;
+                Ok((
+                    rem_cli::open_backend(&config, server.as_deref(), read_only)?,
+                    defaults,
+                ))
             })
             .map_err(|e| Failure::from_anyhow(&e).into_py(py))?;
         Ok(Native {
             remote: backend.is_remote(),
             backend: Mutex::new(Some(backend)),
             pid: std::process::id(),
+            export_defaults,
         })
     }
 
     /// A database in memory (nothing on disk), with the default settings.
     #[staticmethod]
     fn in_memory(py: Python<'_>) -> PyResult<Native> {
-        let db = detached(py, || engine(rem::Database::in_memory()))?;
+        let (db, export_defaults) = detached(py, || {
+            let defaults = rem_cli::Config::load_from(&BTreeMap::new())
+                .map_err(anyhow::Error::from)
+                .and_then(|c| export_defaults(&c))
+                .map_err(|e| Failure::from_anyhow(&e))?;
+            Ok((engine(rem::Database::in_memory())?, defaults))
+        })?;
         Ok(Native {
             remote: false,
             backend: Mutex::new(Some(Backend::Embedded(db))),
             pid: std::process::id(),
+            export_defaults,
         })
     }
 
@@ -284,12 +306,15 @@ impl Native {
         self.with(py, move |b| Ok(service(b.schema(&name))?.to_string()))
     }
 
-    /// One atomic batch; returns the ids.
+    /// One atomic batch, with the caller's vectors (one per record) when given;
+    /// returns the ids.
+    #[pyo3(signature = (table, records, vectors=None))]
     fn insert_batch(
         &self,
         py: Python<'_>,
         table: String,
         records: Vec<String>,
+        vectors: Option<Vec<Vec<f32>>>,
     ) -> PyResult<Vec<String>> {
         self.with(py, move |b| {
             let mut values = Vec::with_capacity(records.len());
@@ -297,17 +322,24 @@ impl Native {
                 values.push(parse_json(r, &format!("record {}", i + 1))?);
             }
             let mut inserter: Inserter = service(b.inserter(&table))?;
-            service(inserter.write(values))
+            service(inserter.write_with_vectors(values, vectors))
         })
     }
 
-    /// One record; returns its id. A refusal reads as the record's own error (no
-    /// "record 1 of the batch" prefix).
-    fn insert(&self, py: Python<'_>, table: String, record: String) -> PyResult<String> {
+    /// One record (with its vector, when given); returns its id. A refusal reads as
+    /// the record's own error (no "record 1 of the batch" prefix).
+    #[pyo3(signature = (table, record, vector=None))]
+    fn insert(
+        &self,
+        py: Python<'_>,
+        table: String,
+        record: String,
+        vector: Option<Vec<f32>>,
+    ) -> PyResult<String> {
         self.with(py, move |b| {
             let value = parse_json(&record, "record")?;
             let mut inserter: Inserter = service(b.inserter(&table))?;
-            match inserter.write(vec![value]) {
+            match inserter.write_with_vectors(vec![value], vector.map(|v| vec![v])) {
                 Ok(mut ids) => Ok(ids.remove(0)),
                 Err(e) => {
                     let mut f = Failure::from_service(&e);
@@ -349,8 +381,9 @@ impl Native {
         })
     }
 
-    /// Returns `(table, table_detected, [(score, entity_json)])`.
-    #[pyo3(signature = (query, table=None, top_k=10, predicate=None, min_score=None, alt=false))]
+    /// Search by `query` text, or by `vector` (then `table` is required). Returns
+    /// `(table, table_detected, [(score, entity_json)])`.
+    #[pyo3(signature = (query, table=None, top_k=10, predicate=None, min_score=None, alt=false, vector=None))]
     #[allow(clippy::too_many_arguments)]
     fn search(
         &self,
@@ -361,7 +394,8 @@ impl Native {
         predicate: Option<String>,
         min_score: Option<f32>,
         alt: bool,
-    ) -> PyResult<(String, bool, Vec<(f32, String)>)> {
+        vector: Option<Vec<f32>>,
+    ) -> PyResult<SearchResult> {
         self.with(py, move |b| {
             if top_k == 0 {
                 return Err(bad_input("top_k must be at least 1"));
@@ -375,6 +409,7 @@ impl Native {
                 predicate: predicate.unwrap_or_default(),
                 alt,
                 ef_search: 0,
+                vector: vector.unwrap_or_default(),
             }))?;
             Ok((
                 r.table,
@@ -444,31 +479,33 @@ impl Native {
         })
     }
 
-    #[pyo3(signature = (entity, direction="both".to_string(), edge_type=None))]
+    /// `direction`: `out`, `in` or `both` (the default).
+    #[pyo3(signature = (entity, direction=None, edge_type=None))]
     fn edges(
         &self,
         py: Python<'_>,
         entity: String,
-        direction: String,
+        direction: Option<String>,
         edge_type: Option<String>,
     ) -> PyResult<String> {
         self.with(py, move |b| {
             let edges = service(b.edges(proto::EdgesRequest {
                 entity,
-                direction,
+                direction: direction.unwrap_or_else(|| "both".into()),
                 edge_type: edge_type.unwrap_or_default(),
             }))?;
             Ok(Value::Array(edges.iter().map(edge_json).collect()).to_string())
         })
     }
 
-    #[pyo3(signature = (entity, depth=1, direction="out".to_string(), edge_type=None, dfs=false))]
+    /// `direction`: `out` (the default), `in` or `both`.
+    #[pyo3(signature = (entity, depth=1, direction=None, edge_type=None, dfs=false))]
     fn traverse(
         &self,
         py: Python<'_>,
         entity: String,
         depth: u64,
-        direction: String,
+        direction: Option<String>,
         edge_type: Option<String>,
         dfs: bool,
     ) -> PyResult<String> {
@@ -476,7 +513,7 @@ impl Native {
             let nodes = service(b.traverse(proto::TraverseRequest {
                 entity,
                 depth,
-                direction,
+                direction: direction.unwrap_or_else(|| "out".into()),
                 edge_type: edge_type.unwrap_or_default(),
                 dfs,
             }))?;
@@ -569,14 +606,21 @@ impl Native {
         predicate: Option<String>,
         include_embeddings: bool,
     ) -> PyResult<u64> {
+        let (default_compression, row_group_size) = self.export_defaults.clone();
         self.with(py, move |b| {
+            // The configured compression applies to Parquet; other formats take none.
+            let compression = compression.unwrap_or(if format == "parquet" {
+                default_compression
+            } else {
+                "none".to_string()
+            });
             let request = proto::ExportRequest {
                 table,
                 format,
-                compression: compression.unwrap_or_default(),
+                compression,
                 predicate: predicate.unwrap_or_default(),
                 include_embeddings,
-                row_group_size: 0,
+                row_group_size,
             };
             let ((_, rows), _) = service(rem_sql::write_file_atomically(&path, |w| {
                 b.export(request, w)
@@ -605,6 +649,17 @@ impl Native {
     fn verify(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         self.with(py, |b| Ok(service(b.verify())?.problems))
     }
+}
+
+/// The export compression and row group size a configuration sets.
+fn export_defaults(config: &rem_cli::Config) -> anyhow::Result<(String, u64)> {
+    Ok((
+        config
+            .get("P8_PARQUET_COMPRESSION")
+            .unwrap_or("zstd")
+            .to_string(),
+        config.parquet_row_group_size()? as u64,
+    ))
 }
 
 fn report_json(r: &proto::IngestReport) -> Value {

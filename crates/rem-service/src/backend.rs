@@ -257,18 +257,37 @@ pub enum Inserter {
 impl Inserter {
     /// Writes one atomic batch; returns the ids once committed.
     pub fn write(&mut self, records: Vec<Value>) -> Result<Vec<String>> {
+        self.write_with_vectors(records, None)
+    }
+
+    /// Writes one atomic batch with the caller's vectors for the table's embedding
+    /// column (one per record), when given.
+    pub fn write_with_vectors(
+        &mut self,
+        records: Vec<Value>,
+        vectors: Option<Vec<Vec<f32>>>,
+    ) -> Result<Vec<String>> {
         match self {
-            Inserter::Embedded { db, table } => match db.insert_batch(table, records) {
-                Ok(ids) => Ok(ids.into_iter().map(|id| id.to_string()).collect()),
-                Err(rem::Error::Record { index, source }) => Err(Error::Record {
-                    index,
-                    kind: source.kind(),
-                    detail: crate::Detail::of(&source),
-                    message: source.to_string(),
-                }),
-                Err(e) => Err(e.into()),
-            },
-            Inserter::Remote(r) => r.write(records.iter().map(|v| v.to_string()).collect()),
+            Inserter::Embedded { db, table } => {
+                let written = match vectors {
+                    Some(v) => db.insert_batch_with_vectors(table, records, v),
+                    None => db.insert_batch(table, records),
+                };
+                match written {
+                    Ok(ids) => Ok(ids.into_iter().map(|id| id.to_string()).collect()),
+                    Err(rem::Error::Record { index, source }) => Err(Error::Record {
+                        index,
+                        kind: source.kind(),
+                        detail: crate::Detail::of(&source),
+                        message: source.to_string(),
+                    }),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Inserter::Remote(r) => r.write_with_vectors(
+                records.iter().map(|v| v.to_string()).collect(),
+                vectors.unwrap_or_default(),
+            ),
         }
     }
 }

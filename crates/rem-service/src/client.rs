@@ -461,12 +461,25 @@ pub struct RemoteInserter {
 impl RemoteInserter {
     /// Writes one atomic batch of JSON records; returns their ids once committed.
     pub fn write(&mut self, records_json: Vec<String>) -> Result<Vec<String>> {
+        self.write_with_vectors(records_json, Vec::new())
+    }
+
+    /// [`RemoteInserter::write`] with the caller's vectors, one per record.
+    pub fn write_with_vectors(
+        &mut self,
+        records_json: Vec<String>,
+        vectors: Vec<Vec<f32>>,
+    ) -> Result<Vec<String>> {
         let Some(tx) = &self.tx else {
             return Err(Error::Connection("the insert stream has ended".into()));
         };
         let msg = InsertRequest {
             table: std::mem::take(&mut self.table),
             records_json,
+            vectors: vectors
+                .into_iter()
+                .map(|values| crate::proto::Vector { values })
+                .collect(),
         };
         let rt = self.client.rt.clone();
         let sent = rt.block_on(tx.send(msg));

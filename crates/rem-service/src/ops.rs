@@ -11,7 +11,7 @@ use crate::proto::{
     GetRequest, GetSchemaRequest, IngestReport, ListSchemasReply, LookupRequest, Node, PathReply,
     PathRequest, PromoteReply, RegisterSchemaRequest, RemoveEdgeReply, RemoveEdgeRequest,
     SchemaReply, SearchHit, SearchReply, SearchRequest, StatsReply, StatusReply, TableStats,
-    TraverseReply, TraverseRequest, VerifyReply,
+    TraverseReply, TraverseRequest, Vector, VerifyReply,
 };
 
 /// Parses JSON text sent by a client.
@@ -59,7 +59,12 @@ pub(crate) fn get_schema(db: &Database, req: &GetSchemaRequest) -> Result<Schema
 }
 
 /// Writes one atomic batch; a record that is not JSON is refused like an invalid one.
-pub(crate) fn insert(db: &Database, table: &str, records_json: &[String]) -> Result<Vec<String>> {
+pub(crate) fn insert(
+    db: &Database,
+    table: &str,
+    records_json: &[String],
+    vectors: Vec<Vector>,
+) -> Result<Vec<String>> {
     let mut records = Vec::with_capacity(records_json.len());
     for (index, text) in records_json.iter().enumerate() {
         let record = parse_json(text, "record").map_err(|e| Error::Record {
@@ -68,11 +73,13 @@ pub(crate) fn insert(db: &Database, table: &str, records_json: &[String]) -> Res
         })?;
         records.push(record);
     }
-    Ok(db
-        .insert_batch(table, records)?
-        .into_iter()
-        .map(|id| id.to_string())
-        .collect())
+    let ids = if vectors.is_empty() {
+        db.insert_batch(table, records)?
+    } else {
+        let vectors = vectors.into_iter().map(|v| v.values).collect();
+        db.insert_batch_with_vectors(table, records, vectors)?
+    };
+    Ok(ids.into_iter().map(|id| id.to_string()).collect())
 }
 
 pub(crate) fn delete(db: &Database, req: &DeleteRequest) -> Result<DeleteReply> {
@@ -124,7 +131,15 @@ pub(crate) fn search(db: &Database, req: &SearchRequest) -> Result<SearchReply> 
         ef_search: (req.ef_search > 0).then_some(req.ef_search as usize),
     };
     let table = (!req.table.is_empty()).then_some(req.table.as_str());
-    let result = db.search(table, &req.query, &options)?;
+    let result = match (req.vector.is_empty(), table) {
+        (true, _) => db.search(table, &req.query, &options)?,
+        (false, Some(t)) => db.search_by_vector(t, &req.vector, &options)?,
+        (false, None) => {
+            return Err(Error::InvalidInput(
+                "a search by vector names its table".into(),
+            ))
+        }
+    };
     Ok(SearchReply {
         table: result.table,
         table_detected: result.table_detected,

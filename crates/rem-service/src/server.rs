@@ -294,9 +294,10 @@ impl DatabaseRpc for DatabaseService {
                     break;
                 }
                 let (db, t) = (db.clone(), table.clone());
-                let written =
-                    tokio::task::spawn_blocking(move || ops::insert(&db, &t, &msg.records_json))
-                        .await;
+                let written = tokio::task::spawn_blocking(move || {
+                    ops::insert(&db, &t, &msg.records_json, msg.vectors)
+                })
+                .await;
                 let reply = match written {
                     Ok(Ok(ids)) => Ok(InsertReply { ids, error: None }),
                     Ok(Err(rem::Error::Record { index, source })) => Ok(InsertReply {

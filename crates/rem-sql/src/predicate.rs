@@ -64,7 +64,7 @@ pub fn parse_where(db: &Database, table: Option<&str>, predicate: &str) -> Resul
     let arrow = arrow_schema(&cols);
     state()?
         .create_physical_expr(expr.clone(), &df_schema)
-        .and_then(|p| Ok(p.evaluate(&RecordBatch::new_empty(arrow))?))
+        .and_then(|p| p.evaluate(&RecordBatch::new_empty(arrow)))
         .map_err(|e| invalid(predicate, &sql_error(e).to_string()))?;
     complete(&expr, &cols).map_err(|part| {
         invalid(
@@ -76,7 +76,7 @@ pub fn parse_where(db: &Database, table: Option<&str>, predicate: &str) -> Resul
 
 fn invalid(predicate: &str, msg: &str) -> Error {
     let msg = msg.strip_prefix("SQL error: ").unwrap_or(msg);
-    Error::InvalidInput(format!("invalid predicate '{predicate}': {msg}"))
+    Error::Sql(format!("invalid predicate '{predicate}': {msg}"))
 }
 
 fn parse(predicate: &str) -> Result<SqlExpr> {

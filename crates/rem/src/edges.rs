@@ -114,7 +114,7 @@ impl Database {
     /// The live entity `reference` names: an id, a qualified key `table:key`, or a key
     /// that exactly one entity has. Errors name what was not found or is ambiguous.
     pub fn resolve(&self, reference: &str) -> Result<Entity> {
-        let not_found = || Error::InvalidInput(format!("no entity has id or key '{reference}'"));
+        let not_found = || Error::NotFound(format!("no entity has id or key '{reference}'"));
         if let Ok(id) = uuid::Uuid::parse_str(reference.trim()) {
             return self.get(&EntityId(id))?.ok_or_else(not_found);
         }

@@ -33,6 +33,19 @@ impl Providers {
         if let Some(p) = loaded.get(name) {
             return Ok(p.clone());
         }
+        if let Some(dims) = name.strip_prefix(EXTERNAL) {
+            let dims = dims.parse::<usize>().ok().filter(|d| *d > 0).ok_or_else(|| {
+                Error::InvalidSchema(format!(
+                    "'{name}': an external embedding provider is '{EXTERNAL}<dimensions>', e.g. '{EXTERNAL}384'"
+                ))
+            })?;
+            let provider: Arc<dyn EmbeddingProvider> = Arc::new(External {
+                name: name.to_string(),
+                dims,
+            });
+            loaded.insert(name.to_string(), provider.clone());
+            return Ok(provider);
+        }
         let settings = ProviderSettings {
             models_dir: options.models_dir.clone(),
             local_engine: options.local_engine,
@@ -45,6 +58,32 @@ impl Providers {
         let provider = rem_embed::resolve(name, &settings).map_err(Error::from)?;
         loaded.insert(name.to_string(), provider.clone());
         Ok(provider)
+    }
+}
+
+/// The provider of tables whose vectors come from the caller (`external:<dims>`), for
+/// frameworks that embed themselves: it knows its size and embeds nothing.
+pub const EXTERNAL: &str = "external:";
+
+struct External {
+    name: String,
+    dims: usize,
+}
+
+impl EmbeddingProvider for External {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn dims(&self) -> usize {
+        self.dims
+    }
+
+    fn embed(&self, _texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, rem_embed::EmbedError> {
+        Err(rem_embed::EmbedError::Inference(format!(
+            "this table's vectors come from the caller ({}): give a vector with each record, and search by vector",
+            self.name
+        )))
     }
 }
 
@@ -128,6 +167,59 @@ impl From<rem_embed::EmbedError> for Error {
     }
 }
 
+/// The updates of the `embedding` column from the caller's vectors: each must have the
+/// column's size; the text hash is still recorded, so a later write of the same text
+/// without a vector keeps it.
+fn given_updates(
+    schema: &Schema,
+    ids: &[EntityId],
+    props: &[&Map<String, Value>],
+    vectors: Vec<Vec<f32>>,
+    provider: &dyn EmbeddingProvider,
+) -> Result<ColumnUpdates> {
+    if vectors.len() != ids.len() {
+        return Err(Error::InvalidInput(format!(
+            "{} vectors for {} records: give one vector per record",
+            vectors.len(),
+            ids.len()
+        )));
+    }
+    let mut updates = Vec::with_capacity(ids.len());
+    for (index, (vector, p)) in vectors.into_iter().zip(props).enumerate() {
+        if vector.len() != provider.dims() {
+            return Err(Error::Record {
+                index,
+                source: Box::new(Error::Embedding(format!(
+                    "the vector has {} dimensions; table '{}' holds {}-dimensional vectors ({})",
+                    vector.len(),
+                    schema.name,
+                    provider.dims(),
+                    provider.name()
+                ))),
+            });
+        }
+        if vector.iter().any(|x| !x.is_finite()) {
+            return Err(Error::Record {
+                index,
+                source: Box::new(Error::Embedding(
+                    "the vector holds a NaN or an infinity".into(),
+                )),
+            });
+        }
+        let text = embedding_text(schema, p).unwrap_or_default();
+        updates.push(EmbedUpdate::Put(StoredEmbedding {
+            text_hash: text_hash(&text),
+            vector,
+        }));
+    }
+    Ok(ColumnUpdates {
+        column: EMBEDDING,
+        model: provider.name().to_string(),
+        dims: provider.dims(),
+        updates,
+    })
+}
+
 /// What a write does to one record's stored vector in one column.
 #[derive(Debug, Clone)]
 pub(crate) enum EmbedUpdate {
@@ -150,20 +242,41 @@ pub(crate) struct ColumnUpdates {
 impl crate::Database {
     /// Works out, before taking the write lock, which records need new vectors, and
     /// embeds their texts in batches (⌈N / batch size⌉ provider calls).
+    /// `given` are the caller's vectors for the `embedding` column, one per record.
     pub(crate) fn plan_embeddings(
         &self,
         schema: &Schema,
         ids: &[EntityId],
         props: &[&Map<String, Value>],
+        given: Option<Vec<Vec<f32>>>,
     ) -> Result<Vec<ColumnUpdates>> {
         let options = &self.inner.embedding;
         let mut out = Vec::new();
+        if given.is_some() && provider_name(schema, EMBEDDING, options).is_none() {
+            return Err(Error::InvalidInput(format!(
+                "table '{}' has no embedded fields, so it takes no vectors",
+                schema.name
+            )));
+        }
+        let mut given = given;
         for column in [EMBEDDING, EMBEDDING_ALT] {
             let Some(model) = provider_name(schema, column, options) else {
                 continue;
             };
             let provider = self.inner.providers.get(&model, options)?;
             self.check_column_meta(&schema.name, column, provider.name(), provider.dims())?;
+            if column == EMBEDDING {
+                if let Some(vectors) = given.take() {
+                    out.push(given_updates(
+                        schema,
+                        ids,
+                        props,
+                        vectors,
+                        provider.as_ref(),
+                    )?);
+                    continue;
+                }
+            }
             let keys: Vec<Vec<u8>> = ids
                 .iter()
                 .map(|id| embedding_key(&self.tenant, &schema.name, column, id))
@@ -217,6 +330,20 @@ impl crate::Database {
             });
         }
         Ok(out)
+    }
+
+    /// Checks the size of a caller's query vector against the table's column.
+    pub(crate) fn column_provider(
+        &self,
+        schema: &Schema,
+        column: &str,
+    ) -> Result<Option<Arc<dyn EmbeddingProvider>>> {
+        match provider_name(schema, column, &self.inner.embedding) {
+            Some(model) => Ok(Some(
+                self.inner.providers.get(&model, &self.inner.embedding)?,
+            )),
+            None => Ok(None),
+        }
     }
 
     /// Refuses vectors from a provider other than the one that made the column's

@@ -39,7 +39,7 @@ pub enum Error {
     #[error("unknown table '{0}'; register it with `rem schema add` (see `rem schema list`)")]
     UnknownTable(String),
     /// No entity has this id (for this tenant).
-    #[error("no entity with id {0}")]
+    #[error("{0}")]
     NotFound(String),
     /// Input text is not valid JSON (or YAML).
     #[error("invalid JSON{}: {message}", location.as_deref().map(|l| format!(" {l}")).unwrap_or_default())]

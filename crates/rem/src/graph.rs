@@ -126,7 +126,7 @@ impl Database {
         edge_type: Option<&str>,
     ) -> Result<Vec<Edge>> {
         if self.get(id)?.is_none() {
-            return Err(Error::NotFound(id.to_string()));
+            return Err(Error::NotFound(format!("no entity with id {id}")));
         }
         let mut out = Vec::new();
         if direction != Direction::In {
@@ -251,7 +251,9 @@ impl Database {
     pub fn traverse(&self, start: &EntityId, options: &TraverseOptions) -> Result<Vec<Node>> {
         check_depth(options.depth)?;
         let first = self.live_tables(&[*start])?.remove(0).ok_or_else(|| {
-            Error::NotFound(format!("{start} (a traversal starts at a live entity)"))
+            Error::NotFound(format!(
+                "no entity with id {start} (a traversal starts at a live entity)"
+            ))
         })?;
         let edge_type = options.edge_type.as_deref();
         let mut iter = self.store().raw_scan(ColumnFamily::Edges)?;
@@ -357,7 +359,7 @@ impl Database {
         check_depth(max_depth)?;
         for id in [from, to] {
             if self.live_tables(&[*id])?[0].is_none() {
-                return Err(Error::NotFound(id.to_string()));
+                return Err(Error::NotFound(format!("no entity with id {id}")));
             }
         }
         if from == to {

@@ -33,7 +33,7 @@ mod write;
 pub use change::{decode_change, Change};
 pub use db::{Database, OpenOptions, ScanResult, Stats};
 pub use edges::{Edge, EdgeOptions, REFERENCES};
-pub use embedding::{EMBEDDING, EMBEDDING_ALT};
+pub use embedding::{EMBEDDING, EMBEDDING_ALT, EXTERNAL};
 pub use entity::{format_ts, parse_ts, Entity, SYSTEM_FIELDS};
 pub use error::{Error, ErrorKind, Result};
 pub use graph::{Direction, Node, TraverseOptions, MAX_DEPTH};

@@ -95,6 +95,69 @@ impl Database {
             .map_err(Error::from)?
             .pop()
             .unwrap_or_default();
+        self.search_in(
+            table,
+            detected,
+            column,
+            provider.as_ref(),
+            &query_vec,
+            options,
+        )
+    }
+
+    /// Search by the caller's query vector (of the table's `embedding` column size,
+    /// or `embedding_alt`'s with `options.alt`): for frameworks that embed themselves.
+    pub fn search_by_vector(
+        &self,
+        table: &str,
+        vector: &[f32],
+        options: &SearchOptions,
+    ) -> Result<SearchResult> {
+        let schema = self.schema(table)?;
+        let column = if options.alt {
+            EMBEDDING_ALT
+        } else {
+            EMBEDDING
+        };
+        let Some(provider) = self.column_provider(&schema, column)? else {
+            return Err(Error::InvalidInput(format!(
+                "table '{}' has no {column} vectors to search",
+                schema.name
+            )));
+        };
+        if vector.len() != provider.dims() {
+            return Err(Error::InvalidInput(format!(
+                "the query vector has {} dimensions; table '{}' holds {}-dimensional vectors ({})",
+                vector.len(),
+                schema.name,
+                provider.dims(),
+                provider.name()
+            )));
+        }
+        if vector.iter().any(|x| !x.is_finite()) {
+            return Err(Error::InvalidInput(
+                "the query vector holds a NaN or an infinity".into(),
+            ));
+        }
+        self.search_in(
+            schema.name.clone(),
+            false,
+            column,
+            provider.as_ref(),
+            vector,
+            options,
+        )
+    }
+
+    fn search_in(
+        &self,
+        table: String,
+        detected: bool,
+        column: &'static str,
+        provider: &dyn rem_embed::EmbeddingProvider,
+        query_vec: &[f32],
+        options: &SearchOptions,
+    ) -> Result<SearchResult> {
         let index = self.vector_index(&table, column, provider.name(), provider.dims())?;
         let allowed = match &options.filter {
             Filter::All => None,
@@ -116,7 +179,7 @@ impl Database {
                 None => options.top_k,
             };
             loop {
-                let found = guard.search(&query_vec, k, allowed.as_ref(), options.ef_search)?;
+                let found = guard.search(query_vec, k, allowed.as_ref(), options.ef_search)?;
                 let exhausted = found.len() < k || k >= options.top_k || k >= guard.len();
                 let below = match (options.min_score, found.last()) {
                     (Some(m), Some((_, s))) => *s < m,
@@ -130,7 +193,7 @@ impl Database {
         };
         // The index may hold reduced-precision vectors: score the hits again with the
         // stored f32 vectors so scores (and thresholds on them) are exact.
-        let query_unit = normalized(&query_vec);
+        let query_unit = normalized(query_vec);
         let mut scored = Vec::with_capacity(found.len());
         for (id, approx) in found {
             let key = embedding_key(&self.tenant, &table, column, &id);

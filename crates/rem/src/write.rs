@@ -44,8 +44,34 @@ impl Database {
     /// Returns one id per record, in input order (a key repeated in the batch repeats
     /// its id; the last record with that key wins).
     pub fn insert_batch(&self, table: &str, records: Vec<Value>) -> Result<Vec<EntityId>> {
+        self.write_batch(table, records, None)
+    }
+
+    /// [`Database::insert_batch`] with the caller's vectors for the table's `embedding`
+    /// column, one per record (for frameworks that embed themselves, and for tables
+    /// whose provider is `external:<dims>`). Each vector must have the column's size.
+    pub fn insert_batch_with_vectors(
+        &self,
+        table: &str,
+        records: Vec<Value>,
+        vectors: Vec<Vec<f32>>,
+    ) -> Result<Vec<EntityId>> {
+        self.write_batch(table, records, Some(vectors))
+    }
+
+    fn write_batch(
+        &self,
+        table: &str,
+        records: Vec<Value>,
+        vectors: Option<Vec<Vec<f32>>>,
+    ) -> Result<Vec<EntityId>> {
         self.check_writable()?;
         let schema = self.schema(table)?;
+        if schema.name == "schemas" && vectors.is_some() {
+            return Err(Error::InvalidInput(
+                "schema documents take no vectors".into(),
+            ));
+        }
         if schema.name == "schemas" {
             // Rows of `schemas` are schema documents: register them as such.
             let mut parsed = Vec::with_capacity(records.len());
@@ -76,7 +102,7 @@ impl Database {
         // Embedding is the slow part: it runs before the write lock is taken.
         let ids: Vec<EntityId> = prepared.iter().map(|p| p.id).collect();
         let props: Vec<&Map<String, Value>> = prepared.iter().map(|p| &p.properties).collect();
-        let plans = self.plan_embeddings(&schema, &ids, &props)?;
+        let plans = self.plan_embeddings(&schema, &ids, &props, vectors)?;
         let _guard = self.lock_writes();
         let mut batch = self.store().batch();
         let mut changes = Vec::with_capacity(prepared.len());
@@ -123,7 +149,7 @@ impl Database {
         // registrable without a working provider: search embeds descriptions it lacks.
         let ids: Vec<EntityId> = prepared.iter().map(|p| p.id).collect();
         let props: Vec<&Map<String, Value>> = prepared.iter().map(|p| &p.properties).collect();
-        let plans = match self.plan_embeddings(&meta, &ids, &props) {
+        let plans = match self.plan_embeddings(&meta, &ids, &props, None) {
             Ok(plans) => plans,
             Err(e) => {
                 tracing::warn!("schema descriptions were not embedded: {e}");
@@ -163,7 +189,7 @@ impl Database {
         let _guard = self.lock_writes();
         let entity = self
             .get(id)?
-            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+            .ok_or_else(|| Error::NotFound(format!("no entity with id {id}")))?;
         if entity.table == "schemas" {
             return Err(Error::InvalidInput(
                 "schemas cannot be deleted with delete; tables stay registered".into(),

@@ -189,6 +189,7 @@ fn call_everything(address: &str, token: Option<&str>) -> Vec<String> {
         let batch = InsertRequest {
             table: "person".into(),
             records_json: vec![r#"{"name": "x", "email": "x@x"}"#.into()],
+            vectors: vec![],
         };
         check!(
             "Insert",
