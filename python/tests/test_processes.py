@@ -217,3 +217,35 @@ def test_stubs_match_the_native_module() -> None:
         timeout=300,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ctrl_c_interrupts_a_long_call(db_path: Path) -> None:
+    # A child runs a query that takes far longer than the test waits; SIGINT must end
+    # the call with KeyboardInterrupt promptly.
+    with rem_db.Database(db_path) as d:
+        d.register_schema(PERSON)
+        d.insert_batch("person", [{"name": f"k{i}", "age": i} for i in range(3000)])
+    prog = textwrap.dedent(
+        """
+        import rem_db, sys, time
+        db = rem_db.Database(sys.argv[1])
+        print("ready", flush=True)
+        t = time.monotonic()
+        try:
+            db.sql("SELECT count(*) FROM person a, person b, person c WHERE a.age + b.age + c.age = -1").to_list()
+            print("finished", flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", round(time.monotonic() - t, 1), flush=True)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", prog, str(db_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        child.send_signal(2)  # SIGINT, as Ctrl-C sends
+        out, _ = child.communicate(timeout=30)
+        assert out.startswith("interrupted"), out
+    finally:
+        if child.poll() is None:
+            child.kill()

@@ -199,6 +199,7 @@ impl Native {
         })
     }
 
+    /// A quick call (a point read): runs on this thread with the GIL released.
     fn with<T: Send>(
         &self,
         py: Python<'_>,
@@ -206,6 +207,49 @@ impl Native {
     ) -> PyResult<T> {
         let backend = self.backend().map_err(|e| e.into_py(py))?;
         detached(py, move || f(backend))
+    }
+
+    /// A call that may take long: see [`interruptible`].
+    fn long<T: Send + 'static>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(Backend) -> Outcome<T> + Send + 'static,
+    ) -> PyResult<T> {
+        let backend = self.backend().map_err(|e| e.into_py(py))?;
+        interruptible(py, move || f(backend))
+    }
+}
+
+/// Runs `f` on a worker thread while this one waits with the GIL released, checking
+/// for signals every 50 ms: Ctrl-C raises `KeyboardInterrupt` at once. The work itself
+/// is not torn down mid-way (a write still commits or not as one atomic batch); its
+/// result is dropped.
+fn interruptible<T: Send + 'static>(
+    py: Python<'_>,
+    f: impl FnOnce() -> Outcome<T> + Send + 'static,
+) -> PyResult<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("rem_db-call".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start a worker thread: {e}")))?;
+    let mut rx = rx;
+    loop {
+        // The receiver moves into the GIL-free section and back (it is not `Sync`).
+        let (waited, back) = py.detach(move || {
+            let waited = rx.recv_timeout(std::time::Duration::from_millis(50));
+            (waited, rx)
+        });
+        rx = back;
+        match waited {
+            Ok(result) => return result.map_err(|e| e.into_py(py)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(PyRuntimeError::new_err("the worker thread panicked"))
+            }
+        }
     }
 }
 
@@ -316,7 +360,7 @@ impl Native {
         records: Vec<String>,
         vectors: Option<Vec<Vec<f32>>>,
     ) -> PyResult<Vec<String>> {
-        self.with(py, move |b| {
+        self.long(py, move |b| {
             let mut values = Vec::with_capacity(records.len());
             for (i, r) in records.iter().enumerate() {
                 values.push(parse_json(r, &format!("record {}", i + 1))?);
@@ -336,7 +380,7 @@ impl Native {
         record: String,
         vector: Option<Vec<f32>>,
     ) -> PyResult<String> {
-        self.with(py, move |b| {
+        self.long(py, move |b| {
             let value = parse_json(&record, "record")?;
             let mut inserter: Inserter = service(b.inserter(&table))?;
             match inserter.write_with_vectors(vec![value], vector.map(|v| vec![v])) {
@@ -396,7 +440,7 @@ impl Native {
         alt: bool,
         vector: Option<Vec<f32>>,
     ) -> PyResult<SearchResult> {
-        self.with(py, move |b| {
+        self.long(py, move |b| {
             if top_k == 0 {
                 return Err(bad_input("top_k must be at least 1"));
             }
@@ -509,7 +553,7 @@ impl Native {
         edge_type: Option<String>,
         dfs: bool,
     ) -> PyResult<String> {
-        self.with(py, move |b| {
+        self.long(py, move |b| {
             let nodes = service(b.traverse(proto::TraverseRequest {
                 entity,
                 depth,
@@ -543,7 +587,7 @@ impl Native {
         path: PathBuf,
         recursive: bool,
     ) -> PyResult<Vec<String>> {
-        self.with(py, move |b| {
+        self.long(py, move |b| {
             let files = engine(rem_ingest::collect_files(&path, recursive))?;
             let mut ingester: Ingester = service(b.ingester(&schema))?;
             let mut reports = Vec::with_capacity(files.len());
@@ -585,7 +629,7 @@ impl Native {
         name: String,
         data: Vec<u8>,
     ) -> PyResult<String> {
-        self.with(py, move |b| {
+        self.long(py, move |b| {
             let mut ingester: Ingester = service(b.ingester(&schema))?;
             let r = service(ingester.file(&uri, &name, &data))?;
             Ok(report_json(&r).to_string())
@@ -607,7 +651,7 @@ impl Native {
         include_embeddings: bool,
     ) -> PyResult<u64> {
         let (default_compression, row_group_size) = self.export_defaults.clone();
-        self.with(py, move |b| {
+        self.long(py, move |b| {
             // The configured compression applies to Parquet; other formats take none.
             let compression = compression.unwrap_or(if format == "parquet" {
                 default_compression
@@ -647,7 +691,7 @@ impl Native {
 
     /// Returns the problems found (empty when consistent).
     fn verify(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        self.with(py, |b| Ok(service(b.verify())?.problems))
+        self.long(py, |b| Ok(service(b.verify())?.problems))
     }
 }
 
@@ -695,23 +739,27 @@ struct SqlResult {
 
 impl SqlResult {
     fn next(&self, py: Python<'_>) -> PyResult<Option<RecordBatch>> {
+        // Never wait for the lock while holding the GIL: the thread that has it may
+        // need the GIL to check for Ctrl-C.
         let mut guard = self
             .batches
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("the result is in use by another thread"))?;
-        let Some(batches) = guard.as_mut() else {
+            .try_lock()
+            .map_err(|_| PyRuntimeError::new_err("the result is being read by another thread"))?;
+        let Some(mut batches) = guard.take() else {
             return Ok(None);
         };
-        match py.detach(|| batches.next()) {
-            Some(Ok(b)) => Ok(Some(b)),
-            Some(Err(e)) => {
-                *guard = None;
-                Err(Failure::from_service(&e).into_py(py))
+        // Interrupted, the batches are dropped: the result ends.
+        let (batches, item) = interruptible(py, move || {
+            let item = batches.next();
+            Ok((batches, item))
+        })?;
+        match item {
+            Some(Ok(b)) => {
+                *guard = Some(batches);
+                Ok(Some(b))
             }
-            None => {
-                *guard = None;
-                Ok(None)
-            }
+            Some(Err(e)) => Err(Failure::from_service(&e).into_py(py)),
+            None => Ok(None),
         }
     }
 }
