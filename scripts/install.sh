@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# One command from a fresh clone to a working `rem`: installs the system packages,
-# builds and installs the `rem` binary (cargo install), then runs a short session:
-# init a database, add a schema, insert, get, lookup.
+# One command from a fresh clone to a working `rem` and `import rem_db`: installs the
+# system packages and the local embedding model, builds and installs the Python package
+# percolate-rocks (`pip install .`, a release build; its `rem` command is the same Rust
+# CLI, so there is one build), then runs a short session with each: init a database, add
+# a schema, insert, get, lookup, semantic search; then the same from Python.
 #
 #   ./scripts/install.sh
 #
-# The demo uses its own database under $DEMO_HOME (default: a temp dir), so it never
-# touches ~/.p8/db. Set CARGO_TARGET_DIR to reuse an existing build.
+# The package goes into the virtual environment $REM_VENV (default ~/.p8/venv). The demo
+# uses its own database under $DEMO_HOME (default: a temp dir), so it never touches
+# ~/.p8/db. Set CARGO_TARGET_DIR to reuse an existing build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/deps.sh
 ./scripts/install-model.sh   # all-MiniLM-L6-v2 into ~/.p8/models (P8_MODELS_DIR)
-echo "building and installing rem (the first build compiles RocksDB: ~10 minutes on 2 cores)"
-cargo install --locked --path crates/rem-cli --root "${REM_INSTALL_ROOT:-$HOME/.cargo}" --quiet
-REM="${REM_INSTALL_ROOT:-$HOME/.cargo}/bin/rem"
+VENV="${REM_VENV:-$HOME/.p8/venv}"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+echo "building and installing percolate-rocks into $VENV (the first build compiles RocksDB and DataFusion: ~45 minutes on 2 cores)"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check .
+REM="$VENV/bin/rem"
 
 DEMO_HOME="${DEMO_HOME:-$(mktemp -d)}"
 # Only the database is the demo's own; the model stays where install-model.sh put it.
@@ -45,5 +50,17 @@ printf '%s\n' \
 "$REM" verify
 set +x
 echo
-echo "rem is installed at $REM; the demo database is $DEMO_HOME/db."
+echo "the same from Python:"
+set -x
+"$VENV/bin/python" - <<'PY'
+import rem_db
+with rem_db.Database() as db:                     # P8_DB_PATH: the demo database
+    print([p["name"] for p in db.lookup("ada@example.com")])
+    print([h["name"] for h in db.search("key-value stores", table="resources", top_k=1)])
+    print(db.sql("SELECT name, role FROM person").to_list())
+PY
+set +x
+echo
+echo "rem and rem_db are installed in $VENV (activate it: source $VENV/bin/activate);"
+echo "the demo database is $DEMO_HOME/db."
 echo "Try: $REM search \"memory safety\" --schema resources --path $DEMO_HOME/db"

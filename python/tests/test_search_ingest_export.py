@@ -83,3 +83,60 @@ def test_ingest_folder_and_export(docs: rem_db.Database, tmp_path: Path) -> None
     with pytest.raises(rem_db.RemError):
         docs.export("docs", tmp_path / "no-such-dir" / "x.parquet")
     assert not (tmp_path / "no-such-dir").exists()
+
+
+def test_own_vectors_on_an_external_table(db: rem_db.Database) -> None:
+    np = pytest.importorskip("numpy")
+    db.register_schema(
+        {
+            "title": "vecs",
+            "type": "object",
+            "key_field": "k",
+            "indexed_fields": ["category"],
+            "embedding_fields": ["k"],
+            "embedding_provider": "external:16",
+            "properties": {"k": {"type": "string"}, "category": {"type": "string"}},
+        }
+    )
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(300, 16)).astype("float32")
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    db.insert_batch("vecs", [{"k": f"v{i}", "category": f"c{i % 3}"} for i in range(300)], vectors=vecs)
+    q = vecs[42]
+    hits = db.search(q, table="vecs", top_k=5)
+    assert hits[0]["k"] == "v42" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    exact = [f"v{i}" for i in np.argsort(-(vecs @ q))[:5]]
+    assert [h["k"] for h in hits] == exact
+    filtered = db.search(q, table="vecs", top_k=5, where="category = 'c1'")
+    assert all(h["category"] == "c1" for h in filtered) and len(filtered) == 5
+    # Wrong sizes, NaNs and text queries are refused with a reason; nothing is written.
+    before = db.stats()["last_seq"]
+    with pytest.raises(rem_db.EmbeddingError) as e:
+        db.insert_batch("vecs", [{"k": "a"}, {"k": "b"}], vectors=[[0.0] * 16, [0.0] * 15])
+    assert e.value.index == 1
+    with pytest.raises(rem_db.EmbeddingError):
+        db.insert("vecs", {"k": "nan"}, vector=[float("nan")] * 16)
+    with pytest.raises(rem_db.ValidationError):
+        db.insert_batch("vecs", [{"k": "a"}], vectors=[])
+    with pytest.raises(rem_db.EmbeddingError):
+        db.insert("vecs", {"k": "novector"})
+    with pytest.raises(rem_db.ValidationError):
+        db.search([0.1] * 3, table="vecs")
+    with pytest.raises(rem_db.ValidationError):
+        db.search(q)  # a vector search names its table
+    assert db.stats()["last_seq"] == before
+    # Vectors persist: reopen and search again.
+    path = db.path
+    db.close()
+    with rem_db.Database(path) as again:
+        assert again.search(q, table="vecs", top_k=1)[0]["k"] == "v42"
+
+
+def test_own_vectors_on_a_model_table(docs: rem_db.Database) -> None:
+    # A table embedded by the local model also takes vectors of its size (384).
+    v = [0.0] * 384
+    v[3] = 1.0
+    docs.insert("docs", {"slug": "mine", "category": "x", "body": "my own vector"}, vector=v)
+    assert docs.search(v, table="docs", top_k=1)[0]["slug"] == "mine"
+    with pytest.raises(rem_db.EmbeddingError):
+        docs.insert("docs", {"slug": "short", "body": "b"}, vector=[1.0] * 10)
