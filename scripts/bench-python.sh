@@ -16,4 +16,4 @@ VENV="${REM_BENCH_VENV:-$HOME/.cache/percolate-rocks/bench-venv}"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check numpy pyarrow chromadb lancedb qdrant-client sqlite-vec >&2
 LIB="$(cd "$CARGO_TARGET_DIR" && pwd)/debug/lib_native.so"
 ln -sf "$LIB" python/rem_db/_native.abi3.so
-PYTHONPATH="$(pwd)/python" "$VENV/bin/python" python/bench/peers.py "$@"
+PYTHONPATH="$(pwd)/python" "$VENV/bin/python" python/bench/peers.py --rust-bench "$CARGO_TARGET_DIR/debug/rem-bench" "$@"

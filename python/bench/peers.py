@@ -328,11 +328,28 @@ def run(cls: type, n: int, vecs: np.ndarray, cats: list[str], q: np.ndarray, tru
     }
 
 
+def overhead(rust_bench: str, vecs: np.ndarray, q: np.ndarray, py: dict) -> None:
+    """The same insert/search/get through the Rust API (rem-bench vectors), beside rem_db."""
+    import json as _json
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as d:
+        vecs.astype("<f4").tofile(os.path.join(d, "vectors.f32"))
+        q.astype("<f4").tofile(os.path.join(d, "queries.f32"))
+        out = subprocess.run([rust_bench, "vectors", "--data", d, "--dims", str(DIMS)], capture_output=True, text=True, check=True)
+    rust = _json.loads(out.stdout.strip().splitlines()[-1])
+    print("Python layer vs the Rust API (same data, same operations):")
+    print(f"  batch insert: {py['insert/s']:.0f}/s vs {rust['insert_per_s']:.0f}/s  -> {rust['insert_per_s'] / py['insert/s']:.2f}x the Rust time")
+    print(f"  search p50:   {py['p50 ms']:.3f} ms vs {rust['search_p50_ms']:.3f} ms -> {py['p50 ms'] / rust['search_p50_ms']:.2f}x")
+    print(f"  get p50:      {py['get p50 µs']:.1f} µs vs {rust['get_p50_us']:.1f} µs -> {py['get p50 µs'] / rust['get_p50_us']:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, action="append")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--only", action="append", help="run only these stores (by name)")
+    ap.add_argument("--rust-bench", help="a rem-bench binary: also run its `vectors` scenario on the same data for the Python layer's overhead")
     args = ap.parse_args()
     for n in args.n or [10_000]:
         vecs, cats, q = make_data(n, args.queries)
@@ -352,6 +369,8 @@ def main() -> None:
                     rows[cls.name] = r
         finally:
             shutil.rmtree(root, ignore_errors=True)
+        if args.rust_bench and "rem_db" in rows:
+            overhead(args.rust_bench, vecs, q, rows["rem_db"])
         cols = list(next(iter(rows.values())).keys()) if rows else []
         print(f"{'store':24}" + "".join(f"{c:>13}" for c in cols))
         for name, r in rows.items():

@@ -89,6 +89,20 @@ def _vector(v: Any) -> list[float]:
         raise ValidationError("a vector is a sequence of numbers", code="invalid_input", kind="invalid_input") from None
 
 
+def _packed(v: Any, one: bool = False) -> Optional[tuple[bytes, int]]:
+    """A NumPy array (2-D, or 1-D with ``one``) as little-endian f32 bytes and its width;
+    ``None`` for anything else."""
+    if not hasattr(v, "__array_interface__") or not hasattr(v, "astype"):
+        return None
+    ndim = len(v.shape)
+    if ndim != (1 if one else 2):
+        return None
+    arr = v.astype("<f4", copy=False)
+    if not arr.flags["C_CONTIGUOUS"]:
+        arr = arr.copy(order="C")
+    return arr.tobytes(), int(v.shape[-1])
+
+
 def _schema_json(schema: Any) -> str:
     """A Pydantic model class, a dict or a path to a JSON/YAML file, as JSON text."""
     if isinstance(schema, type) and hasattr(schema, "model_json_schema"):
@@ -258,8 +272,13 @@ class Database:
         >>> db.insert_batch("person", [{"name": "Ada"}, {"name": "Alan"}])  # doctest: +SKIP
         """
         texts = [_record_json(r) for r in records]
-        vs = None if vectors is None else [_vector(v) for v in vectors]
-        return self._db.insert_batch(table, texts, vs)
+        if vectors is None:
+            return self._db.insert_batch(table, texts)
+        packed = _packed(vectors)
+        if packed is not None:  # a 2-D array: its bytes, no Python float per value
+            data, dims = packed
+            return self._db.insert_batch(table, texts, None, data, dims)
+        return self._db.insert_batch(table, texts, [_vector(v) for v in vectors])
 
     def delete(self, id: str) -> str:
         """Soft-deletes an entity; returns its table. :class:`NotFoundError` if none.
@@ -311,7 +330,11 @@ class Database:
         else:
             if table is None:
                 raise ValidationError("a search by vector names its table", code="invalid_input", kind="invalid_input")
-            _, _, hits = self._db.search("", table, top_k, where, min_score, alt, _vector(query))
+            one = _packed(query, one=True)
+            if one is not None:
+                _, _, hits = self._db.search("", table, top_k, where, min_score, alt, None, one[0])
+            else:
+                _, _, hits = self._db.search("", table, top_k, where, min_score, alt, _vector(query))
         out = []
         for score, entity in hits:
             hit = Hit(json.loads(entity))

@@ -14,6 +14,7 @@ mod replication;
 mod service;
 mod sql;
 mod storage;
+mod vectors;
 
 use clap::{Parser, Subcommand};
 
@@ -154,6 +155,15 @@ enum Scenario {
         #[arg(long, env = "P8_MODELS_DIR")]
         models_dir: Option<std::path::PathBuf>,
     },
+    /// The Rust API's side of the Python overhead figure (python/bench/peers.py --rust-bench).
+    Vectors {
+        /// Folder with vectors.f32 and queries.f32 (raw little-endian f32).
+        #[arg(long)]
+        data: std::path::PathBuf,
+        /// Vector size.
+        #[arg(long, default_value_t = 384)]
+        dims: usize,
+    },
     /// SQL through the table providers vs DataFusion over a MemTable; cosine ORDER BY vs search.
     Sql {
         /// Rows in the relational table.
@@ -178,6 +188,7 @@ fn main() -> anyhow::Result<()> {
         } => storage::run(n, single, gets, lookups),
         Scenario::Ann(args) => ann::run(&args),
         Scenario::Sql { n, docs, reps } => sql::run(n, docs, reps),
+        Scenario::Vectors { data, dims } => vectors::run(&data, dims),
         Scenario::Service {
             notes,
             gets,

@@ -350,16 +350,23 @@ impl Native {
         self.with(py, move |b| Ok(service(b.schema(&name))?.to_string()))
     }
 
-    /// One atomic batch, with the caller's vectors (one per record) when given;
-    /// returns the ids.
-    #[pyo3(signature = (table, records, vectors=None))]
+    /// One atomic batch, with the caller's vectors (one per record) when given — as
+    /// lists, or packed as little-endian f32 bytes (`packed`, `dims` per vector: no
+    /// Python float per element); returns the ids.
+    #[pyo3(signature = (table, records, vectors=None, packed=None, dims=0))]
     fn insert_batch(
         &self,
         py: Python<'_>,
         table: String,
         records: Vec<String>,
         vectors: Option<Vec<Vec<f32>>>,
+        packed: Option<Vec<u8>>,
+        dims: usize,
     ) -> PyResult<Vec<String>> {
+        let vectors = match packed {
+            Some(bytes) => Some(unpack(&bytes, dims).map_err(|e| e.into_py(py))?),
+            None => vectors,
+        };
         self.long(py, move |b| {
             let mut values = Vec::with_capacity(records.len());
             for (i, r) in records.iter().enumerate() {
@@ -427,7 +434,7 @@ impl Native {
 
     /// Search by `query` text, or by `vector` (then `table` is required). Returns
     /// `(table, table_detected, [(score, entity_json)])`.
-    #[pyo3(signature = (query, table=None, top_k=10, predicate=None, min_score=None, alt=false, vector=None))]
+    #[pyo3(signature = (query, table=None, top_k=10, predicate=None, min_score=None, alt=false, vector=None, packed=None))]
     #[allow(clippy::too_many_arguments)]
     fn search(
         &self,
@@ -439,8 +446,13 @@ impl Native {
         min_score: Option<f32>,
         alt: bool,
         vector: Option<Vec<f32>>,
+        packed: Option<Vec<u8>>,
     ) -> PyResult<SearchResult> {
-        self.long(py, move |b| {
+        let vector = match packed {
+            Some(bytes) => Some(unpack_one(&bytes).map_err(|e| e.into_py(py))?),
+            None => vector,
+        };
+        self.with(py, move |b| {
             if top_k == 0 {
                 return Err(bad_input("top_k must be at least 1"));
             }
@@ -704,6 +716,31 @@ fn export_defaults(config: &rem_cli::Config) -> anyhow::Result<(String, u64)> {
             .to_string(),
         config.parquet_row_group_size()? as u64,
     ))
+}
+
+/// Little-endian f32 bytes as one vector.
+fn unpack_one(bytes: &[u8]) -> Outcome<Vec<f32>> {
+    if !bytes.len().is_multiple_of(4) {
+        return Err(bad_input(
+            "packed vectors are little-endian f32: the length must be a multiple of 4",
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// Little-endian f32 bytes as vectors of `dims` values.
+fn unpack(bytes: &[u8], dims: usize) -> Outcome<Vec<Vec<f32>>> {
+    let all = unpack_one(bytes)?;
+    if dims == 0 || !all.len().is_multiple_of(dims) {
+        return Err(bad_input(format!(
+            "{} packed values are not a whole number of {dims}-dimensional vectors",
+            all.len()
+        )));
+    }
+    Ok(all.chunks_exact(dims).map(<[f32]>::to_vec).collect())
 }
 
 fn report_json(r: &proto::IngestReport) -> Value {
