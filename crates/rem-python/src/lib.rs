@@ -321,7 +321,12 @@ impl Native {
         let taken = self.backend.lock().ok().and_then(|mut g| g.take());
         py.detach(move || {
             if let Some(Backend::Embedded(db)) = &taken {
-                let _ = db.save_vector_indexes();
+                if !db.is_read_only() {
+                    // The indexes and the memtables go to disk now, so the next open
+                    // neither rebuilds an index nor replays the write-ahead log.
+                    let _ = db.save_vector_indexes();
+                    let _ = db.flush();
+                }
             }
             drop(taken);
         });

@@ -263,10 +263,15 @@ impl crate::Database {
             let Some(model) = provider_name(schema, column, options) else {
                 continue;
             };
-            let provider = self.inner.providers.get(&model, options)?;
-            self.check_column_meta(&schema.name, column, provider.name(), provider.dims())?;
             if column == EMBEDDING {
                 if let Some(vectors) = given.take() {
+                    let provider = self.inner.providers.get(&model, options)?;
+                    self.check_column_meta(
+                        &schema.name,
+                        column,
+                        provider.name(),
+                        provider.dims(),
+                    )?;
                     out.push(given_updates(
                         schema,
                         ids,
@@ -304,6 +309,13 @@ impl crate::Database {
                     None => {}
                 }
             }
+            // Nothing to embed or remove (e.g. a schema registered again unchanged): the
+            // provider is not even loaded.
+            if to_embed.is_empty() && updates.iter().all(|u| matches!(u, EmbedUpdate::Keep)) {
+                continue;
+            }
+            let provider = self.inner.providers.get(&model, options)?;
+            self.check_column_meta(&schema.name, column, provider.name(), provider.dims())?;
             if !to_embed.is_empty() {
                 let texts: Vec<&str> = to_embed.iter().map(|(_, t)| t.as_str()).collect();
                 let vectors = embed_all(provider.as_ref(), &texts, options.batch_size)?;
