@@ -266,12 +266,7 @@ impl crate::Database {
             if column == EMBEDDING {
                 if let Some(vectors) = given.take() {
                     let provider = self.inner.providers.get(&model, options)?;
-                    self.check_column_meta(
-                        &schema.name,
-                        column,
-                        provider.name(),
-                        provider.dims(),
-                    )?;
+                    self.check_column_meta(&schema.name, column, provider.name(), provider.dims())?;
                     out.push(given_updates(
                         schema,
                         ids,
