@@ -296,15 +296,14 @@ class Database:
         >>> db.get(ada_id)["name"]                          # doctest: +SKIP
         'Ada'
         """
-        found = self._db.get(id, include_deleted)
-        return None if found is None else json.loads(found)
+        return self._db.get(id, include_deleted)
 
     def lookup(self, key: str) -> list[dict]:
         """Every entity whose key (or name) is ``key``, across tables.
 
         >>> [e["entity_type"] for e in db.lookup("Ada")]   # doctest: +SKIP
         """
-        return [json.loads(e) for e in self._db.lookup(key)]
+        return list(self._db.lookup(key))
 
     def search(
         self,

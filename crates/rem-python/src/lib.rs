@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString};
 use rem_service::proto;
 use rem_service::{Backend, Batches, Ingester, Inserter};
 use rem_sql::arrow::ipc::writer::StreamWriter;
@@ -422,19 +422,21 @@ impl Native {
     }
 
     #[pyo3(signature = (id, include_deleted=false))]
-    fn get(&self, py: Python<'_>, id: String, include_deleted: bool) -> PyResult<Option<String>> {
-        self.with(py, move |b| {
-            Ok(service(b.get(&id, include_deleted))?.map(|v| v.to_string()))
-        })
+    /// The entity as a dict (built here: no JSON text crosses), or `None`.
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        id: String,
+        include_deleted: bool,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let found = self.with(py, move |b| service(b.get(&id, include_deleted)))?;
+        found.map(|v| to_py(py, &v)).transpose()
     }
 
-    fn lookup(&self, py: Python<'_>, key: String) -> PyResult<Vec<String>> {
-        self.with(py, move |b| {
-            Ok(service(b.lookup(&key))?
-                .iter()
-                .map(Value::to_string)
-                .collect())
-        })
+    /// The entities with this key, as dicts.
+    fn lookup<'py>(&self, py: Python<'py>, key: String) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let found = self.with(py, move |b| service(b.lookup(&key)))?;
+        found.iter().map(|v| to_py(py, v)).collect()
     }
 
     /// Search by `query` text, or by `vector` (then `table` is required). Returns
@@ -757,6 +759,34 @@ fn report_json(r: &proto::IngestReport) -> Value {
         "chunks": r.chunks,
         "reason": (!r.reason.is_empty()).then_some(&r.reason),
         "error_kind": (!r.error_kind.is_empty()).then_some(&r.error_kind),
+    })
+}
+
+/// A JSON value as the Python object `json.loads` would make of it.
+fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.into_pyobject(py)?.into_any(),
+            (None, Some(u)) => u.into_pyobject(py)?.into_any(),
+            _ => PyFloat::new(py, n.as_f64().unwrap_or(f64::NAN)).into_any(),
+        },
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (k, item) in map {
+                dict.set_item(k, to_py(py, item)?)?;
+            }
+            dict.into_any()
+        }
     })
 }
 
