@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Type, TypeVar, Union
 
-from . import _native
+from . import _native, errors
 from .errors import (
     AuthenticationError,
     ClosedError,
@@ -61,6 +61,11 @@ _SETTING_ALIASES = {
 }
 
 
+def _invalid(message: str) -> ValidationError:
+    """A bad argument, raised before anything reaches the database."""
+    return ValidationError(message, code="invalid_input", kind="invalid_input")
+
+
 def _record_json(record: Record) -> str:
     """A dict or a Pydantic model instance as the JSON text of a record."""
     dump = getattr(record, "model_dump", None)
@@ -71,11 +76,7 @@ def _record_json(record: Record) -> str:
             return json.dumps(record)
         except TypeError as e:
             raise ValidationError(f"the record is not JSON-serialisable: {e}", code="invalid_json", kind="invalid_input") from None
-    raise ValidationError(
-        f"a record must be a dict or a Pydantic model, not {type(record).__name__}",
-        code="invalid_input",
-        kind="invalid_input",
-    )
+    raise _invalid(f"a record must be a dict or a Pydantic model, not {type(record).__name__}")
 
 
 def _vector(v: Any) -> list[float]:
@@ -86,7 +87,7 @@ def _vector(v: Any) -> list[float]:
     try:
         return [float(x) for x in v]
     except (TypeError, ValueError):
-        raise ValidationError("a vector is a sequence of numbers", code="invalid_input", kind="invalid_input") from None
+        raise _invalid("a vector is a sequence of numbers") from None
 
 
 def _packed(v: Any, one: bool = False) -> Optional[tuple[bytes, int]]:
@@ -328,7 +329,7 @@ class Database:
             _, _, hits = self._db.search(query, table, top_k, where, min_score, alt)
         else:
             if table is None:
-                raise ValidationError("a search by vector names its table", code="invalid_input", kind="invalid_input")
+                raise _invalid("a search by vector names its table")
             one = _packed(query, one=True)
             if one is not None:
                 _, _, hits = self._db.search("", table, top_k, where, min_score, alt, None, one[0])
@@ -436,11 +437,7 @@ class Database:
             suffix = Path(target).suffix.lower().lstrip(".")
             format = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl"}.get(suffix)
             if format is None:
-                raise ValidationError(
-                    f"cannot tell the format of {target}: give format='parquet', 'csv' or 'jsonl'",
-                    code="invalid_input",
-                    kind="invalid_input",
-                )
+                raise _invalid(f"cannot tell the format of {target}: give format='parquet', 'csv' or 'jsonl'")
         return int(self._db.export(table, target, format, compression, where, include_embeddings))
 
     # -- maintenance -------------------------------------------------------------
@@ -618,24 +615,4 @@ def _pyarrow() -> Any:
     return pa
 
 
-__all__ = [
-    "Database",
-    "ResultSet",
-    "Hit",
-    "connect",
-    "RemError",
-    "NotFoundError",
-    "ValidationError",
-    "SchemaError",
-    "QueryError",
-    "EmbeddingError",
-    "IngestError",
-    "ReplicationError",
-    "ReadOnlyError",
-    "ClosedError",
-    "ConfigError",
-    "StorageError",
-    "AuthenticationError",
-    "ServerConnectionError",
-    "DatabaseLockedError",
-]
+__all__ = ["Database", "ResultSet", "Hit", "connect", *errors.__all__]

@@ -48,10 +48,7 @@ impl Failure {
         let (index, path) = match e {
             rem_service::Error::Record { index, .. } => (Some(*index), None),
             rem_service::Error::Engine(rem::Error::Record { index, .. }) => (Some(*index), None),
-            rem_service::Error::Engine(rem::Error::Locked { path })
-            | rem_service::Error::Engine(rem::Error::NotInitialized { path }) => {
-                (None, Some(path.clone()))
-            }
+            rem_service::Error::Engine(r) => (None, path_of(r)),
             _ => (None, None),
         };
         Failure {
@@ -77,12 +74,7 @@ impl Failure {
             }
             if let Some(r) = cause.downcast_ref::<rem::Error>() {
                 let (field, rule) = r.violation();
-                let path = match r {
-                    rem::Error::Locked { path } | rem::Error::NotInitialized { path } => {
-                        Some(path.clone())
-                    }
-                    _ => None,
-                };
+                let path = path_of(r);
                 return Failure {
                     code: r.code().to_string(),
                     kind: r.kind().name().to_string(),
@@ -134,6 +126,14 @@ impl Failure {
             Ok(exc) => PyErr::from_value(exc),
             Err(_) => PyRuntimeError::new_err(self.message),
         }
+    }
+}
+
+/// The database path an engine error names (locked, not initialized).
+fn path_of(e: &rem::Error) -> Option<String> {
+    match e {
+        rem::Error::Locked { path } | rem::Error::NotInitialized { path } => Some(path.clone()),
+        _ => None,
     }
 }
 

@@ -98,6 +98,30 @@ impl DatabaseService {
         result.map(Response::new).map_err(|e| status(&e))
     }
 
+    /// A server stream produced by `run` on a blocking thread, over the request's
+    /// tenant's database (an error opening it is the stream's one item).
+    fn blocking_stream<Req, T>(
+        &self,
+        req: Request<Req>,
+        run: fn(&Database, Req, mpsc::Sender<Result<T, Status>>),
+    ) -> Response<Stream<T>>
+    where
+        Req: Send + 'static,
+        T: Send + 'static,
+    {
+        let tenant = tenant_of(&req);
+        let base = self.db.clone();
+        let msg = req.into_inner();
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || match for_tenant(&base, tenant) {
+            Ok(db) => run(&db, msg, tx),
+            Err(e) => {
+                let _ = tx.blocking_send(Err(status(&e)));
+            }
+        });
+        Response::new(ReceiverStream::new(rx))
+    }
+
     /// Runs `f` on the server's own database right on the async worker: for point reads
     /// (a few microseconds against RocksDB's block cache), where handing over to a
     /// blocking thread would cost more than the read. Another tenant, whose database may
@@ -345,17 +369,7 @@ impl DatabaseRpc for DatabaseService {
     type SqlStream = Stream<SqlChunk>;
 
     async fn sql(&self, req: Request<SqlRequest>) -> Result<Response<Self::SqlStream>, Status> {
-        let tenant = tenant_of(&req);
-        let base = self.db.clone();
-        let msg = req.into_inner();
-        let (tx, rx) = mpsc::channel(4);
-        tokio::task::spawn_blocking(move || match for_tenant(&base, tenant) {
-            Ok(db) => run_sql(&db, msg, tx),
-            Err(e) => {
-                let _ = tx.blocking_send(Err(status(&e)));
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(self.blocking_stream(req, run_sql))
     }
 
     async fn add_edge(&self, req: Request<AddEdgeRequest>) -> Result<Response<EdgeReply>, Status> {
@@ -477,17 +491,7 @@ impl DatabaseRpc for DatabaseService {
         &self,
         req: Request<ExportRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
-        let tenant = tenant_of(&req);
-        let base = self.db.clone();
-        let msg = req.into_inner();
-        let (tx, rx) = mpsc::channel(4);
-        tokio::task::spawn_blocking(move || match for_tenant(&base, tenant) {
-            Ok(db) => run_export(&db, msg, tx),
-            Err(e) => {
-                let _ = tx.blocking_send(Err(status(&e)));
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(self.blocking_stream(req, run_export))
     }
 
     async fn stats(&self, req: Request<StatsRequest>) -> Result<Response<StatsReply>, Status> {

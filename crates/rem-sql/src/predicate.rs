@@ -145,33 +145,10 @@ fn complete(expr: &Expr, cols: &[Column]) -> std::result::Result<Filter, String>
         Expr::Alias(a) => complete(&a.expr, cols)?,
         // `a != x`, `NOT IN`, `NOT BETWEEN`, `NOT LIKE`: the negation of the positive
         // form, with SQL's NULL rule.
-        Expr::BinaryExpr(b) if b.op == Operator::NotEq => {
-            let positive = Expr::BinaryExpr(BinaryExpr {
-                op: Operator::Eq,
-                ..b.clone()
-            });
-            negate(&positive, cols).map_err(|_| expr.to_string())?
-        }
-        Expr::InList(list) if list.negated => {
-            let mut positive = list.clone();
-            positive.negated = false;
-            negate(&Expr::InList(positive), cols).map_err(|_| expr.to_string())?
-        }
-        Expr::Between(b) if b.negated => {
-            let positive = Expr::Between(Between {
-                negated: false,
-                ..b.clone()
-            });
-            negate(&positive, cols).map_err(|_| expr.to_string())?
-        }
-        Expr::Like(l) if l.negated => {
-            let positive = Expr::Like(Like {
-                negated: false,
-                ..l.clone()
-            });
-            negate(&positive, cols).map_err(|_| expr.to_string())?
-        }
-        other => whole_leaf(other, cols).ok_or_else(|| expr.to_string())?,
+        other => match positive(other) {
+            Some(p) => negate(&p, cols).map_err(|_| expr.to_string())?,
+            None => whole_leaf(other, cols).ok_or_else(|| expr.to_string())?,
+        },
     })
 }
 
@@ -180,15 +157,6 @@ fn complete(expr: &Expr, cols: &[Column]) -> std::result::Result<Filter, String>
 /// the comparisons, and a negated comparison also requires its fields to be present
 /// (`NOT (note LIKE 'a%')` keeps no row without a note, as SQL does).
 fn negate(expr: &Expr, cols: &[Column]) -> std::result::Result<Filter, String> {
-    let present = |e: &Expr| -> Vec<Filter> {
-        let mut names: Vec<String> = e.column_refs().iter().map(|c| c.name.clone()).collect();
-        names.sort();
-        names.dedup();
-        names
-            .into_iter()
-            .map(|n| Filter::Not(Box::new(Filter::IsNull(n))))
-            .collect()
-    };
     Ok(match expr {
         Expr::BinaryExpr(BinaryExpr {
             left,
@@ -203,31 +171,49 @@ fn negate(expr: &Expr, cols: &[Column]) -> std::result::Result<Filter, String> {
         Expr::Alias(a) => negate(&a.expr, cols)?,
         Expr::IsNull(inner) => complete(&Expr::IsNotNull(inner.clone()), cols)?,
         Expr::IsNotNull(inner) => complete(&Expr::IsNull(inner.clone()), cols)?,
-        Expr::InList(list) if list.negated => {
-            let mut positive = list.clone();
-            positive.negated = false;
-            complete(&Expr::InList(positive), cols)?
-        }
-        Expr::Between(b) if b.negated => complete(
-            &Expr::Between(Between {
-                negated: false,
-                ..b.clone()
-            }),
-            cols,
-        )?,
-        Expr::Like(l) if l.negated => complete(
-            &Expr::Like(Like {
-                negated: false,
-                ..l.clone()
-            }),
-            cols,
-        )?,
-        other => {
-            let mut parts = vec![Filter::Not(Box::new(complete(other, cols)?))];
-            parts.extend(present(other));
-            Filter::And(parts)
-        }
+        other => match positive(other) {
+            // NOT (a != x) is a = x: NULL stays unknown either way.
+            Some(p) => complete(&p, cols)?,
+            None => {
+                let mut names: Vec<String> =
+                    other.column_refs().iter().map(|c| c.name.clone()).collect();
+                names.sort();
+                names.dedup();
+                let mut parts = vec![Filter::Not(Box::new(complete(other, cols)?))];
+                parts.extend(
+                    names
+                        .into_iter()
+                        .map(|n| Filter::Not(Box::new(Filter::IsNull(n)))),
+                );
+                Filter::And(parts)
+            }
+        },
     })
+}
+
+/// The positive form of a negated comparison (`a != x` → `a = x`, `NOT IN` → `IN`,
+/// `NOT BETWEEN`, `NOT LIKE`), or `None` for anything else.
+fn positive(expr: &Expr) -> Option<Expr> {
+    match expr {
+        Expr::BinaryExpr(b) if b.op == Operator::NotEq => Some(Expr::BinaryExpr(BinaryExpr {
+            op: Operator::Eq,
+            ..b.clone()
+        })),
+        Expr::InList(list) if list.negated => {
+            let mut p = list.clone();
+            p.negated = false;
+            Some(Expr::InList(p))
+        }
+        Expr::Between(b) if b.negated => Some(Expr::Between(Between {
+            negated: false,
+            ..b.clone()
+        })),
+        Expr::Like(l) if l.negated => Some(Expr::Like(Like {
+            negated: false,
+            ..l.clone()
+        })),
+        _ => None,
+    }
 }
 
 /// `l AND r` (flattened) when `and`, else `l OR r`.
