@@ -125,8 +125,9 @@ impl Opener<'_> {
     /// The token for a server: the configured one, else the token file of the local
     /// database `db` (a server found through its SERVER file).
     fn token(&self, db: Option<&Path>) -> Result<String> {
-        for name in ["P8_SERVER_TOKEN", "P8_REPLICATION_TOKEN"] {
-            if let Some(t) = self.config.get(name).filter(|t| !t.trim().is_empty()) {
+        let s = self.config.settings();
+        for t in [&s.server.token, &s.replication.token] {
+            if !t.trim().is_empty() {
                 return Ok(t.trim().to_string());
             }
         }
@@ -222,7 +223,7 @@ pub(crate) fn run(cli: Cli, session: &mut Session) -> Result<u8> {
         .global
         .server
         .clone()
-        .or_else(|| config.get("P8_SERVER").map(String::from))
+        .or_else(|| Some(config.settings().server.address.clone()))
         .filter(|s| !s.trim().is_empty());
     let mut ctx = Ctx {
         config,
@@ -444,7 +445,7 @@ pub(crate) fn run(cli: Cli, session: &mut Session) -> Result<u8> {
                 bail!("rem serve runs here; --server and P8_SERVER do not apply");
             }
             let db = ctx.open(Access::Write)?;
-            if ctx.config.get("P8_REPLICATION_MODE") == Some("replica") {
+            if ctx.config.settings().replication.mode == "replica" {
                 return crate::server::replicate(ctx, db, None, true, insecure);
             }
             return crate::server::serve(ctx, db, host, port, insecure);
@@ -483,6 +484,7 @@ pub(crate) fn run(cli: Cli, session: &mut Session) -> Result<u8> {
                     ]
                 })
                 .collect();
+            let unknown = ctx.config.unknown_keys().to_vec();
             let format = ctx.format;
             print_rows(
                 &mut ctx.out(),
@@ -492,6 +494,12 @@ pub(crate) fn run(cli: Cli, session: &mut Session) -> Result<u8> {
                     rows,
                 ),
             )?;
+            for key in unknown {
+                errln!(
+                    ctx,
+                    "warning: config.toml sets '{key}', which no setting reads (ignored)"
+                );
+            }
         }
     }
     Ok(0)
@@ -526,7 +534,7 @@ fn schema_command(ctx: &mut Ctx<'_>, cmd: SchemaCommand) -> Result<()> {
                 // Read (or, for models.py::Class, run) here, on the client: a server
                 // only ever receives the JSON Schema.
                 (Some(src), None) => {
-                    let python = ctx.config.get("P8_PYTHON").unwrap_or("python3");
+                    let python = &ctx.config.settings().core.python;
                     Schema::from_source(&src, python)?.document
                 }
                 (None, Some(t)) => {
@@ -986,11 +994,7 @@ fn export_command(ctx: &mut Ctx<'_>, args: ExportArgs) -> Result<()> {
     };
     let compression = match (&args.compression, format) {
         (Some(c), _) => c.clone(),
-        (None, FileFormat::Parquet) => ctx
-            .config
-            .get("P8_PARQUET_COMPRESSION")
-            .unwrap_or("zstd")
-            .to_string(),
+        (None, FileFormat::Parquet) => ctx.config.settings().export.parquet_compression.clone(),
         (None, _) => "none".to_string(),
     };
     // Checked here, so a bad option fails before any file is made.

@@ -21,7 +21,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use config::{Config, ConfigValue, Source};
+pub use config::{
+    Config, ConfigValue, CoreSettings, DatabaseSettings, EmbeddingSettings, ExportSettings,
+    LoggingSettings, ReplicationSettings, ServerSettings, Settings, Source, VectorSearchSettings,
+};
 pub use session::Session;
 
 /// Exit code of a request the user can fix (bad input, not found, refused).
@@ -84,7 +87,8 @@ pub fn open_backend(
     server: Option<&str>,
     read_only: bool,
 ) -> anyhow::Result<rem_service::Backend> {
-    let server = server.or_else(|| config.get("P8_SERVER").filter(|s| !s.trim().is_empty()));
+    let configured = &config.settings().server.address;
+    let server = server.or_else(|| Some(configured.as_str()).filter(|s| !s.trim().is_empty()));
     let access = if read_only {
         commands::Access::Read
     } else {

@@ -35,6 +35,7 @@ fn read_pem(config: &Config, name: &str) -> Result<Option<Vec<u8>>> {
     let Some(path) = config.get(name).filter(|p| !p.trim().is_empty()) else {
         return Ok(None);
     };
+    let path = path.as_str();
     std::fs::read(path)
         .map(Some)
         .with_context(|| format!("cannot read {name} ({path})"))
@@ -59,10 +60,8 @@ pub(crate) fn client_tls(config: &Config) -> Result<Option<rem_replication::Clie
     Ok(
         read_pem(config, "P8_REPLICATION_TLS_CA")?.map(|ca_pem| rem_replication::ClientTls {
             ca_pem,
-            domain: config
-                .get("P8_REPLICATION_TLS_DOMAIN")
-                .filter(|d| !d.is_empty())
-                .map(String::from),
+            domain: Some(config.settings().replication.tls_domain.clone())
+                .filter(|d| !d.is_empty()),
         }),
     )
 }
@@ -72,23 +71,15 @@ fn setting(config: &Config, names: &[&str]) -> Option<String> {
     names
         .iter()
         .filter_map(|n| config.get(n))
-        .map(str::trim)
+        .map(|v| v.trim().to_string())
         .find(|v| !v.is_empty())
-        .map(String::from)
 }
 
 fn serve_options(config: &Config) -> Result<ServeOptions> {
-    let number = |name: &str| -> Result<u64> {
-        let raw = config.get(name).unwrap_or_default();
-        raw.trim().parse().map_err(|_| {
-            anyhow!(rem::Error::Config(format!(
-                "{name} must be a number, not '{raw}'"
-            )))
-        })
-    };
+    let r = &config.settings().replication;
     Ok(ServeOptions {
-        batch_size: number("P8_WAL_BATCH_SIZE")?.max(1) as usize,
-        retention: number("P8_WAL_RETENTION_SIZE")?,
+        batch_size: r.wal_batch_size.max(1),
+        retention: r.wal_retention_size,
         tls: server_tls(config)?,
         ..ServeOptions::default()
     })
@@ -176,21 +167,8 @@ pub(crate) fn serve(
         bail!("this database is a replica of {primary}; run `rem replicate --follow` for it, or `rem replication promote` first");
     }
     let config = &ctx.config;
-    let host = host
-        .or_else(|| config.get("P8_REPLICATION_HOST").map(String::from))
-        .unwrap_or_else(|| "127.0.0.1".into());
-    let port = match port {
-        Some(p) => p,
-        None => config
-            .get("P8_REPLICATION_PORT")
-            .unwrap_or("50051")
-            .parse()
-            .map_err(|_| {
-                anyhow!(rem::Error::Config(
-                    "P8_REPLICATION_PORT must be a port number".into()
-                ))
-            })?,
-    };
+    let host = host.unwrap_or_else(|| config.settings().replication.host.clone());
+    let port = port.unwrap_or(config.settings().replication.port);
     let options = serve_options(config)?;
     let token = server_token(config, &db)?;
     let rt = runtime()?;
@@ -403,12 +381,10 @@ impl ServedReplica {
         stop_rx: &tokio::sync::watch::Receiver<bool>,
         insecure: bool,
     ) -> Result<ServedReplica> {
-        let host = ctx
-            .config
-            .get("P8_REPLICATION_HOST")
-            .filter(|h| !h.is_empty())
-            .unwrap_or("127.0.0.1")
-            .to_string();
+        let host = match ctx.config.settings().replication.host.trim() {
+            "" => "127.0.0.1".to_string(),
+            h => h.to_string(),
+        };
         let tls = options.tls.is_some();
         let listener = bind(rt, &host, 0, tls, insecure)?;
         let address = listener.local_addr()?;

@@ -112,13 +112,10 @@ impl Session {
     /// (`P8_LOG_FORMAT` / `logging.format`); the first session of a process sets it.
     pub(crate) fn init_logging(&self) {
         let config = crate::config::Config::load_from(&self.env).ok();
-        let get = |k: &str, d: &str| {
-            config
-                .as_ref()
-                .and_then(|c| c.get(k).map(String::from))
-                .unwrap_or_else(|| d.to_string())
-        };
-        let level = get("P8_LOG_LEVEL", "warn").to_ascii_lowercase();
+        let logging = config
+            .map(|c| c.settings().logging.clone())
+            .unwrap_or_else(|| crate::config::Settings::default().logging);
+        let level = logging.level.to_ascii_lowercase();
         let filter = tracing_subscriber::EnvFilter::try_new(&level)
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
         let builder = tracing_subscriber::fmt()
@@ -127,7 +124,7 @@ impl Session {
             .with_ansi(self.stderr_is_terminal)
             .with_target(false)
             .without_time();
-        let _ = if get("P8_LOG_FORMAT", "text").eq_ignore_ascii_case("json") {
+        let _ = if logging.format.eq_ignore_ascii_case("json") {
             builder.json().try_init()
         } else {
             builder.try_init()

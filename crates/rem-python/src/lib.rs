@@ -717,10 +717,7 @@ impl Native {
 /// The export compression and row group size a configuration sets.
 fn export_defaults(config: &rem_cli::Config) -> anyhow::Result<(String, u64)> {
     Ok((
-        config
-            .get("P8_PARQUET_COMPRESSION")
-            .unwrap_or("zstd")
-            .to_string(),
+        config.settings().export.parquet_compression.clone(),
         config.parquet_row_group_size()? as u64,
     ))
 }

@@ -262,3 +262,47 @@ fn every_command_has_help_with_examples() {
         );
     }
 }
+
+/// `[logging]` in config.toml decides what reaches stderr and how, and a bad setting in
+/// it is one clear error naming the setting.
+#[test]
+fn config_toml_logging_and_bad_settings() {
+    let rem = Rem::new();
+    // No model: `rem init` warns that schema descriptions were not embedded.
+    let no_models = rem.home.path().join("no-models");
+    std::fs::create_dir_all(&no_models).unwrap();
+    rem.set_env("P8_MODELS_DIR", no_models.to_str().unwrap());
+    rem.set_env("HF_HUB_OFFLINE", "1");
+    rem.write_file("config.toml", "[logging]\nformat = \"json\"\n");
+    let out = rem.run(&["init"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warning: serde_json::Value = stderr
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON log line in {stderr}"));
+    assert_eq!(warning["level"], "WARN", "{stderr}");
+
+    let rem = Rem::new();
+    rem.set_env("P8_MODELS_DIR", no_models.to_str().unwrap());
+    rem.set_env("HF_HUB_OFFLINE", "1");
+    rem.write_file("config.toml", "[logging]\nlevel = \"error\"\n");
+    let out = rem.run(&["init"]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    rem.write_file("config.toml", "[replication]\nport = 70000\n");
+    let err = rem.fails(&["stats"]);
+    assert!(
+        err.contains("replication.port") && err.contains("port number"),
+        "{err}"
+    );
+    rem.write_file("config.toml", "[database]\nbatch_sise = 10\n");
+    let out = rem.run(&["config", "show"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'database.batch_sise'"));
+}
