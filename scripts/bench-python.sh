@@ -13,7 +13,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo build --workspace --bins --lib >&2
 VENV="${REM_BENCH_VENV:-$HOME/.cache/percolate-rocks/bench-venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check numpy pyarrow chromadb lancedb qdrant-client sqlite-vec >&2
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check numpy pyarrow chromadb lancedb qdrant-client sqlite-vec pysqlite3-binary >&2
 LIB="$(cd "$CARGO_TARGET_DIR" && pwd)/debug/lib_native.so"
 ln -sf "$LIB" python/rem_db/_native.abi3.so
 PYTHONPATH="$(pwd)/python" "$VENV/bin/python" python/bench/peers.py --rust-bench "$CARGO_TARGET_DIR/debug/rem-bench" "$@"

@@ -232,8 +232,13 @@ class SqliteVec(Store):
 
         import sqlite_vec
 
+        if not hasattr(sqlite3.Connection, "enable_load_extension"):
+            # This Python's sqlite3 was built without extension loading; pysqlite3-binary
+            # (the same module over a bundled SQLite) has it.
+            import pysqlite3 as sqlite3  # type: ignore[no-redef]
+
         self.path.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path / "db.sqlite")
+        self.conn = sqlite3.connect(str(self.path / "db.sqlite"))
         self.conn.enable_load_extension(True)
         sqlite_vec.load(self.conn)
         self.conn.enable_load_extension(False)

@@ -134,6 +134,8 @@ _BY_CODE: dict[str, type[RemError]] = {
     "invalid_json": ValidationError,
     "invalid_input": ValidationError,
     "sql": QueryError,
+    "sql_syntax": QueryError,
+    "sql_internal": StorageError,
     "embedding": EmbeddingError,
     "io": IngestError,
     "gap": ReplicationError,

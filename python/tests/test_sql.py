@@ -51,8 +51,9 @@ def test_arrow_c_stream_is_consumed_by_pyarrow(people: rem_db.Database) -> None:
 
 
 def test_bad_sql_is_a_query_error(people: rem_db.Database) -> None:
-    for q in ["SELEC 1", "SELECT nope FROM person", "SELECT * FROM missing_table"]:
-        with pytest.raises(rem_db.QueryError):
+    for q, code in [("SELEC 1", "sql_syntax"), ("SELECT nope FROM person", "sql"), ("SELECT * FROM missing_table", "sql")]:
+        with pytest.raises(rem_db.QueryError) as e:
             people.sql(q).to_list()
+        assert (e.value.code, e.value.kind) == (code, "invalid_input"), q
     with pytest.raises(rem_db.QueryError):
         people.search("x", table="person", where="age = = 1")

@@ -25,7 +25,7 @@ pub(crate) fn run(n: usize, reps: usize) -> Result<()> {
     // The reference input: every exported column, read once, held in memory.
     let batches: Vec<_> = db
         .sql("SELECT id, entity_type, created_at, modified_at, deleted_at, edges, name, category, code, score, price, ts, note FROM items")?
-        .collect::<rem::Result<Vec<_>>>()?;
+        .collect::<rem_sql::Result<Vec<_>>>()?;
     let schema = batches[0].schema();
     println!("\n| format | compression | file MB | rem s | rows/s | in-memory batches → same writer s | rem / in-memory |");
     println!("|---|---|---|---|---|---|---|");
@@ -79,7 +79,7 @@ pub(crate) fn run(n: usize, reps: usize) -> Result<()> {
                         rem_sql::OutputFormat::Jsonl
                     };
                     rem_sql::write_batches(
-                        batches.iter().cloned().map(Ok::<_, rem::Error>),
+                        batches.iter().cloned().map(Ok::<_, rem_sql::Error>),
                         f,
                         &mut out,
                     )?;

@@ -93,7 +93,7 @@ pub(crate) fn run(n: usize, docs: usize, reps: usize) -> Result<()> {
     // The reference: the same rows, read once through our provider, in a MemTable.
     let batches: Vec<_> = db
         .sql("SELECT * FROM items")?
-        .collect::<rem::Result<Vec<_>>>()?;
+        .collect::<rem_sql::Result<Vec<_>>>()?;
     let schema = batches[0].schema();
     let mem = MemTable::try_new(schema, vec![batches])?;
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));

@@ -133,7 +133,7 @@ impl Opener<'_> {
         }
         match db {
             Some(db) => Ok(rem_replication::read_token_file(db)
-                .map_err(|e| anyhow!(e))?
+                .map_err(anyhow::Error::from)?
                 .unwrap_or_default()),
             None => bail!("give the server's token in P8_SERVER_TOKEN (it is in the TOKEN file of the served database's folder)"),
         }

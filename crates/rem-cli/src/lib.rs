@@ -107,6 +107,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             e.kind()
         } else if let Some(e) = cause.downcast_ref::<rem_service::Error>() {
             e.kind()
+        } else if let Some(e) = cause.downcast_ref::<rem_replication::Error>() {
+            e.kind()
         } else {
             continue;
         };

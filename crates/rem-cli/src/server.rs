@@ -141,7 +141,7 @@ fn local_address(addr: SocketAddr) -> String {
 /// The token of this process's server: configured, or the database's token file.
 fn server_token(config: &Config, db: &Database) -> Result<String> {
     let configured = setting(config, &["P8_SERVER_TOKEN", "P8_REPLICATION_TOKEN"]);
-    rem_replication::server_token(db.path(), configured.as_deref()).map_err(|e| anyhow!(e))
+    rem_replication::server_token(db.path(), configured.as_deref()).map_err(anyhow::Error::from)
 }
 
 /// Where the token comes from, for the start-up line.
@@ -209,7 +209,7 @@ pub(crate) fn serve(
         stop_signal(),
     ));
     endpoint::remove(db.path());
-    result.map_err(|e| anyhow!(e))?;
+    result.map_err(anyhow::Error::from)?;
     errln!(ctx, "stopped");
     Ok(0)
 }
@@ -285,7 +285,7 @@ pub(crate) fn replicate(
                 if let Some(server) = server {
                     server.stop(&rt, &db);
                 }
-                other.map_err(|e| anyhow!(e))?;
+                other.map_err(anyhow::Error::from)?;
                 break;
             }
         };
@@ -368,7 +368,7 @@ fn close(db: Database) -> Result<()> {
 struct ServedReplica {
     address: SocketAddr,
     stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    task: tokio::task::JoinHandle<rem_service::Result<()>>,
 }
 
 impl ServedReplica {

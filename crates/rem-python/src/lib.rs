@@ -890,7 +890,7 @@ impl SqlResult {
         let text = py
             .detach(|| {
                 let mut out = Vec::new();
-                rem_sql::write_batches::<rem::Error>(
+                rem_sql::write_batches::<rem_sql::Error>(
                     std::iter::once(Ok(batch)),
                     rem_sql::OutputFormat::Json,
                     &mut out,

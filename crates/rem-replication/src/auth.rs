@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
+use crate::{Error, Result};
+
 /// Metadata key carrying the token.
 pub const TOKEN_HEADER: &str = "x-rem-token";
 
@@ -26,7 +28,7 @@ pub fn token_path(db: &Path) -> PathBuf {
 
 /// The token of a server for the database at `db`: `configured` when given, else the
 /// token file's (created with a new random token when missing).
-pub fn server_token(db: &Path, configured: Option<&str>) -> Result<String, String> {
+pub fn server_token(db: &Path, configured: Option<&str>) -> Result<String> {
     if let Some(t) = configured.map(str::trim).filter(|t| !t.is_empty()) {
         return Ok(t.to_string());
     }
@@ -36,7 +38,8 @@ pub fn server_token(db: &Path, configured: Option<&str>) -> Result<String, Strin
         return Ok(t);
     }
     let mut raw = [0u8; 32];
-    getrandom::getrandom(&mut raw).map_err(|e| format!("cannot make a random token: {e}"))?;
+    getrandom::getrandom(&mut raw)
+        .map_err(|e| Error::Internal(format!("cannot make a random token: {e}")))?;
     let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     // Written beside, then renamed: the file appears whole, with its mode already set.
     let tmp = db.join(format!(".{TOKEN_FILE}.{}", std::process::id()));
@@ -55,35 +58,35 @@ pub fn server_token(db: &Path, configured: Option<&str>) -> Result<String, Strin
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        format!("cannot write the token file {}: {e}", path.display())
+        Error::io(format!("cannot write the token file {}", path.display()), e)
     })?;
     Ok(token)
 }
 
 /// The token in the token file of the database at `db`, if there is one.
-pub fn read_token_file(db: &Path) -> Result<Option<String>, String> {
+pub fn read_token_file(db: &Path) -> Result<Option<String>> {
     let path = token_path(db);
     match std::fs::read_to_string(&path) {
         Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
         Ok(_) => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!(
-            "cannot read the token file {}: {e}",
-            path.display()
+        Err(e) => Err(Error::io(
+            format!("cannot read the token file {}", path.display()),
+            e,
         )),
     }
 }
 
 /// Makes `path` readable by its owner only.
-fn restrict(path: &Path) -> Result<(), String> {
+fn restrict(path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta =
-            std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
         if meta.permissions().mode() & 0o077 != 0 {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+                .map_err(|e| Error::io(format!("cannot restrict {}", path.display()), e))?;
         }
     }
     #[cfg(not(unix))]
@@ -105,9 +108,9 @@ impl std::fmt::Debug for Auth {
 
 impl Auth {
     /// Admits requests carrying `token` (which must not be empty).
-    pub fn new(token: &str) -> Result<Auth, String> {
+    pub fn new(token: &str) -> Result<Auth> {
         if token.trim().is_empty() {
-            return Err("the server token is empty".into());
+            return Err(Error::Unauthenticated("the server token is empty".into()));
         }
         Ok(Auth {
             token: token.trim().as_bytes().into(),

@@ -16,11 +16,13 @@
 
 mod auth;
 pub mod endpoint;
+mod error;
 mod replica;
 mod server;
 mod snapshot;
 
 pub use auth::{read_token_file, server_token, token_path, Auth, TOKEN_FILE, TOKEN_HEADER};
+pub use error::{Error, Result};
 pub use replica::{follow, FollowOptions, Followed, ReplicaState, ReplicaStatus};
 pub use server::{spawn_retention, ReplicationService, ServeOptions};
 pub use snapshot::fetch_snapshot;
@@ -78,7 +80,7 @@ pub async fn connect(
     address: &str,
     timeout: std::time::Duration,
     tls: Option<&ClientTls>,
-) -> Result<proto::replication_client::ReplicationClient<tonic::transport::Channel>, String> {
+) -> Result<proto::replication_client::ReplicationClient<tonic::transport::Channel>> {
     let channel = channel(address, timeout, tls).await?;
     Ok(proto::replication_client::ReplicationClient::new(channel)
         .max_decoding_message_size(256 << 20))
@@ -90,12 +92,12 @@ pub async fn channel(
     address: &str,
     timeout: std::time::Duration,
     tls: Option<&ClientTls>,
-) -> Result<tonic::transport::Channel, String> {
+) -> Result<tonic::transport::Channel> {
     let host_port = address.split_once("://").map_or(address, |(_, rest)| rest);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{host_port}");
     let mut endpoint = tonic::transport::Endpoint::from_shared(url)
-        .map_err(|e| format!("bad address '{address}': {e}"))?
+        .map_err(|e| Error::Connection(format!("bad address '{address}': {e}")))?
         .connect_timeout(timeout)
         .tcp_nodelay(true);
     if let Some(tls) = tls {
@@ -109,12 +111,14 @@ pub async fn channel(
             .domain_name(tls.domain.clone().unwrap_or_else(|| host.to_string()));
         endpoint = endpoint
             .tls_config(config)
-            .map_err(|e| format!("bad TLS settings: {}", source_message(&e)))?;
+            .map_err(|e| Error::Connection(format!("bad TLS settings: {}", source_message(&e))))?;
     }
-    endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("cannot connect to {address}: {}", source_message(&e)))
+    endpoint.connect().await.map_err(|e| {
+        Error::Connection(format!(
+            "cannot connect to {address}: {}",
+            source_message(&e)
+        ))
+    })
 }
 
 /// The innermost cause of an error, which says what went wrong (connection refused…).

@@ -8,7 +8,7 @@ use rem::{Database, ReplicatedChange, ReplicatedVector};
 use tokio::sync::watch;
 
 use crate::proto::{ChangeBatch, StatusReply, SubscribeRequest};
-use crate::{connect, now_micros, request, status_message};
+use crate::{connect, now_micros, request, Error, Result};
 
 /// Where a replica stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,40 +196,6 @@ pub enum Followed {
     NeedsSnapshot(String),
 }
 
-const SNAPSHOT: &str = "snapshot: ";
-const FATAL: &str = "fatal: ";
-
-/// A failed call as the error [`stream_changes`] returns. A plain-text client talking
-/// to a TLS server sees only a broken HTTP/2 connection before its first message, so
-/// that case gets a hint unless `tls` (TLS in use, or a message already arrived).
-fn classify(s: &tonic::Status, tls: bool) -> String {
-    let prefix = match s.code() {
-        tonic::Code::OutOfRange => SNAPSHOT,
-        code if is_fatal(code) => FATAL,
-        _ => "",
-    };
-    let transport = match s.code() {
-        tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled => true,
-        // What an HTTP/2 failure maps to; the service's own internal errors say more.
-        tonic::Code::Internal => s.message().starts_with("h2 protocol error"),
-        _ => false,
-    };
-    let hint = if transport && !tls {
-        " (if the primary serves TLS, set P8_REPLICATION_TLS_CA)"
-    } else {
-        ""
-    };
-    format!("{prefix}{}{hint}", status_message(s))
-}
-
-/// Errors that retrying cannot fix.
-fn is_fatal(code: tonic::Code) -> bool {
-    matches!(
-        code,
-        tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition
-    )
-}
-
 /// Follows the primary until `stop` turns true (or, without `follow`, until synced),
 /// or until the primary's retained log no longer reaches this replica.
 /// Returns an error for what retrying cannot fix: a refused token, a replica ahead of
@@ -239,7 +205,7 @@ pub async fn follow(
     options: FollowOptions,
     status: Arc<ReplicaStatus>,
     mut stop: watch::Receiver<bool>,
-) -> Result<Followed, String> {
+) -> Result<Followed> {
     let mut backoff = Duration::from_millis(100);
     loop {
         if *stop.borrow() {
@@ -253,12 +219,11 @@ pub async fn follow(
         };
         match outcome {
             Ok(()) => return Ok(Followed::Done),
-            Err(e) if e.starts_with(SNAPSHOT) => {
-                return Ok(Followed::NeedsSnapshot(e[SNAPSHOT.len()..].to_string()));
+            Err(Error::SnapshotNeeded(message)) => {
+                return Ok(Followed::NeedsSnapshot(message));
             }
-            Err(e) if e.starts_with(FATAL) => {
-                let e = e[FATAL.len()..].to_string();
-                status.disconnected(e.clone());
+            Err(e) if !e.is_retryable() => {
+                status.disconnected(e.to_string());
                 return Err(e);
             }
             Err(e) => {
@@ -270,7 +235,7 @@ pub async fn follow(
                     tracing::warn!("replication interrupted: {e}; reconnecting");
                 }
                 let was_synced = status.state() == ReplicaState::Synced;
-                status.disconnected(e.clone());
+                status.disconnected(e.to_string());
                 if !options.follow && !was_synced && backoff >= options.max_backoff {
                     return Err(e);
                 }
@@ -286,14 +251,14 @@ pub async fn follow(
 }
 
 /// One connection: subscribe from the local watermark and apply batches until the
-/// stream fails (`Err`, prefixed `fatal: ` when retrying cannot help) or, without
+/// stream fails (`Err`; [`Error::is_retryable`] says whether to try again) or, without
 /// `follow`, until synced (`Ok`).
 async fn stream_changes(
     db: &Database,
     options: &FollowOptions,
     status: &ReplicaStatus,
     connected: &mut bool,
-) -> Result<(), String> {
+) -> Result<()> {
     let mut client = connect(
         &options.primary,
         Duration::from_secs(3),
@@ -310,7 +275,7 @@ async fn stream_changes(
     let mut stream = client
         .subscribe(req)
         .await
-        .map_err(|s| classify(&s, options.tls.is_some()))?
+        .map_err(|s| Error::from_status(&s, options.tls.is_some()))?
         .into_inner();
     tracing::info!(primary = %options.primary, "connected");
     *connected = true;
@@ -319,8 +284,12 @@ async fn stream_changes(
     loop {
         let batch = match stream.message().await {
             Ok(Some(b)) => b,
-            Ok(None) => return Err("the primary closed the stream".to_string()),
-            Err(s) => return Err(classify(&s, options.tls.is_some() || received)),
+            Ok(None) => {
+                return Err(Error::Connection(
+                    "the primary closed the stream".to_string(),
+                ))
+            }
+            Err(s) => return Err(Error::from_status(&s, options.tls.is_some() || received)),
         };
         received = true;
         // A promoted replica stops following.
@@ -339,13 +308,9 @@ async fn stream_changes(
             }
         })
         .await
-        .map_err(|e| format!("{FATAL}apply task failed: {e}"))?;
-        let applied = match applied {
-            Ok(seq) => seq,
-            // A gap: subscribe again from what is applied.
-            Err(e @ rem::Error::Gap { .. }) => return Err(e.to_string()),
-            Err(e) => return Err(format!("{FATAL}applying changes failed: {e}")),
-        };
+        .map_err(|e| Error::Internal(format!("the apply task failed: {e}")))?;
+        // A gap is retryable: subscribing again from what is applied closes it.
+        let applied = applied?;
         status.applied(primary_seq, sent_at, n, applied);
         if !options.follow && applied >= primary_seq {
             return Ok(());

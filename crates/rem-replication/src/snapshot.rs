@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::proto::{SnapshotChunk, SnapshotFile, SnapshotRequest};
-use crate::{connect, request, status_message, FollowOptions};
+use crate::{connect, request, status_message, Error, FollowOptions, Result};
 
 /// Bytes per streamed chunk.
 const CHUNK: usize = 1 << 20;
@@ -123,12 +123,12 @@ fn safe_name(name: &str) -> bool {
 /// Downloads a snapshot of `primary` for the database at `db` into its staging folder
 /// and prepares it as a replica of `primary`. Returns the copy's sequence number and
 /// its size in bytes. The database itself is not touched.
-pub async fn fetch_snapshot(db: &Path, options: &FollowOptions) -> Result<(u64, u64), String> {
+pub async fn fetch_snapshot(db: &Path, options: &FollowOptions) -> Result<(u64, u64)> {
     let primary = options.primary.as_str();
     let staging = rem::snapshot_staging_path(db);
-    rem::discard_staged_snapshot(db).map_err(|e| e.to_string())?;
+    rem::discard_staged_snapshot(db)?;
     std::fs::create_dir_all(&staging)
-        .map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
+        .map_err(|e| Error::io(format!("cannot create {}", staging.display()), e))?;
     let mut client = connect(primary, Duration::from_secs(3), options.tls.as_ref()).await?;
     let mut stream = client
         .snapshot(request(
@@ -138,13 +138,13 @@ pub async fn fetch_snapshot(db: &Path, options: &FollowOptions) -> Result<(u64, 
             options.token.as_deref(),
         ))
         .await
-        .map_err(|s| status_message(&s))?
+        .map_err(|s| Error::from_status(&s, options.tls.is_some()))?
         .into_inner();
-    let next = |s: Result<Option<SnapshotChunk>, Status>| -> Result<Option<SnapshotChunk>, String> {
-        s.map_err(|s| format!("snapshot interrupted: {}", status_message(&s)))
+    let next = |s: Result<Option<SnapshotChunk>, Status>| -> Result<Option<SnapshotChunk>> {
+        s.map_err(|s| Error::Connection(format!("snapshot interrupted: {}", status_message(&s))))
     };
     let listing = next(stream.message().await)?
-        .ok_or_else(|| "the primary sent an empty snapshot".to_string())?;
+        .ok_or_else(|| Error::Protocol("the primary sent an empty snapshot".to_string()))?;
     // Each listed file: its size and the bytes received so far.
     let mut files: BTreeMap<String, (u64, u64)> = listing
         .files
@@ -152,56 +152,65 @@ pub async fn fetch_snapshot(db: &Path, options: &FollowOptions) -> Result<(u64, 
         .map(|f| (f.name.clone(), (f.size, 0)))
         .collect();
     if files.is_empty() || files.keys().any(|n| !safe_name(n)) {
-        return Err("the primary sent a malformed snapshot listing".to_string());
+        return Err(Error::Protocol(
+            "the primary sent a malformed snapshot listing".to_string(),
+        ));
     }
     let mut open: Option<(String, std::fs::File)> = None;
     let mut total = 0u64;
     while let Some(chunk) = next(stream.message().await)? {
         let Some((size, at)) = files.get_mut(&chunk.file) else {
-            return Err(format!(
+            return Err(Error::Protocol(format!(
                 "the primary sent an unlisted file '{}'",
                 chunk.file
-            ));
+            )));
         };
         if chunk.offset != *at || *at + chunk.data.len() as u64 > *size {
-            return Err(format!("the primary sent '{}' out of order", chunk.file));
+            return Err(Error::Protocol(format!(
+                "the primary sent '{}' out of order",
+                chunk.file
+            )));
         }
         *at += chunk.data.len() as u64;
         total += chunk.data.len() as u64;
         if open.as_ref().map(|(n, _)| n != &chunk.file).unwrap_or(true) {
-            if let Some((_, f)) = open.take() {
-                f.sync_all().map_err(|e| e.to_string())?;
+            if let Some((name, f)) = open.take() {
+                f.sync_all()
+                    .map_err(|e| Error::io(format!("cannot write the snapshot file {name}"), e))?;
             }
             let path = staging.join(&chunk.file);
             let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&path)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
             open = Some((chunk.file.clone(), f));
         }
         if let Some((_, f)) = open.as_mut() {
             f.write_all(&chunk.data)
-                .map_err(|e| format!("cannot write the snapshot: {e}"))?;
+                .map_err(|e| Error::io("cannot write the snapshot", e))?;
         }
     }
-    if let Some((_, f)) = open.take() {
-        f.sync_all().map_err(|e| e.to_string())?;
+    if let Some((name, f)) = open.take() {
+        f.sync_all()
+            .map_err(|e| Error::io(format!("cannot write the snapshot file {name}"), e))?;
     }
     for (name, (size, at)) in &files {
         if at != size {
-            return Err(format!("the snapshot ended before '{name}' was complete"));
+            return Err(Error::Protocol(format!(
+                "the snapshot ended before '{name}' was complete"
+            )));
         }
         // Empty files have no chunks.
         if *size == 0 {
-            std::fs::File::create(staging.join(name)).map_err(|e| e.to_string())?;
+            std::fs::File::create(staging.join(name))
+                .map_err(|e| Error::io(format!("cannot write the snapshot file {name}"), e))?;
         }
     }
     let staged = staging.clone();
     let primary = primary.to_string();
     let seq = tokio::task::spawn_blocking(move || rem::prepare_snapshot(&staged, &primary))
         .await
-        .map_err(|e| format!("preparing the snapshot failed: {e}"))?
-        .map_err(|e| format!("the snapshot cannot be opened: {e}"))?;
+        .map_err(|e| Error::Internal(format!("preparing the snapshot failed: {e}")))??;
     Ok((seq, total))
 }

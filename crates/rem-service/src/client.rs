@@ -76,7 +76,7 @@ impl Client {
                 options.connect_timeout,
                 options.tls.as_ref(),
             ))
-            .map_err(Error::Connection)?;
+            .map_err(|e| Error::Connection(e.to_string()))?;
         let token = MetadataValue::try_from(options.token.trim())
             .map_err(|_| Error::Unauthenticated("the token must be printable ASCII".to_string()))?;
         let tenant = match &options.tenant {

@@ -41,6 +41,12 @@ pub enum Error {
     /// The server answered with something that does not decode.
     #[error("bad reply from the server: {0}")]
     Protocol(String),
+    /// A SQL statement was refused or failed (embedded).
+    #[error(transparent)]
+    Sql(#[from] rem_sql::Error),
+    /// Serving or replicating failed (the token file, a snapshot, the replica stream).
+    #[error(transparent)]
+    Replication(#[from] rem_replication::Error),
 }
 
 /// What an engine error says beyond its message, kept across the service: its code
@@ -102,6 +108,7 @@ impl Error {
     pub fn detail(&self) -> Detail {
         match self {
             Error::Engine(e) => Detail::of(e),
+            Error::Sql(e) => Failure::detail(e),
             Error::Remote { detail, .. } | Error::Record { detail, .. } => detail.clone(),
             _ => Detail::default(),
         }
@@ -114,6 +121,8 @@ impl Error {
             Error::Remote { kind, .. } | Error::Record { kind, .. } => *kind,
             Error::Unauthenticated(_) => ErrorKind::FailedPrecondition,
             Error::Connection(_) | Error::Protocol(_) => ErrorKind::Internal,
+            Error::Replication(e) => e.kind(),
+            Error::Sql(e) => e.kind(),
         }
     }
 
@@ -149,8 +158,50 @@ impl Error {
     }
 }
 
-/// The status a server answers with for an engine error.
-pub(crate) fn status(e: &rem::Error) -> Status {
+/// An error a server turns into a status: its message, kind and detail.
+pub(crate) trait Failure: std::fmt::Display {
+    fn kind(&self) -> ErrorKind;
+    fn detail(&self) -> Detail;
+}
+
+impl Failure for rem::Error {
+    fn kind(&self) -> ErrorKind {
+        rem::Error::kind(self)
+    }
+
+    fn detail(&self) -> Detail {
+        Detail::of(self)
+    }
+}
+
+impl Failure for rem_sql::Error {
+    fn kind(&self) -> ErrorKind {
+        rem_sql::Error::kind(self)
+    }
+
+    fn detail(&self) -> Detail {
+        match self.engine() {
+            Some(e) => Detail::of(e),
+            None => Detail {
+                code: self.code().to_string(),
+                ..Detail::default()
+            },
+        }
+    }
+}
+
+impl Failure for Error {
+    fn kind(&self) -> ErrorKind {
+        Error::kind(self)
+    }
+
+    fn detail(&self) -> Detail {
+        Error::detail(self)
+    }
+}
+
+/// The status a server answers with for an error.
+pub(crate) fn status(e: &impl Failure) -> Status {
     let message = e.to_string();
     let mut status = match e.kind() {
         ErrorKind::InvalidInput => Status::invalid_argument(message),
@@ -158,7 +209,7 @@ pub(crate) fn status(e: &rem::Error) -> Status {
         ErrorKind::FailedPrecondition => Status::failed_precondition(message),
         _ => Status::internal(message),
     };
-    Detail::of(e).to_metadata(status.metadata_mut());
+    e.detail().to_metadata(status.metadata_mut());
     status
 }
 

@@ -116,7 +116,7 @@ pub(crate) fn lookup(db: &Database, req: &LookupRequest) -> Result<EntitiesReply
     })
 }
 
-pub(crate) fn search(db: &Database, req: &SearchRequest) -> Result<SearchReply> {
+pub(crate) fn search(db: &Database, req: &SearchRequest) -> crate::Result<SearchReply> {
     let filter = if req.predicate.trim().is_empty() {
         rem::Filter::All
     } else {
@@ -135,9 +135,7 @@ pub(crate) fn search(db: &Database, req: &SearchRequest) -> Result<SearchReply> 
         (true, _) => db.search(table, &req.query, &options)?,
         (false, Some(t)) => db.search_by_vector(t, &req.vector, &options)?,
         (false, None) => {
-            return Err(Error::InvalidInput(
-                "a search by vector names its table".into(),
-            ))
+            return Err(Error::InvalidInput("a search by vector names its table".into()).into())
         }
     };
     Ok(SearchReply {
@@ -356,7 +354,7 @@ pub(crate) fn status(
 }
 
 /// The engine's export options for a request.
-pub(crate) fn export_options(req: &ExportRequest) -> Result<rem_sql::ExportOptions> {
+pub(crate) fn export_options(req: &ExportRequest) -> rem_sql::Result<rem_sql::ExportOptions> {
     Ok(rem_sql::ExportOptions {
         format: rem_sql::ExportFormat::parse(&req.format)?,
         compression: req.compression.clone(),

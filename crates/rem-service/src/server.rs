@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::error::{status, Detail};
+use crate::error::{status, Detail, Failure};
 use crate::ops;
 use crate::proto::database_server::{Database as DatabaseRpc, DatabaseServer};
 use crate::proto::*;
@@ -77,25 +77,26 @@ impl DatabaseService {
     }
 
     /// Runs `f` on the request's tenant's database on a blocking thread.
-    async fn unary<Req, Rep>(
+    async fn unary<Req, Rep, E>(
         &self,
         req: Request<Req>,
-        f: impl FnOnce(&Database, Req) -> rem::Result<Rep> + Send + 'static,
+        f: impl FnOnce(&Database, Req) -> Result<Rep, E> + Send + 'static,
     ) -> Result<Response<Rep>, Status>
     where
         Req: Send + 'static,
         Rep: Send + 'static,
+        E: Failure + Send + 'static,
     {
         let tenant = tenant_of(&req);
         let db = self.db.clone();
         let msg = req.into_inner();
-        let result = tokio::task::spawn_blocking(move || {
-            let db = for_tenant(&db, tenant)?;
-            f(&db, msg)
+        let result = tokio::task::spawn_blocking(move || match for_tenant(&db, tenant) {
+            Ok(db) => f(&db, msg).map_err(|e| status(&e)),
+            Err(e) => Err(status(&e)),
         })
         .await
         .map_err(join_error)?;
-        result.map(Response::new).map_err(|e| status(&e))
+        result.map(Response::new)
     }
 
     /// A server stream produced by `run` on a blocking thread, over the request's
@@ -126,14 +127,15 @@ impl DatabaseService {
     /// (a few microseconds against RocksDB's block cache), where handing over to a
     /// blocking thread would cost more than the read. Another tenant, whose database may
     /// have to be opened, goes through [`Self::unary`].
-    async fn point_read<Req, Rep>(
+    async fn point_read<Req, Rep, E>(
         &self,
         req: Request<Req>,
-        f: impl FnOnce(&Database, Req) -> rem::Result<Rep> + Send + 'static,
+        f: impl FnOnce(&Database, Req) -> Result<Rep, E> + Send + 'static,
     ) -> Result<Response<Rep>, Status>
     where
         Req: Send + 'static,
         Rep: Send + 'static,
+        E: Failure + Send + 'static,
     {
         match tenant_of(&req) {
             Some(t) if t != self.db.tenant() => self.unary(req, f).await,
@@ -235,7 +237,7 @@ fn run_export(db: &Database, req: ExportRequest, tx: mpsc::Sender<Result<ExportC
         });
         let (table, rows) = rem_sql::export_to(db, &req.table, &mut out, &options)?;
         out.flush()
-            .map_err(|e| rem::Error::InvalidInput(format!("cannot send the export: {e}")))?;
+            .map_err(|e| rem_sql::Error::InvalidInput(format!("cannot send the export: {e}")))?;
         Ok((table, rows))
     });
     let msg = match result {
@@ -257,7 +259,7 @@ impl DatabaseRpc for DatabaseService {
     async fn hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
         let instance = self.instance.clone();
         self.unary(req, move |db, _| {
-            Ok(HelloReply {
+            Ok::<_, rem::Error>(HelloReply {
                 instance,
                 mode: db.replication_role().mode().to_string(),
                 tenant: db.tenant().to_string(),
@@ -548,7 +550,7 @@ pub async fn serve(
     options: ServerOptions,
     replica: Option<Arc<ReplicaStatus>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> crate::Result<()> {
     let auth = Auth::new(&options.token)?;
     let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
     if let Some(tls) = &options.replication.tls {
@@ -556,10 +558,10 @@ pub async fn serve(
         builder = builder
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .map_err(|e| {
-                format!(
+                rem::Error::Config(format!(
                     "bad TLS certificate or key: {}",
                     rem_replication::source_message(&e)
-                )
+                ))
             })?;
     }
     // Stopped with the server: it holds a handle on the database, which a replica
@@ -583,7 +585,12 @@ pub async fn serve(
         ))
         .serve_with_incoming_shutdown(no_delay(listener), shutdown)
         .await
-        .map_err(|e| format!("server failed: {}", rem_replication::source_message(&e)));
+        .map_err(|e| {
+            crate::Error::Connection(format!(
+                "server failed: {}",
+                rem_replication::source_message(&e)
+            ))
+        });
     if let Some(task) = retention {
         task.abort();
         let _ = task.await;

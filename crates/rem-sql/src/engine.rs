@@ -13,7 +13,9 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::DFParser;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
-use rem::{Database, Error, Result};
+use rem::Database;
+
+use crate::{Error, Result};
 
 use crate::convert::{arrow_schema, system_columns, BatchBuilder, Column, Source, PROPERTIES};
 use crate::edges::EdgesTable;
@@ -97,7 +99,7 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime> {
             .map_err(|e| e.to_string())
     })
     .as_ref()
-    .map_err(|e| Error::Sql(format!("cannot start the SQL runtime: {e}")))
+    .map_err(|e| Error::Query(format!("cannot start the SQL runtime: {e}")))
 }
 
 fn threads() -> usize {
@@ -108,10 +110,10 @@ fn threads() -> usize {
 
 /// The engine error a DataFusion error carries, when a table scan raised one (it is
 /// then reported as itself, not as a SQL error).
-fn engine_error(e: DataFusionError) -> std::result::Result<Error, DataFusionError> {
+fn engine_error(e: DataFusionError) -> std::result::Result<rem::Error, DataFusionError> {
     use datafusion::arrow::error::ArrowError;
     match e {
-        DataFusionError::External(inner) => match inner.downcast::<Error>() {
+        DataFusionError::External(inner) => match inner.downcast::<rem::Error>() {
             Ok(rem) => Ok(*rem),
             Err(inner) => match inner.downcast::<DataFusionError>() {
                 Ok(df) => engine_error(*df),
@@ -122,7 +124,7 @@ fn engine_error(e: DataFusionError) -> std::result::Result<Error, DataFusionErro
             engine_error(*inner).map_err(|e| DataFusionError::Context(ctx, Box::new(e)))
         }
         DataFusionError::ArrowError(a, bt) => match *a {
-            ArrowError::ExternalError(inner) => match inner.downcast::<Error>() {
+            ArrowError::ExternalError(inner) => match inner.downcast::<rem::Error>() {
                 Ok(rem) => Ok(*rem),
                 Err(inner) => match inner.downcast::<DataFusionError>() {
                     Ok(df) => engine_error(*df),
@@ -142,26 +144,37 @@ fn engine_error(e: DataFusionError) -> std::result::Result<Error, DataFusionErro
     }
 }
 
-/// A DataFusion error as one readable sentence; an engine error raised inside a scan
+/// A DataFusion error as one readable sentence, of the kind its cause says: a syntax
+/// error, a query error, an internal failure; an engine error raised inside a scan
 /// keeps its own kind and message.
 pub(crate) fn sql_error(e: DataFusionError) -> Error {
+    use datafusion::arrow::error::ArrowError;
     let e = match engine_error(e) {
-        Ok(engine) => return engine,
+        Ok(engine) => return Error::Engine(engine),
         Err(e) => e,
     };
     let root = e.find_root();
+    let internal = matches!(
+        root,
+        DataFusionError::Internal(_)
+            | DataFusionError::ResourcesExhausted(_)
+            | DataFusionError::IoError(_)
+            | DataFusionError::ObjectStore(_)
+    ) || matches!(root, DataFusionError::ArrowError(a, _) if matches!(**a, ArrowError::IoError(..) | ArrowError::MemoryError(_)));
     let msg = match root {
         DataFusionError::SQL(e, _) => return syntax_error(e),
-        DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
-            Some(rem) => return Error::Sql(rem.to_string()),
-            None => inner.to_string(),
-        },
         other => other.message().to_string(),
     };
     let msg = msg
         .replace("sql parser error: ", "")
-        .replace("datafusion.public.", "");
-    Error::Sql(msg.trim().to_string())
+        .replace("datafusion.public.", "")
+        .trim()
+        .to_string();
+    if internal {
+        Error::Internal(msg)
+    } else {
+        Error::Query(msg)
+    }
 }
 
 /// A parser error as "SQL syntax error: <what>, at Line: l, Column: c" (or "at the end of
@@ -177,7 +190,7 @@ pub(crate) fn syntax_error(e: &datafusion::sql::sqlparser::parser::ParserError) 
     } else {
         msg
     };
-    Error::Sql(format!("SQL syntax error: {msg}"))
+    Error::Syntax(format!("SQL syntax error: {msg}"))
 }
 
 pub(crate) fn session(threads: usize) -> Result<SessionContext> {
@@ -199,7 +212,7 @@ impl Sql for Database {
 }
 
 async fn plan_and_run(db: &Database, query: &str, options: &SqlOptions) -> Result<SqlStream> {
-    let text = rewrite_text(query).map_err(Error::Sql)?;
+    let text = rewrite_text(query).map_err(Error::Query)?;
     let mut statements =
         DFParser::parse_sql_with_dialect(&text.sql, &GenericDialect {}).map_err(|e| match &e {
             DataFusionError::SQL(p, _) => syntax_error(p),
@@ -207,11 +220,11 @@ async fn plan_and_run(db: &Database, query: &str, options: &SqlOptions) -> Resul
         })?;
     let mut statement = match (statements.pop_front(), statements.is_empty()) {
         (Some(s), true) => s,
-        (None, _) => return Err(Error::Sql("empty query".into())),
-        (Some(_), false) => return Err(Error::Sql("one statement at a time, please".into())),
+        (None, _) => return Err(Error::Query("empty query".into())),
+        (Some(_), false) => return Err(Error::Query("one statement at a time, please".into())),
     };
     let mut virtuals = text.virtuals;
-    rewrite_statement(&mut statement, &mut virtuals).map_err(Error::Sql)?;
+    rewrite_statement(&mut statement, &mut virtuals).map_err(Error::Query)?;
 
     let ctx = session(threads())?;
     for schema in db.schemas()? {
@@ -270,7 +283,7 @@ async fn plan_and_run(db: &Database, query: &str, options: &SqlOptions) -> Resul
             | LogicalPlan::Unnest(_)
             | LogicalPlan::RecursiveQuery(_)
     ) {
-        return Err(Error::Sql(
+        return Err(Error::Query(
             "only queries are supported (SELECT, EXPLAIN, SEARCH, LOOKUP); write with `rem insert`"
                 .into(),
         ));
@@ -295,7 +308,7 @@ fn lookup_table(db: &Database, key: &str) -> Result<MemTable> {
     for e in db.lookup(key)? {
         builder.push(&e, None);
     }
-    let batch = builder.finish().map_err(|e| Error::Sql(e.to_string()))?;
+    let batch = builder.finish().map_err(|e| Error::Query(e.to_string()))?;
     MemTable::try_new(schema, vec![vec![batch]]).map_err(sql_error)
 }
 
@@ -348,6 +361,6 @@ fn traverse_table(db: &Database, spec: &crate::rewrite::TraverseSpec) -> Result<
         Arc::new(path.finish()),
     ];
     let batch =
-        RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Sql(e.to_string()))?;
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Query(e.to_string()))?;
     MemTable::try_new(schema, vec![vec![batch]]).map_err(sql_error)
 }

@@ -26,7 +26,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use rem::{Database, EntityId, Error, Result};
+use rem::{Database, EntityId};
+
+use crate::{Error, Result};
 use serde_json::Value;
 
 use crate::convert::{columns, Source};
@@ -378,7 +380,7 @@ fn with_structs(batch: RecordBatch, structs: &[(usize, Fields)]) -> Result<Recor
         let text = columns[*i]
             .as_any()
             .downcast_ref::<StringArray>()
-            .ok_or_else(|| Error::Sql("export: an object column is not JSON text".into()))?;
+            .ok_or_else(|| Error::Query("export: an object column is not JSON text".into()))?;
         let decode = |docs: &[&str]| -> std::result::Result<RecordBatch, String> {
             let schema = Arc::new(ArrowSchema::new(sf.clone()));
             let mut decoder = arrow_json::ReaderBuilder::new(schema)
@@ -410,7 +412,7 @@ fn with_structs(batch: RecordBatch, structs: &[(usize, Fields)]) -> Result<Recor
                         docs[r] = "{}";
                     }
                 }
-                decode(&docs).map_err(|e| Error::Sql(format!("export: {e}")))?
+                decode(&docs).map_err(|e| Error::Query(format!("export: {e}")))?
             }
         };
         let array = StructArray::try_new(
@@ -418,12 +420,12 @@ fn with_structs(batch: RecordBatch, structs: &[(usize, Fields)]) -> Result<Recor
             decoded.columns().to_vec(),
             Some(NullBuffer::from(valid)),
         )
-        .map_err(|e| Error::Sql(e.to_string()))?;
+        .map_err(|e| Error::Query(e.to_string()))?;
         fields[*i] = Field::new(fields[*i].name(), DataType::Struct(sf.clone()), true);
         columns[*i] = Arc::new(array);
     }
     RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)
-        .map_err(|e| Error::Sql(e.to_string()))
+        .map_err(|e| Error::Query(e.to_string()))
 }
 
 /// Appends the stored vectors of the batch's `id`s as `List<Float32>` columns.
@@ -440,10 +442,10 @@ fn with_vectors(
     let ids_col = batch
         .column_by_name("id")
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| Error::Sql("export: the id column is missing".into()))?;
+        .ok_or_else(|| Error::Query("export: the id column is missing".into()))?;
     let ids: Vec<EntityId> = (0..ids_col.len())
         .map(|i| EntityId::parse(ids_col.value(i)))
-        .collect::<Result<_>>()?;
+        .collect::<rem::Result<_>>()?;
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
     for c in vector_columns {
         let mut list = ListBuilder::new(Float32Builder::new());
@@ -458,7 +460,7 @@ fn with_vectors(
         }
         columns.push(Arc::new(list.finish()));
     }
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Sql(e.to_string()))
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Query(e.to_string()))
 }
 
 /// One writer per format.

@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! use rem_sql::Sql;
-//! # fn main() -> rem::Result<()> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let db = rem::Database::open("/tmp/db", &rem::OpenOptions::default())?;
 //! for batch in db.sql("SELECT name, COUNT(*) FROM resources GROUP BY name")? {
 //!     let batch = batch?; // an Arrow RecordBatch
@@ -55,6 +55,7 @@ macro_rules! leaf_plan {
 mod convert;
 mod edges;
 mod engine;
+mod error;
 mod export;
 mod output;
 mod predicate;
@@ -66,6 +67,7 @@ mod search;
 pub use datafusion;
 pub use datafusion::arrow;
 pub use engine::{Sql, SqlOptions, SqlStream};
+pub use error::{Error, Result};
 pub use export::{
     export_all, export_table, export_to, parquet_compression, write_file_atomically, ExportFormat,
     ExportOptions, ExportReport,

@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
+use crate::{Error, Result};
 use datafusion::arrow::record_batch::RecordBatch;
-use rem::{Error, Result};
 
 /// Output format of `rem query`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub enum OutputFormat {
 }
 
 fn io(e: impl std::fmt::Display) -> Error {
-    Error::Sql(format!("cannot write the result: {e}"))
+    Error::Query(format!("cannot write the result: {e}"))
 }
 
 /// Writes every batch of `batches` to `out` in `format`, streaming except for `Table`.

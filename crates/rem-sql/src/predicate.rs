@@ -18,7 +18,9 @@ use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias, Visit, Vis
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
-use rem::{Database, Error, Filter, Result};
+use rem::{Database, Filter};
+
+use crate::{Error, Result};
 
 use crate::convert::{arrow_schema, columns, system_columns, Column};
 use crate::engine::{session, sql_error, syntax_error};
@@ -49,7 +51,7 @@ pub fn parse_where(db: &Database, table: Option<&str>, predicate: &str) -> Resul
         }
     };
     let df_schema = DFSchema::try_from(arrow_schema(&cols).as_ref().clone())
-        .map_err(|e| Error::Sql(format!("predicate schema: {e}")))?;
+        .map_err(|e| Error::Query(format!("predicate schema: {e}")))?;
     let expr = state()?
         .create_logical_expr_from_sql_expr(
             ExprWithAlias {
@@ -76,7 +78,7 @@ pub fn parse_where(db: &Database, table: Option<&str>, predicate: &str) -> Resul
 
 fn invalid(predicate: &str, msg: &str) -> Error {
     let msg = msg.strip_prefix("SQL error: ").unwrap_or(msg);
-    Error::Sql(format!("invalid predicate '{predicate}': {msg}"))
+    Error::Query(format!("invalid predicate '{predicate}': {msg}"))
 }
 
 fn parse(predicate: &str) -> Result<SqlExpr> {
@@ -126,7 +128,7 @@ fn state() -> Result<&'static SessionState> {
     STATE
         .get_or_init(|| session(1).map(|s| s.state()).map_err(|e| e.to_string()))
         .as_ref()
-        .map_err(|e| Error::Sql(e.clone()))
+        .map_err(|e| Error::Query(e.clone()))
 }
 
 /// The whole of `expr` as an engine filter, or the first part that cannot be one.

@@ -67,9 +67,6 @@ pub enum Error {
     /// An argument or value is not acceptable (bad id, bad tenant name, ...).
     #[error("{0}")]
     InvalidInput(String),
-    /// A SQL statement could not be parsed, planned or run.
-    #[error("{0}")]
-    Sql(String),
     /// Loading a schema from Python failed (python3 or pydantic missing, import error).
     #[error("{0}")]
     Python(String),
@@ -172,7 +169,6 @@ impl Error {
             | Error::Validation { .. }
             | Error::InvalidSchema(_)
             | Error::InvalidInput(_)
-            | Error::Sql(_)
             | Error::Python(_)
             | Error::Io { .. }
             | Error::Config(_)
@@ -187,7 +183,7 @@ impl Error {
     /// A stable, machine-readable name of the error's variant (of its cause, for a
     /// refused record): `not_initialized`, `locked`, `read_only`, `replica`, `gap`,
     /// `unknown_table`, `not_found`, `invalid_json`, `validation`, `invalid_schema`,
-    /// `invalid_input`, `sql`, `python`, `io`, `config`, `embedding` or `storage`. It
+    /// `invalid_input`, `python`, `io`, `config`, `embedding` or `storage`. It
     /// crosses the service (gRPC metadata) so clients pick exception classes from it,
     /// never from messages.
     pub fn code(&self) -> &'static str {
@@ -203,7 +199,6 @@ impl Error {
             Error::Validation { .. } => "validation",
             Error::InvalidSchema(_) => "invalid_schema",
             Error::InvalidInput(_) => "invalid_input",
-            Error::Sql(_) => "sql",
             Error::Python(_) => "python",
             Error::Io { .. } => "io",
             Error::Config(_) => "config",

@@ -6,11 +6,15 @@ use crate::common::{db_with_items, query};
 
 fn error(db: &rem::Database, sql: &str) -> String {
     let e = any_error(db, sql);
-    assert!(matches!(e, rem::Error::Sql(_)), "{sql}: {e:?}");
+    assert!(
+        matches!(e, rem_sql::Error::Syntax(_) | rem_sql::Error::Query(_)),
+        "{sql}: {e:?}"
+    );
+    assert_eq!(e.kind(), rem::ErrorKind::InvalidInput, "{sql}");
     e.to_string()
 }
 
-fn any_error(db: &rem::Database, sql: &str) -> rem::Error {
+fn any_error(db: &rem::Database, sql: &str) -> rem_sql::Error {
     match db.sql(sql).and_then(|s| s.collect_all()) {
         Ok(_) => panic!("{sql} should fail"),
         Err(e) => e,
@@ -24,6 +28,8 @@ fn errors_are_clear_sentences() {
 
     let e = error(&db, "SELEC name FROM items");
     assert!(e.starts_with("SQL syntax error"), "{e}");
+    assert_eq!(any_error(&db, "SELEC name FROM items").code(), "sql_syntax");
+    assert_eq!(any_error(&db, "SELECT nope FROM items").code(), "sql");
     let e = error(&db, "SELECT name FROM items WHERE qty = = 1");
     assert!(e.contains("found: = at Line: 1, Column: 36"), "{e}");
     let e = error(&db, "SELECT name FROM items WHERE");
@@ -53,7 +59,11 @@ fn errors_are_clear_sentences() {
         &db,
         "SELECT * FROM items ORDER BY embedding.cosine('x') DESC LIMIT 3",
     );
-    assert!(matches!(e, rem::Error::InvalidInput(_)), "{e:?}");
+    assert!(
+        matches!(e, rem_sql::Error::Engine(rem::Error::InvalidInput(_))),
+        "{e:?}"
+    );
+    assert_eq!(e.code(), "invalid_input");
     assert!(e.to_string().contains("no embedded fields"), "{e}");
     let e = error(&db, "SEARCH items");
     assert!(e.contains("SEARCH needs"), "{e}");
