@@ -618,7 +618,7 @@ impl Native {
                 let read = std::fs::read(&file)
                     .map_err(|e| rem::Error::Io {
                         path: file.display().to_string(),
-                        message: e.to_string(),
+                        source: e,
                     })
                     .and_then(|bytes| Ok((rem_ingest::file_uri(&file)?, bytes)));
                 let report = match read {

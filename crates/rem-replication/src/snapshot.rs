@@ -40,7 +40,7 @@ pub(crate) fn checkpoint_dir(db: &Path) -> PathBuf {
 pub(crate) fn list_files(dir: &Path) -> rem::Result<Vec<SnapshotFile>> {
     let io = |e: std::io::Error| rem::Error::Io {
         path: dir.display().to_string(),
-        message: e.to_string(),
+        source: e,
     };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {

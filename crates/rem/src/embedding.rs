@@ -161,12 +161,6 @@ pub(crate) fn text_hash(text: &str) -> [u8; 16] {
     h
 }
 
-impl From<rem_embed::EmbedError> for Error {
-    fn from(e: rem_embed::EmbedError) -> Self {
-        Error::Embedding(e.to_string())
-    }
-}
-
 /// The updates of the `embedding` column from the caller's vectors: each must have the
 /// column's size; the text hash is still recorded, so a later write of the same text
 /// without a vector keeps it.

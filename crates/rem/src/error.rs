@@ -71,12 +71,13 @@ pub enum Error {
     #[error("{0}")]
     Python(String),
     /// Reading a file failed.
-    #[error("cannot read {path}: {message}")]
+    #[error("cannot read {path}: {source}")]
     Io {
         /// File path.
         path: String,
-        /// OS message.
-        message: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
     },
     /// A configuration value is malformed.
     #[error("invalid configuration: {0}")]
@@ -85,6 +86,10 @@ pub enum Error {
     /// nothing was written.
     #[error("{0}")]
     Embedding(String),
+    /// The embedding provider failed (a model that does not load, an endpoint that
+    /// refuses); nothing was written. Keeps the provider's error as its source.
+    #[error(transparent)]
+    Provider(#[from] rem_embed::EmbedError),
     /// One record of a batch was refused; nothing of the batch was written.
     #[error("record {} of the batch: {source}", index + 1)]
     Record {
@@ -172,7 +177,8 @@ impl Error {
             | Error::Python(_)
             | Error::Io { .. }
             | Error::Config(_)
-            | Error::Embedding(_) => ErrorKind::InvalidInput,
+            | Error::Embedding(_)
+            | Error::Provider(_) => ErrorKind::InvalidInput,
             Error::Record { source, .. } => source.kind(),
             Error::Gap { .. } | Error::Storage(_) => ErrorKind::Internal,
         }
@@ -202,7 +208,7 @@ impl Error {
             Error::Python(_) => "python",
             Error::Io { .. } => "io",
             Error::Config(_) => "config",
-            Error::Embedding(_) => "embedding",
+            Error::Embedding(_) | Error::Provider(_) => "embedding",
             Error::Record { source, .. } => source.code(),
             Error::Storage(_) => "storage",
         }

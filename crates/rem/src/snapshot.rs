@@ -53,7 +53,7 @@ fn replaced_path(db: &Path) -> PathBuf {
 fn io_error(path: &Path, e: std::io::Error) -> Error {
     Error::Io {
         path: path.display().to_string(),
-        message: e.to_string(),
+        source: e,
     }
 }
 

@@ -261,7 +261,7 @@ impl Schema {
         let path = Path::new(source);
         let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
             path: source.to_string(),
-            message: e.to_string(),
+            source: e,
         })?;
         let ext = path
             .extension()

@@ -36,7 +36,7 @@ pub fn load_pydantic_schema(file: &Path, class: &str, python: &str) -> Result<Va
     if !file.is_file() {
         return Err(Error::Io {
             path: file.display().to_string(),
-            message: "no such file".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         });
     }
     let output = Command::new(python)
