@@ -429,9 +429,11 @@ pub(crate) fn run(cli: Cli, session: &mut Session) -> Result<u8> {
             }
             outln!(
                 ctx,
-                "ok: {} entities, {} index entries and {} change records agree",
+                "ok: {} entities, {} index entries, {} vectors, {} vector indexes and {} change records agree",
                 report.entities,
                 report.index_entries,
+                report.vectors,
+                report.vector_indexes,
                 report.change_records
             );
         }

@@ -283,6 +283,8 @@ pub(crate) fn verify(db: &Database) -> Result<VerifyReply> {
         index_entries: r.index_entries,
         change_records: r.change_records,
         problems: r.problems,
+        vectors: r.vectors,
+        vector_indexes: r.vector_indexes,
     })
 }
 

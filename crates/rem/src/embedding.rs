@@ -233,6 +233,11 @@ pub(crate) struct ColumnUpdates {
     pub(crate) updates: Vec<EmbedUpdate>,
 }
 
+/// The position of the last record of each id in a batch (the one that counts).
+fn last_of(ids: &[EntityId]) -> HashMap<EntityId, usize> {
+    ids.iter().enumerate().map(|(i, id)| (*id, i)).collect()
+}
+
 impl crate::Database {
     /// Works out, before taking the write lock, which records need new vectors, and
     /// embeds their texts in batches (⌈N / batch size⌉ provider calls).
@@ -271,66 +276,149 @@ impl crate::Database {
                     continue;
                 }
             }
-            let keys: Vec<Vec<u8>> = ids
-                .iter()
-                .map(|id| embedding_key(&self.tenant, &schema.name, column, id))
-                .collect();
-            let stored = self.store().multi_get(ColumnFamily::Embeddings, &keys)?;
-            // Only the last record of an id in the batch counts.
-            let mut last_of: HashMap<EntityId, usize> = HashMap::new();
-            for (i, id) in ids.iter().enumerate() {
-                last_of.insert(*id, i);
+            if let Some(plan) = self.plan_column(schema, column, &model, ids, props)? {
+                out.push(plan);
             }
-            let mut updates = vec![EmbedUpdate::Keep; ids.len()];
-            let mut to_embed: Vec<(usize, String)> = Vec::new();
-            for (i, id) in ids.iter().enumerate() {
-                if last_of.get(id) != Some(&i) {
-                    continue;
-                }
-                let old_hash = match &stored[i] {
-                    Some(bytes) => Some(StoredEmbedding::decode(bytes)?.text_hash),
-                    None => None,
-                };
-                match embedding_text(schema, props[i]) {
-                    Some(text) if old_hash == Some(text_hash(&text)) => {}
-                    Some(text) => to_embed.push((i, text)),
-                    None if old_hash.is_some() => updates[i] = EmbedUpdate::Delete,
-                    None => {}
-                }
-            }
-            // Nothing to embed or remove (e.g. a schema registered again unchanged): the
-            // provider is not even loaded.
-            if to_embed.is_empty() && updates.iter().all(|u| matches!(u, EmbedUpdate::Keep)) {
-                continue;
-            }
-            let provider = self.inner.providers.get(&model, options)?;
-            self.check_column_meta(&schema.name, column, provider.name(), provider.dims())?;
-            if !to_embed.is_empty() {
-                let texts: Vec<&str> = to_embed.iter().map(|(_, t)| t.as_str()).collect();
-                let vectors = embed_all(provider.as_ref(), &texts, options.batch_size)?;
-                for ((i, text), vector) in to_embed.iter().zip(vectors) {
-                    if vector.len() != provider.dims() {
-                        return Err(Error::Embedding(format!(
-                            "{} returned a vector of {} dimensions, expected {}",
-                            provider.name(),
-                            vector.len(),
-                            provider.dims()
-                        )));
-                    }
-                    updates[*i] = EmbedUpdate::Put(StoredEmbedding {
-                        text_hash: text_hash(text),
-                        vector,
-                    });
-                }
-            }
-            out.push(ColumnUpdates {
-                column,
-                model: provider.name().to_string(),
-                dims: provider.dims(),
-                updates,
-            });
         }
         Ok(out)
+    }
+
+    /// The plan of one embedding column made by `model` from the stored text hashes:
+    /// `None` when nothing is to be embedded or removed.
+    fn plan_column(
+        &self,
+        schema: &Schema,
+        column: &'static str,
+        model: &str,
+        ids: &[EntityId],
+        props: &[&Map<String, Value>],
+    ) -> Result<Option<ColumnUpdates>> {
+        let options = &self.inner.embedding;
+        let keys: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| embedding_key(&self.tenant, &schema.name, column, id))
+            .collect();
+        let stored = self.store().multi_get(ColumnFamily::Embeddings, &keys)?;
+        // Only the last record of an id in the batch counts.
+        let last_of = last_of(ids);
+        let mut updates = vec![EmbedUpdate::Keep; ids.len()];
+        let mut to_embed: Vec<(usize, String)> = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            if last_of.get(id) != Some(&i) {
+                continue;
+            }
+            let old_hash = match &stored[i] {
+                Some(bytes) => Some(StoredEmbedding::decode(bytes)?.text_hash),
+                None => None,
+            };
+            match embedding_text(schema, props[i]) {
+                Some(text) if old_hash == Some(text_hash(&text)) => {}
+                Some(text) => to_embed.push((i, text)),
+                None if old_hash.is_some() => updates[i] = EmbedUpdate::Delete,
+                None => {}
+            }
+        }
+        // Nothing to embed or remove (e.g. a schema registered again unchanged): the
+        // provider is not even loaded.
+        if to_embed.is_empty() && updates.iter().all(|u| matches!(u, EmbedUpdate::Keep)) {
+            return Ok(None);
+        }
+        let provider = self.inner.providers.get(model, options)?;
+        self.check_column_meta(&schema.name, column, provider.name(), provider.dims())?;
+        if !to_embed.is_empty() {
+            let texts: Vec<&str> = to_embed.iter().map(|(_, t)| t.as_str()).collect();
+            let vectors = embed_all(provider.as_ref(), &texts, options.batch_size)?;
+            for ((i, text), vector) in to_embed.iter().zip(vectors) {
+                if vector.len() != provider.dims() {
+                    return Err(Error::Embedding(format!(
+                        "{} returned a vector of {} dimensions, expected {}",
+                        provider.name(),
+                        vector.len(),
+                        provider.dims()
+                    )));
+                }
+                updates[*i] = EmbedUpdate::Put(StoredEmbedding {
+                    text_hash: text_hash(text),
+                    vector,
+                });
+            }
+        }
+        Ok(Some(ColumnUpdates {
+            column,
+            model: provider.name().to_string(),
+            dims: provider.dims(),
+            updates,
+        }))
+    }
+
+    /// The columns whose plan no longer fits the stored vectors: another writer
+    /// committed a vector for one of these records after the plan read the stored text
+    /// hashes, so a kept vector would belong to another text (or a vector the plan
+    /// thought absent now exists). Run under the write lock, before staging.
+    pub(crate) fn stale_columns(
+        &self,
+        schema: &Schema,
+        ids: &[EntityId],
+        props: &[&Map<String, Value>],
+        plans: &[ColumnUpdates],
+    ) -> Result<Vec<&'static str>> {
+        let options = &self.inner.embedding;
+        let last_of = last_of(ids);
+        let mut stale = Vec::new();
+        for column in [EMBEDDING, EMBEDDING_ALT] {
+            if provider_name(schema, column, options).is_none() {
+                continue;
+            }
+            let plan = plans.iter().find(|p| p.column == column);
+            // Records whose plan keeps what is stored: the stored state must still be
+            // what the plan saw (a hash of the record's text, or no vector).
+            let kept: Vec<usize> = (0..ids.len())
+                .filter(|&i| last_of.get(&ids[i]) == Some(&i))
+                .filter(|&i| plan.is_none_or(|p| matches!(p.updates[i], EmbedUpdate::Keep)))
+                .collect();
+            if kept.is_empty() {
+                continue;
+            }
+            let keys: Vec<Vec<u8>> = kept
+                .iter()
+                .map(|&i| embedding_key(&self.tenant, &schema.name, column, &ids[i]))
+                .collect();
+            let stored = self.store().multi_get(ColumnFamily::Embeddings, &keys)?;
+            for (&i, bytes) in kept.iter().zip(&stored) {
+                let hash = match bytes {
+                    Some(b) => Some(StoredEmbedding::decode(b)?.text_hash),
+                    None => None,
+                };
+                let expected = embedding_text(schema, props[i]).map(|t| text_hash(&t));
+                if hash != expected {
+                    stale.push(column);
+                    break;
+                }
+            }
+        }
+        Ok(stale)
+    }
+
+    /// Plans `columns` again (after [`Self::stale_columns`] found them stale), replacing
+    /// their old plans in `plans`.
+    pub(crate) fn replan_columns(
+        &self,
+        schema: &Schema,
+        ids: &[EntityId],
+        props: &[&Map<String, Value>],
+        columns: &[&'static str],
+        plans: &mut Vec<ColumnUpdates>,
+    ) -> Result<()> {
+        plans.retain(|p| !columns.contains(&p.column));
+        for &column in columns {
+            let Some(model) = provider_name(schema, column, &self.inner.embedding) else {
+                continue;
+            };
+            if let Some(plan) = self.plan_column(schema, column, &model, ids, props)? {
+                plans.push(plan);
+            }
+        }
+        Ok(())
     }
 
     /// Checks the size of a caller's query vector against the table's column.

@@ -105,6 +105,20 @@ impl VectorIndex {
                 self.dims
             )));
         }
+        let unit = normalized(vector);
+        if let Some(&key) = self.by_id.get(&id) {
+            // The same vector again (a write that kept the stored one): replacing it
+            // would only leave a tombstone in the graph.
+            let mut buf = vec![0f32; self.dims];
+            let same = self.index.get(key, &mut buf).ok().is_some_and(|n| n > 0)
+                && buf
+                    .iter()
+                    .zip(&unit)
+                    .all(|(a, b)| (a - b).abs() <= 1e-2 * b.abs().max(1e-2));
+            if same {
+                return Ok(());
+            }
+        }
         self.remove(&id)?;
         if self.index.size() + 1 > self.index.capacity() {
             // Grow by a quarter: usearch's memory use follows its capacity, so doubling
@@ -114,9 +128,7 @@ impl VectorIndex {
         }
         let key = self.next_key;
         self.next_key += 1;
-        self.index
-            .add(key, &normalized(vector))
-            .map_err(index_error)?;
+        self.index.add(key, &unit).map_err(index_error)?;
         self.keys.insert(key, id);
         self.by_id.insert(id, key);
         Ok(())
@@ -264,6 +276,19 @@ impl VectorIndex {
         scored
     }
 
+    /// The ids the index holds.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = &EntityId> {
+        self.by_id.keys()
+    }
+
+    /// The (unit-length, possibly reduced-precision) vector the index holds for `id`.
+    pub(crate) fn vector(&self, id: &EntityId) -> Option<Vec<f32>> {
+        let key = *self.by_id.get(id)?;
+        let mut buf = vec![0f32; self.dims];
+        self.index.get(key, &mut buf).ok().filter(|n| *n > 0)?;
+        Some(buf)
+    }
+
     /// Saves the index beside the database: data files first, the metadata file (the
     /// commit point) last, each through a temporary name. `base` is a path without
     /// extension; the files are `base.{usearch,keys,json}`.
@@ -394,4 +419,93 @@ pub(crate) fn index_base(db_path: &Path, tenant: &str, table: &str, column: &str
     db_path
         .join("vectors")
         .join(format!("{tenant}~{table}~{column}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A deterministic pseudo-random unit-ish vector.
+    fn vector(seed: u64, dims: usize) -> Vec<f32> {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..dims)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    /// A small index updated thousands of times still finds each live vector.
+    #[test]
+    fn a_small_index_updated_many_times_still_finds_every_vector() {
+        let dims = 16;
+        let mut vi = VectorIndex::new(dims, "test", &EmbeddingOptions::default()).unwrap();
+        let ids: Vec<EntityId> = (0..50).map(|_| EntityId::random()).collect();
+        let mut last = HashMap::new();
+        // Built the way a loaded index is (all at once), then updated one by one.
+        let first: Vec<(EntityId, Vec<f32>)> =
+            ids.iter().map(|id| (*id, vector(7, dims))).collect();
+        vi.upsert_many(&first).unwrap();
+        for round in 0..2000u64 {
+            for (i, id) in ids.iter().enumerate() {
+                let v = vector(i as u64 * 10 + round % 3, dims);
+                vi.upsert(*id, &v).unwrap();
+                last.insert(*id, v);
+            }
+        }
+        assert_eq!(vi.len(), 50);
+        for id in &ids {
+            let hits = vi.search(&last[id], 1, None, None).unwrap();
+            assert_eq!(hits[0].0, *id);
+            assert!(hits[0].1 > 0.99, "{}", hits[0].1);
+        }
+    }
+
+    /// The same with the updates coming from eight threads in turn (as writers do, each
+    /// refreshing the index under the write lock).
+    #[test]
+    fn updates_from_many_threads_keep_every_vector_findable() {
+        let dims = 16;
+        let vi = std::sync::Mutex::new(
+            VectorIndex::new(dims, "test", &EmbeddingOptions::default()).unwrap(),
+        );
+        let ids: Vec<EntityId> = (0..50).map(|_| EntityId::random()).collect();
+        let first: Vec<(EntityId, Vec<f32>)> =
+            ids.iter().map(|id| (*id, vector(7, dims))).collect();
+        vi.lock().unwrap().upsert_many(&first).unwrap();
+        let last = std::sync::Mutex::new(HashMap::new());
+        std::thread::scope(|s| {
+            for t in 0..8u64 {
+                let (vi, last, ids) = (&vi, &last, &ids);
+                s.spawn(move || {
+                    for round in 0..300u64 {
+                        for (i, id) in ids
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| (*i as u64 + round + t).is_multiple_of(4))
+                        {
+                            let v = vector(t * 1_000_000 + round * 1000 + i as u64, dims);
+                            let mut g = vi.lock().unwrap();
+                            g.upsert(*id, &v).unwrap();
+                            last.lock().unwrap().insert(*id, v);
+                        }
+                    }
+                });
+            }
+        });
+        let vi = vi.into_inner().unwrap();
+        let last = last.into_inner().unwrap();
+        assert_eq!(vi.len(), 50);
+        for id in &ids {
+            let hits = vi.search(&last[id], 1, None, None).unwrap();
+            assert_eq!(hits[0].0, *id);
+        }
+    }
 }

@@ -51,6 +51,12 @@ pub(crate) struct VectorIndexes {
 }
 
 impl VectorIndexes {
+    /// Every loaded index.
+    pub(crate) fn all(&self) -> Vec<(IndexKey, SharedIndex)> {
+        let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        loaded.iter().map(|(k, i)| (k.clone(), i.clone())).collect()
+    }
+
     /// The index of `key` if it is loaded.
     pub(crate) fn loaded(&self, key: &IndexKey) -> Option<SharedIndex> {
         let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
@@ -179,7 +185,12 @@ fn build(
 /// Applies every change-log record after the index's watermark: the stored vector of
 /// each touched entity (or its absence) becomes the index's. False when the log no
 /// longer reaches back to the watermark (the index must be rebuilt).
-fn catch_up_index(store: &Store, vi: &mut VectorIndex, key: &IndexKey, last: u64) -> Result<bool> {
+pub(crate) fn catch_up_index(
+    store: &Store,
+    vi: &mut VectorIndex,
+    key: &IndexKey,
+    last: u64,
+) -> Result<bool> {
     let mut touched = HashSet::new();
     let reached = catch_up(store, vi.watermark, last, |change| {
         if let Change::Put { tenant, entity } = change {

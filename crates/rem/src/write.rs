@@ -102,8 +102,8 @@ impl Database {
         // Embedding is the slow part: it runs before the write lock is taken.
         let ids: Vec<EntityId> = prepared.iter().map(|p| p.id).collect();
         let props: Vec<&Map<String, Value>> = prepared.iter().map(|p| &p.properties).collect();
-        let plans = self.plan_embeddings(&schema, &ids, &props, vectors)?;
-        let _guard = self.lock_writes();
+        let mut plans = self.plan_embeddings(&schema, &ids, &props, vectors)?;
+        let _guard = self.lock_with_current_plans(&schema, &ids, &props, &mut plans)?;
         let mut batch = self.store().batch();
         let mut changes = Vec::with_capacity(prepared.len());
         let ids = self.stage(&mut batch, &mut changes, &schema, prepared)?;
@@ -149,14 +149,18 @@ impl Database {
         // registrable without a working provider: search embeds descriptions it lacks.
         let ids: Vec<EntityId> = prepared.iter().map(|p| p.id).collect();
         let props: Vec<&Map<String, Value>> = prepared.iter().map(|p| &p.properties).collect();
-        let plans = match self.plan_embeddings(&meta, &ids, &props, None) {
-            Ok(plans) => plans,
+        let (mut plans, planned) = match self.plan_embeddings(&meta, &ids, &props, None) {
+            Ok(plans) => (plans, true),
             Err(e) => {
                 tracing::warn!("schema descriptions were not embedded: {e}");
-                vec![]
+                (vec![], false)
             }
         };
-        let _guard = self.lock_writes();
+        let _guard = if planned {
+            self.lock_with_current_plans(&meta, &ids, &props, &mut plans)?
+        } else {
+            self.lock_writes()
+        };
         let mut batch = self.store().batch();
         let mut changes = Vec::new();
         for schema in &schemas {
@@ -219,6 +223,33 @@ impl Database {
         self.inner
             .vectors
             .refresh(self.store(), &self.tenant, table, ids)
+    }
+
+    /// Takes the write lock once `plans` (made without it) still fit the stored vectors:
+    /// a column another writer changed meanwhile is planned again. After two lost races
+    /// the plan is made under the lock, where nothing can change it.
+    fn lock_with_current_plans(
+        &self,
+        schema: &Schema,
+        ids: &[EntityId],
+        props: &[&Map<String, Value>],
+        plans: &mut Vec<crate::embedding::ColumnUpdates>,
+    ) -> Result<std::sync::MutexGuard<'_, ()>> {
+        let mut attempt = 0;
+        loop {
+            let guard = self.lock_writes();
+            let stale = self.stale_columns(schema, ids, props, plans)?;
+            if stale.is_empty() {
+                return Ok(guard);
+            }
+            attempt += 1;
+            if attempt > 2 {
+                self.replan_columns(schema, ids, props, &stale, plans)?;
+                return Ok(guard);
+            }
+            drop(guard);
+            self.replan_columns(schema, ids, props, &stale, plans)?;
+        }
     }
 
     /// Takes the write lock (a poisoned lock is still usable: the store is consistent

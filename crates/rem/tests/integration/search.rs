@@ -496,3 +496,74 @@ fn alt_embedding_fills_its_own_column_and_is_searchable() {
     assert_eq!(with_alt.hits[0].entity.properties["slug"], "d3");
     assert!(db.verify().unwrap().is_ok());
 }
+
+/// Eight writers upsert the same 50 keys with texts that repeat (so a plan made before
+/// the write lock often keeps the stored vector), in 30 short rounds of 100 ms. After
+/// each round every stored vector is the embedding of its entity's stored text: verify
+/// is clean (each stored vector's text hash is its entity's text's, and the loaded index
+/// holds exactly the stored vectors), and the stored vector of each entity scores 1
+/// against the embedding of its text. (A later write of a key repairs an earlier race,
+/// so each round's last writes are what a check can catch; many short rounds give it
+/// many chances. Without the re-check under the write lock this fails in round 0.)
+#[test]
+fn concurrent_writers_never_store_one_text_with_another_texts_vector() {
+    use std::time::{Duration, Instant};
+    let server = start(Behaviour {
+        dims: DIMS,
+        ..Default::default()
+    });
+    let db = Database::in_memory_with(options(&server)).unwrap();
+    docs_schema(&db);
+    let writes = std::sync::atomic::AtomicUsize::new(0);
+    for round in 0..30usize {
+        let deadline = Instant::now() + Duration::from_millis(100);
+        std::thread::scope(|s| {
+            for t in 0..8usize {
+                let db = db.clone();
+                let writes = &writes;
+                s.spawn(move || {
+                    let mut n = 0usize;
+                    while Instant::now() < deadline && n < 1_000 {
+                        let batch: Vec<_> = (0..50usize)
+                            .filter(|k| (k + n + t).is_multiple_of(4))
+                            .map(|k| {
+                                json!({"slug": format!("k{k}"), "category": "c",
+                                       "body": format!("text of {k}, version {}", (t + n + round) % 3)})
+                            })
+                            .collect();
+                        writes.fetch_add(batch.len(), Ordering::Relaxed);
+                        db.insert_batch("docs", batch).unwrap();
+                        n += 1;
+                    }
+                });
+            }
+        });
+        let report = db.verify().unwrap();
+        assert!(report.is_ok(), "round {round}: {:?}", report.problems);
+        for k in 0..50 {
+            let Some(e) = db.lookup(&format!("k{k}")).unwrap().pop() else {
+                continue;
+            };
+            let body = e.properties["body"].as_str().unwrap().to_string();
+            // Restricted to the entity, the search scores its stored vector exactly.
+            let opts = SearchOptions {
+                top_k: 1,
+                filter: Filter::eq("slug", json!(format!("k{k}"))),
+                ..Default::default()
+            };
+            let r = db
+                .search_by_vector("docs", &vector_for(&body, DIMS), &opts)
+                .unwrap();
+            assert_eq!(r.hits[0].entity.id, e.id, "round {round}, k{k}");
+            assert!(
+                r.hits[0].score > 0.999,
+                "round {round}, k{k} ('{body}'): its stored vector scores {}",
+                r.hits[0].score
+            );
+        }
+    }
+    assert!(
+        writes.load(Ordering::Relaxed) > 1000,
+        "too few writes to race"
+    );
+}
