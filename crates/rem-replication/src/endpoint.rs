@@ -39,7 +39,15 @@ pub fn write(
         "instance": instance,
     });
     let tmp = db.join(format!(".{FILE_NAME}.{}", std::process::id()));
-    std::fs::write(&tmp, doc.to_string())?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    // Readable by the owner only, like the token file beside it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    std::io::Write::write_all(&mut options.open(&tmp)?, doc.to_string().as_bytes())?;
     std::fs::rename(&tmp, path(db))
 }
 

@@ -129,6 +129,13 @@ pub async fn fetch_snapshot(db: &Path, options: &FollowOptions) -> Result<(u64, 
     rem::discard_staged_snapshot(db)?;
     std::fs::create_dir_all(&staging)
         .map_err(|e| Error::io(format!("cannot create {}", staging.display()), e))?;
+    // The copy becomes the database: readable by its owner only, as `rem init` makes one.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(format!("cannot restrict {}", staging.display()), e))?;
+    }
     let mut client = connect(primary, Duration::from_secs(3), options.tls.as_ref()).await?;
     let mut stream = client
         .snapshot(request(

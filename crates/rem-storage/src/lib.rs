@@ -25,8 +25,8 @@ pub use options::{Compression, StoreOptions};
 /// Sees the last committed sequence number change ([`Store::watch_commits`]).
 pub type CommitReceiver = tokio::sync::watch::Receiver<u64>;
 pub use store::{
-    Batch, CfStats, OpenMode, RawScan, ScanIter, Store, FORMAT_VERSION, META_FORMAT_VERSION,
-    META_LAST_SEQ,
+    create_private_dir, Batch, CfStats, OpenMode, RawScan, ScanIter, Store, FORMAT_VERSION,
+    META_FORMAT_VERSION, META_LAST_SEQ,
 };
 
 /// Result alias for storage operations.

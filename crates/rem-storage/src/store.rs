@@ -95,10 +95,8 @@ impl Store {
                 path: path.to_path_buf(),
             });
         }
-        if mode == OpenMode::Create {
-            std::fs::create_dir_all(path).map_err(|e| {
-                StorageError::Backend(format!("cannot create {}: {e}", path.display()))
-            })?;
+        if mode == OpenMode::Create && !exists {
+            create_private_dir(path)?;
         }
         let (db_opts, cfs) = rocks_options(options, mode == OpenMode::Create, None);
         let db = if mode == OpenMode::ReadOnly {
@@ -694,4 +692,19 @@ mod tests {
             "column family trigrams does not exist in this database"
         );
     }
+}
+
+/// Creates `path` (and its parents) and makes it readable by its owner only (0700): a
+/// new database's files are then out of other local users' reach whatever their own
+/// modes (RocksDB creates them under the process umask).
+pub fn create_private_dir(path: &Path) -> Result<()> {
+    let fail =
+        |e: std::io::Error| StorageError::Backend(format!("cannot create {}: {e}", path.display()));
+    std::fs::create_dir_all(path).map_err(fail)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    }
+    Ok(())
 }

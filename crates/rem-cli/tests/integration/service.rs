@@ -359,9 +359,14 @@ fn every_rpc_needs_the_token_and_a_token_file_is_made_when_none_is_set() {
     let token = std::fs::read_to_string(&token_file).unwrap();
     assert_eq!(token.trim().len(), 64, "{token}");
     {
+        // The token and the SERVER file are the owner's only, and so is the database
+        // directory `rem init` made.
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&token_file), 0o600, "TOKEN {:o}", mode(&token_file));
+        let server_file = rem.db_path().join("SERVER");
+        assert_eq!(mode(&server_file), 0o600, "SERVER {:o}", mode(&server_file));
+        assert_eq!(mode(&rem.db_path()), 0o700, "db {:o}", mode(&rem.db_path()));
     }
     let before = rem.last_seq();
     let addr = address(&rem);
