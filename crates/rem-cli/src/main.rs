@@ -10,6 +10,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     // A panic is a bug; still, users get one sentence rather than a backtrace.
     std::panic::set_hook(Box::new(|info| {
+        // A document parser that panics fails its file only; the ingest reports it.
+        if std::thread::current().name() == Some(rem_ingest::EXTRACT_THREAD) {
+            return;
+        }
         let msg = info
             .payload()
             .downcast_ref::<&str>()

@@ -79,6 +79,57 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Result<FileType> {
     Ok(kind)
 }
 
+/// Name of the threads extraction runs on (a panic hook can tell their panics, which
+/// fail one file, from a bug's).
+pub const EXTRACT_THREAD: &str = "rem-extract";
+
+/// Longest an extraction may run before its file fails (a parser looping on a hostile
+/// file must not hold up a folder).
+pub const EXTRACT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// [`extract`] on its own thread: a parser that panics fails this file only, and one
+/// that runs past `limit` is left behind (its thread finishes or not on its own) while
+/// the file fails with a clear error.
+pub(crate) fn extract_isolated(
+    kind: FileType,
+    bytes: &[u8],
+    limit: std::time::Duration,
+) -> Result<Vec<Section>> {
+    let owned = bytes.to_vec();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(EXTRACT_THREAD.into())
+        .spawn(move || {
+            let result = std::panic::catch_unwind(|| extract(kind, &owned));
+            let _ = tx.send(result);
+        })
+        .map_err(|e| Error::InvalidInput(format!("cannot start the extraction: {e}")))?;
+    match rx.recv_timeout(limit) {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no reason given".into());
+            Err(Error::InvalidInput(format!(
+                "the {} parser failed on this file ({})",
+                kind.name(),
+                why.lines().next().unwrap_or_default()
+            )))
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Error::InvalidInput(format!(
+            "reading this {} file took more than {} s; it was skipped",
+            kind.name(),
+            limit.as_secs()
+        ))),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Error::InvalidInput(format!(
+            "the {} parser stopped without a result",
+            kind.name()
+        ))),
+    }
+}
+
 /// The text of a file of type `kind`.
 pub(crate) fn extract(kind: FileType, bytes: &[u8]) -> Result<Vec<Section>> {
     let utf8 = || {

@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 pub use chunk::Chunker;
-pub use extract::{detect, FileType};
+pub use extract::{detect, FileType, EXTRACT_THREAD, EXTRACT_TIME_LIMIT};
 
 /// Options of an ingestion.
 #[derive(Debug, Clone)]
@@ -213,7 +213,7 @@ pub fn ingest_bytes(
         record("processing", old_chunks, Map::new(), keep_edges.clone()),
     )?;
     let written = (|| -> Result<Vec<EntityId>> {
-        let sections = extract::extract(file_type, bytes)?;
+        let sections = extract::extract_isolated(file_type, bytes, extract::EXTRACT_TIME_LIMIT)?;
         let chunks = chunker.chunk_sections(&sections, file_type == FileType::Markdown)?;
         let mut records = Vec::with_capacity(chunks.len());
         for (ordinal, c) in chunks.iter().enumerate() {

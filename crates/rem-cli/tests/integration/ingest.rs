@@ -191,3 +191,95 @@ fn refusals_and_folder_runs() {
     ]);
     assert_eq!(n[0]["n"], 2);
 }
+
+/// Real PDFs made malformed many ways (truncated at many offsets, bytes flipped, an
+/// encryption dictionary, a page with no text) in one folder with a good file: the
+/// folder ingest reports every file and goes on, the good file is ingested, and no
+/// parser failure takes the process down or prints an internal error.
+#[test]
+fn hostile_pdfs_fail_their_file_only() {
+    let rem = Rem::init();
+    let dir = rem.home.path().join("hostile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let good =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/two-pages.pdf"))
+            .unwrap();
+    std::fs::write(dir.join("good.md"), "# Good\n\nthis file is fine").unwrap();
+    let mut names = vec![];
+    for i in 1..12 {
+        let cut = good.len() * i / 12;
+        let name = format!("truncated-{i}.pdf");
+        std::fs::write(dir.join(&name), &good[..cut]).unwrap();
+        names.push(name);
+    }
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    for i in 0..48 {
+        let mut bytes = good.clone();
+        // Flips in the objects, before the cross-reference table and trailer (flips
+        // there mostly stop the parser at once; flips in objects reach deeper code).
+        let body = good.len() * 3 / 4;
+        for _ in 0..(1 + i % 3) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = 16 + (x as usize) % (body - 16);
+            bytes[at] ^= (x >> 32) as u8 | 1;
+        }
+        let name = format!("flipped-{i}.pdf");
+        std::fs::write(dir.join(&name), &bytes).unwrap();
+        names.push(name);
+    }
+    // An encryption dictionary in the trailer, and a page with no content at all.
+    let text = String::from_utf8_lossy(&good).into_owned();
+    let encrypted = text.replacen(
+        "trailer",
+        "trailer\n<< /Encrypt << /Filter /Standard /V 2 /R 3 /O (x) /U (y) /P -4 >> >>\n",
+        1,
+    );
+    std::fs::write(dir.join("encrypted.pdf"), encrypted).unwrap();
+    names.push("encrypted.pdf".into());
+    let empty = "%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n3 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
+    std::fs::write(dir.join("no-text.pdf"), empty).unwrap();
+    names.push("no-text.pdf".into());
+
+    let started = std::time::Instant::now();
+    let out = rem.run(&["ingest", dir.to_str().unwrap(), "--format", "json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "the ingest itself failed: {:?}\n{stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("internal error"), "{stderr}");
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = |name: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["uri"].as_str().unwrap().ends_with(&format!("/{name}")))
+            .map(|r| r["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(status("good.md").as_deref(), Some("completed"));
+    for name in &names {
+        let s = status(name);
+        assert!(
+            matches!(s.as_deref(), Some("completed" | "failed")),
+            "{name}: {s:?}"
+        );
+    }
+    // Some of these make the PDF parser panic: those fail with a reason, not a crash.
+    let panicked = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["reason"]
+                .as_str()
+                .is_some_and(|m| m.contains("parser failed"))
+        })
+        .count();
+    assert!(panicked > 0, "no variant reached a parser panic: {rows}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(120));
+    // The database is consistent afterwards.
+    assert!(rem.ok(&["verify"]).starts_with("ok:"));
+}
