@@ -584,6 +584,21 @@ fn rocks_options(
     (db_opts, cfs)
 }
 
+/// Creates `path` (and its parents) and makes it readable by its owner only (0700): a
+/// new database's files are then out of other local users' reach whatever their own
+/// modes (RocksDB creates them under the process umask).
+pub fn create_private_dir(path: &Path) -> Result<()> {
+    let fail =
+        |e: std::io::Error| StorageError::Backend(format!("cannot create {}: {e}", path.display()));
+    std::fs::create_dir_all(path).map_err(fail)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -692,19 +707,4 @@ mod tests {
             "column family trigrams does not exist in this database"
         );
     }
-}
-
-/// Creates `path` (and its parents) and makes it readable by its owner only (0700): a
-/// new database's files are then out of other local users' reach whatever their own
-/// modes (RocksDB creates them under the process umask).
-pub fn create_private_dir(path: &Path) -> Result<()> {
-    let fail =
-        |e: std::io::Error| StorageError::Backend(format!("cannot create {}: {e}", path.display()));
-    std::fs::create_dir_all(path).map_err(fail)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
-    }
-    Ok(())
 }
