@@ -267,6 +267,10 @@ database (see rem serve)."
         /// Keep following after catching up.
         #[arg(long)]
         follow: bool,
+        /// Start again from a snapshot of the primary, dropping this replica's copy (for
+        /// a replica whose history diverged from its primary's).
+        #[arg(long)]
+        rebuild: bool,
         /// Allow the replica's server on a non-loopback address without TLS.
         #[arg(long)]
         insecure: bool,

@@ -448,20 +448,21 @@ pub(crate) fn run(cli: Cli, session: &mut Session) -> Result<u8> {
             }
             let db = ctx.open(Access::Write)?;
             if ctx.config.settings().replication.mode == "replica" {
-                return crate::server::replicate(ctx, db, None, true, insecure);
+                return crate::server::replicate(ctx, db, None, true, false, insecure);
             }
             return crate::server::serve(ctx, db, host, port, insecure);
         }
         Command::Replicate {
             primary,
             follow,
+            rebuild,
             insecure,
         } => {
             if ctx.server.is_some() {
                 bail!("rem replicate runs here; --server and P8_SERVER do not apply");
             }
             let db = ctx.open(Access::Write)?;
-            return crate::server::replicate(ctx, db, primary, follow, insecure);
+            return crate::server::replicate(ctx, db, primary, follow, rebuild, insecure);
         }
         Command::Replication(cmd) => {
             let access = match cmd {

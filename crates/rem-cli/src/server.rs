@@ -222,8 +222,10 @@ pub(crate) fn replicate(
     mut db: Database,
     primary: Option<String>,
     follow: bool,
+    rebuild: bool,
     insecure: bool,
 ) -> Result<u8> {
+    let mut rebuild = rebuild;
     let primary = primary
         .or_else(|| setting(&ctx.config, &["P8_PRIMARY_HOST"]))
         .ok_or_else(|| {
@@ -272,12 +274,18 @@ pub(crate) fn replicate(
         } else {
             None
         };
-        let result = rt.block_on(rem_replication::follow(
-            db.clone(),
-            follow_options.clone(),
-            status.clone(),
-            stop_rx.clone(),
-        ));
+        let result = if std::mem::take(&mut rebuild) {
+            Ok(rem_replication::Followed::NeedsSnapshot(
+                "rebuilding as asked (--rebuild)".to_string(),
+            ))
+        } else {
+            rt.block_on(rem_replication::follow(
+                db.clone(),
+                follow_options.clone(),
+                status.clone(),
+                stop_rx.clone(),
+            ))
+        };
         let reason = match result {
             Ok(rem_replication::Followed::NeedsSnapshot(reason)) if !*stop_rx.borrow() => reason,
             other => {

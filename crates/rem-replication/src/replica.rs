@@ -265,10 +265,17 @@ async fn stream_changes(
         options.tls.as_ref(),
     )
     .await?;
+    let after = db.last_seq();
+    let mut history = db.history()?;
     let req = request(
         SubscribeRequest {
-            after_seq: db.last_seq(),
+            after_seq: after,
             replica_name: options.name.clone(),
+            history_id: history.id.clone(),
+            watermark_hash: db
+                .change_hash(after)?
+                .map(|h| h.to_vec())
+                .unwrap_or_default(),
         },
         options.token.as_deref(),
     );
@@ -295,6 +302,16 @@ async fn stream_changes(
         // A promoted replica stops following.
         if !matches!(db.replication_role(), rem::ReplicationRole::Replica { .. }) {
             return Ok(());
+        }
+        // Accepted: this replica's changes are a prefix of the primary's history, which
+        // becomes its own.
+        if !batch.history_id.is_empty() && batch.history_id != history.id {
+            history = rem::History {
+                id: batch.history_id.clone(),
+                parent: Some(batch.history_parent.clone()).filter(|p| !p.is_empty()),
+                branch_seq: batch.history_branch_seq,
+            };
+            db.adopt_history(&history)?;
         }
         let (primary_seq, sent_at, n) =
             (batch.primary_seq, batch.sent_at_micros, batch.changes.len());

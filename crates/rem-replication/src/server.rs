@@ -158,6 +158,42 @@ type ChangeStream = Pin<Box<dyn Stream<Item = Result<ChangeBatch, Status>> + Sen
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotChunk, Status>> + Send>>;
 
 /// The message a replica gets when the retained log no longer reaches it.
+/// The refusal for a replica at `after` whose change there is not this server's (`theirs`
+/// against `mine`, hashes of the two records), or whose history this server's branched
+/// from before `after`. `None` when the replica's changes are a prefix of this server's.
+fn diverged(
+    after: u64,
+    theirs: &[u8],
+    their_history: &str,
+    mine: Option<[u8; 16]>,
+    history: &rem::History,
+) -> Option<Status> {
+    if after == 0 {
+        return None;
+    }
+    let rebuild = "rebuild it from a snapshot of this server with `rem replicate --primary <this server> --rebuild` (its own changes since then are dropped)";
+    if let Some(mine) = mine {
+        if !theirs.is_empty() && theirs != mine.as_slice() {
+            return Some(Status::failed_precondition(format!(
+                "the replica's history has diverged from this server's: its change {after} is not this server's change {after} (replica history {}, server history {}{}); {rebuild}",
+                if their_history.is_empty() { "unknown" } else { their_history },
+                history.id,
+                match &history.parent {
+                    Some(p) => format!(", branched from {p} after change {}", history.branch_seq),
+                    None => String::new(),
+                }
+            )));
+        }
+    }
+    if history.parent.as_deref() == Some(their_history) && after > history.branch_seq {
+        return Some(Status::failed_precondition(format!(
+            "the replica's history has diverged from this server's: this server branched from the replica's history {their_history} after change {}, and the replica has changes up to {after} from the old history; {rebuild}",
+            history.branch_seq
+        )));
+    }
+    None
+}
+
 fn behind_retention(next: u64, first: u64) -> Status {
     Status::out_of_range(format!(
         "this server no longer holds change {next} (oldest retained: {first}); the replica must bootstrap from a snapshot"
@@ -182,9 +218,22 @@ impl Replication for ReplicationService {
             )));
         }
         let probe = db.clone();
-        let first = blocking(move || probe.first_retained_seq()).await?;
+        let (first, history, mine) = blocking(move || {
+            Ok((
+                probe.first_retained_seq()?,
+                probe.history()?,
+                probe.change_hash(after)?,
+            ))
+        })
+        .await?;
         if after + 1 < first {
             return Err(behind_retention(after + 1, first));
+        }
+        let theirs = &req.get_ref().watermark_hash;
+        let their_history = &req.get_ref().history_id;
+        if let Some(refusal) = diverged(after, theirs, their_history, mine, &history) {
+            tracing::warn!(replica = %name, after, "refused a replica whose history diverged");
+            return Err(refusal);
         }
         tracing::info!(replica = %name, after, "replica subscribed");
         let (tx, rx) = mpsc::channel::<Result<ChangeBatch, Status>>(4);
@@ -209,6 +258,9 @@ impl Replication for ReplicationService {
                             changes: vec![],
                             primary_seq: last,
                             sent_at_micros: now_micros(),
+                            history_id: history.id.clone(),
+                            history_parent: history.parent.clone().unwrap_or_default(),
+                            history_branch_seq: history.branch_seq,
                         };
                         if tx.send(Ok(beat)).await.is_err() {
                             break;
@@ -253,6 +305,9 @@ impl Replication for ReplicationService {
                     changes: changes.as_ref().clone(),
                     primary_seq: db.last_seq(),
                     sent_at_micros: now_micros(),
+                    history_id: history.id.clone(),
+                    history_parent: history.parent.clone().unwrap_or_default(),
+                    history_branch_seq: history.branch_seq,
                 };
                 if tx.send(Ok(batch)).await.is_err() {
                     break;

@@ -42,7 +42,7 @@ pub use options::{expand_home, EmbeddingOptions, VectorIndexType, VectorQuantiza
 pub use query::{AccessPath, Filter, ScanOptions};
 pub use rem_embed::LocalEngine;
 pub use rem_storage::{Compression, StoreOptions};
-pub use replica::{LogStatus, ReplicatedChange, ReplicatedVector, ReplicationRole};
+pub use replica::{History, LogStatus, ReplicatedChange, ReplicatedVector, ReplicationRole};
 pub use schema::{
     builtin_schemas, canonical_table_name, load_pydantic_schema, template, FieldType, Schema,
     TEMPLATES,

@@ -18,7 +18,7 @@ use crate::change::{decode_change, Change};
 use crate::format::changes::{parse_change_key, put_target};
 use crate::format::edges::{edge_key, edge_value, reverse_key};
 use crate::format::entities::entity_key_bytes;
-use crate::format::meta::META_ROLE;
+use crate::format::meta::{META_HISTORY, META_ROLE};
 use crate::format::vectors::{column_meta_key, embedding_key, EMBEDDING, EMBEDDING_ALT};
 use crate::schema::Schema;
 use crate::write::needs_reindex;
@@ -158,9 +158,77 @@ impl Database {
                 self.replication_role().mode()
             )));
         }
+        // A new history branches here: a replica of the old one that got later changes
+        // can no longer follow this database (its Subscribe is refused).
+        let old = self.history()?;
         let _guard = self.lock_writes();
-        self.store_role(self.store().batch(), ReplicationRole::Primary, false)?;
+        let branched = History {
+            id: History::new_id(),
+            parent: Some(old.id),
+            branch_seq: self.last_seq(),
+        };
+        let mut batch = self.store().batch();
+        batch.put(ColumnFamily::Meta, META_HISTORY, &branched.encode())?;
+        self.store_role(batch, ReplicationRole::Primary, false)?;
         Ok(self.last_seq())
+    }
+
+    /// The database's history (see [`History`]); made and stored on first use when the
+    /// database is writable (a read-only one without a history has an empty id).
+    pub fn history(&self) -> Result<History> {
+        if let Some(bytes) = self.store().get(ColumnFamily::Meta, META_HISTORY)? {
+            if let Some(h) = History::decode(&bytes) {
+                return Ok(h);
+            }
+        }
+        if self.is_read_only() {
+            return Ok(History::default());
+        }
+        let _guard = self.lock_writes();
+        if let Some(h) = self
+            .store()
+            .get(ColumnFamily::Meta, META_HISTORY)?
+            .and_then(|b| History::decode(&b))
+        {
+            return Ok(h);
+        }
+        let h = History {
+            id: History::new_id(),
+            parent: None,
+            branch_seq: 0,
+        };
+        let mut batch = self.store().batch();
+        batch.put(ColumnFamily::Meta, META_HISTORY, &h.encode())?;
+        self.store().commit(batch, &[])?;
+        Ok(h)
+    }
+
+    /// Records the primary's history on a replica whose changes are a prefix of it
+    /// (after the primary accepted its Subscribe).
+    pub fn adopt_history(&self, history: &History) -> Result<()> {
+        if history.id.is_empty() || self.history()? == *history {
+            return Ok(());
+        }
+        let _guard = self.lock_writes();
+        let mut batch = self.store().batch();
+        batch.put(ColumnFamily::Meta, META_HISTORY, &history.encode())?;
+        self.store().commit(batch, &[])?;
+        Ok(())
+    }
+
+    /// A 16-byte hash of the change record at `seq`, when the log still holds it.
+    pub fn change_hash(&self, seq: u64) -> Result<Option<[u8; 16]>> {
+        if seq == 0 {
+            return Ok(None);
+        }
+        Ok(self
+            .store()
+            .get(ColumnFamily::ChangeLog, &seq.to_be_bytes())?
+            .map(|record| {
+                let mut h = [0u8; 16];
+                h.copy_from_slice(&blake3::hash(&record).as_bytes()[..16]);
+                h
+            }))
     }
 
     /// A checksum of the database's content — entities and every index (key, field,
@@ -412,5 +480,39 @@ impl Database {
             }
         }
         Ok(self.last_seq())
+    }
+}
+
+/// The lineage of a database's change log: its id, and for a promoted replica the
+/// history it branched from and the last change they share. Two databases with the same
+/// id have the same changes up to the shorter one's last.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct History {
+    /// Random id (32 hex digits); empty when unknown (a read-only database without one).
+    pub id: String,
+    /// The history this one branched from (at a promotion).
+    pub parent: Option<String>,
+    /// The last change shared with the parent history.
+    pub branch_seq: u64,
+}
+
+impl History {
+    fn new_id() -> String {
+        crate::EntityId::random().0.simple().to_string()
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        serde_json::json!({"id": self.id, "parent": self.parent, "branch_seq": self.branch_seq})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<History> {
+        let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        Some(History {
+            id: v["id"].as_str()?.to_string(),
+            parent: v["parent"].as_str().map(str::to_string),
+            branch_seq: v["branch_seq"].as_u64().unwrap_or(0),
+        })
     }
 }

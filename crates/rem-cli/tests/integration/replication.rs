@@ -568,3 +568,65 @@ fn tls_replication_and_commands_through_a_tls_server() {
     let err = super::check_failure(&["serve"], &out);
     assert!(err.contains("P8_REPLICATION_TLS_KEY"), "{err}");
 }
+
+/// A replica that got changes from its old primary after another replica was promoted
+/// has a history the new primary does not share: pointed at the new primary it is
+/// refused (nothing applied) with where they diverged and how to rebuild, and
+/// `--rebuild` brings it to the new primary's content.
+#[test]
+fn a_replica_whose_history_diverged_is_refused_and_rebuilds() {
+    let primary = node();
+    no_embeddings_schema(&primary);
+    let port = free_port();
+    let mut server = serve(&primary, port);
+    let (r, q) = (node(), node());
+    let mut follow_r = follow(&r, port);
+    let mut follow_q = follow(&q, port);
+    let article =
+        |i: usize| format!(r#"{{"title": "Doc {i}", "content": "c", "category": "test"}}"#);
+    for i in 0..3 {
+        primary.ok(&["insert", "articles", &article(i)]);
+    }
+    let at = seq(&primary);
+    wait_synced(&r, at);
+    wait_synced(&q, at);
+
+    // q is promoted and takes its own writes; the old primary takes others, which r gets.
+    follow_q.kill();
+    q.ok(&["replication", "promote"]);
+    for i in 10..15 {
+        q.ok(&["insert", "articles", &article(i)]);
+    }
+    for i in 20..22 {
+        primary.ok(&["insert", "articles", &article(i)]);
+    }
+    wait_synced(&r, seq(&primary));
+    follow_r.kill();
+    server.kill();
+    let r_seq = seq(&r);
+    assert!(r_seq < seq(&q), "the test needs r behind q's sequence");
+
+    // Pointed at q: refused, nothing applied.
+    let q_port = free_port();
+    let _q_server = serve(&q, q_port);
+    let q_addr = format!("127.0.0.1:{q_port}");
+    let out = r.run(&["replicate", "--primary", &q_addr]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("diverged") && err.contains("--rebuild"),
+        "{err}"
+    );
+    assert_eq!(seq(&r), r_seq);
+    assert_ne!(titles(&r), titles(&q));
+
+    // Rebuilt from a snapshot of q: the same content.
+    r.ok(&["replicate", "--primary", &q_addr, "--rebuild"]);
+    assert_eq!(checksum(&r), checksum(&q));
+    assert_eq!(titles(&r), titles(&q));
+    assert!(r.ok(&["verify"]).starts_with("ok:"));
+    // And it follows q from now on.
+    q.ok(&["insert", "articles", &article(30)]);
+    r.ok(&["replicate", "--primary", &q_addr]);
+    assert_eq!(checksum(&r), checksum(&q));
+}

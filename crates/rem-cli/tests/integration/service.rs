@@ -330,7 +330,8 @@ fn call_everything(address: &str, token: Option<&str>) -> Vec<String> {
             repl.subscribe(req(
                 SubscribeRequest {
                     after_seq: 0,
-                    replica_name: "t".into()
+                    replica_name: "t".into(),
+                    ..Default::default()
                 },
                 token
             ))

@@ -6,10 +6,16 @@
 //! | `last_seq` | u64 BE | the store, in every commit's batch ([`rem_storage::META_LAST_SEQ`]) |
 //! | `replication_role` | [`ReplicationRole`] as text | [`META_ROLE`] |
 //! | `vector_meta`, tenant, table, column | JSON | `vectors.rs` ([`super::vectors::column_meta_key`]) |
+//! | `history` | JSON `{"id", "parent", "branch_seq"}` | [`META_HISTORY`] |
 
 /// `meta` key of the replication role: `standalone`, `primary` or
 /// `replica <host:port>`.
 pub(crate) const META_ROLE: &[u8] = b"replication_role";
+
+/// `meta` key of the database's history: a random id made when it is first opened for
+/// writing, replaced by the primary's when a replica follows one, and renewed (with the
+/// old id as parent and the branch point) when a replica is promoted.
+pub(crate) const META_HISTORY: &[u8] = b"history";
 
 /// What a database does in replication.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
