@@ -62,3 +62,153 @@ mod tests {
         assert_eq!(trailing_id(b"short"), None);
     }
 }
+
+/// Every decoder of what comes from disk or from a peer returns an error on bad bytes,
+/// never panics: arbitrary bytes, and real encodings truncated or with bytes flipped.
+#[cfg(test)]
+mod hostile_bytes {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+    use rem_storage::ColumnFamily;
+    use serde_json::json;
+
+    use super::*;
+    use crate::{Database, EdgeOptions, Entity};
+
+    /// Real entries of a small database: (column family, key, value).
+    fn samples() -> &'static Vec<(ColumnFamily, Vec<u8>, Vec<u8>)> {
+        static SAMPLES: OnceLock<Vec<(ColumnFamily, Vec<u8>, Vec<u8>)>> = OnceLock::new();
+        SAMPLES.get_or_init(|| {
+            let db = Database::in_memory().unwrap();
+            db.register_schema(json!({
+                "name": "notes", "key_field": "slug", "indexed_fields": ["n"],
+                "embedding_fields": ["body"], "embedding_provider": "external:3",
+                "properties": {"slug": {"type": "string"}, "n": {"type": "integer"},
+                               "body": {"type": "string"}, "tags": {"type": "array"}}
+            }))
+            .unwrap();
+            db.insert_batch_with_vectors(
+                "notes",
+                vec![
+                    json!({"slug": "a", "n": 1, "body": "x", "tags": ["t"]}),
+                    json!({"slug": "b", "n": 2, "body": "y"}),
+                ],
+                vec![vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0]],
+            )
+            .unwrap();
+            db.add_edge("a", "b", "cites", &EdgeOptions::default())
+                .unwrap();
+            let mut out = Vec::new();
+            for cf in ColumnFamily::ALL {
+                for item in db.store().scan_prefix(cf, b"").unwrap() {
+                    let (k, v) = item.unwrap();
+                    out.push((cf, k, v));
+                }
+            }
+            out
+        })
+    }
+
+    /// Runs every decoder that applies to an entry of `cf` on `key` and `value`; each may
+    /// fail, none may panic.
+    fn decode_all(cf: ColumnFamily, key: &[u8], value: &[u8]) {
+        let _ = entities::parse_entity_key(key);
+        let _ = Entity::decode("notes", value);
+        let _ = Entity::decode_with("notes", value, Some(&["n".to_string()]));
+        let _ = changes::parse_change_key(key);
+        let _ = changes::decode_change(value);
+        let _ = edges::parse_edge_key(key);
+        let _ = edges::parse_reverse_key(key);
+        let _ = edges::decode_edge(key, value);
+        let _ = edges::parse_out_suffix(key);
+        let _ = edges::parse_in_suffix(key);
+        let _ = indexes::parse_id_value(value.to_vec());
+        let _ = indexes::parse_key_index_suffix(key);
+        let _ = entities::parse_entity_key_in_tenant(key);
+        let _ = vectors::StoredEmbedding::decode(value);
+        let _ = vectors::parse_column_meta(value);
+        let _ = meta::ReplicationRole::decode(value);
+        let _ = trailing_id(key);
+        let _ = cf;
+    }
+
+    #[test]
+    fn real_entries_decode_and_round_trip() {
+        for (cf, k, v) in samples() {
+            decode_all(*cf, k, v);
+            match cf {
+                ColumnFamily::Entities => {
+                    let e = Entity::decode("notes", v).unwrap();
+                    assert_eq!(Entity::decode("notes", &e.encode()).unwrap(), e);
+                }
+                ColumnFamily::ChangeLog => {
+                    changes::decode_change(v).unwrap();
+                }
+                ColumnFamily::Embeddings => {
+                    let s = vectors::StoredEmbedding::decode(v).unwrap();
+                    assert_eq!(&s.encode(), v);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(key in proptest::collection::vec(any::<u8>(), 0..80),
+                                       value in proptest::collection::vec(any::<u8>(), 0..200)) {
+            decode_all(ColumnFamily::Entities, &key, &value);
+        }
+
+        #[test]
+        fn damaged_real_entries_never_panic(pick in any::<prop::sample::Index>(),
+                                            cut in any::<prop::sample::Index>(),
+                                            flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..), 0..4)) {
+            let (cf, k, v) = pick.get(samples());
+            let mut key = k.clone();
+            let mut value = v.clone();
+            for (at, x) in &flips {
+                if !value.is_empty() {
+                    let i = at.index(value.len());
+                    value[i] ^= x;
+                }
+                if !key.is_empty() {
+                    let i = at.index(key.len());
+                    key[i] ^= x;
+                }
+            }
+            let n = cut.index(value.len() + 1);
+            decode_all(*cf, &key, &value[..n]);
+            decode_all(*cf, &key[..cut.index(key.len() + 1)], &value);
+        }
+
+        /// A replica applying a damaged change record (as a hostile or broken primary
+        /// would send) gets an error or applies something well-formed; it never panics.
+        #[test]
+        fn a_replica_applying_damaged_records_never_panics(pick in any::<prop::sample::Index>(),
+                                                          cut in any::<prop::sample::Index>(),
+                                                          flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..), 0..4)) {
+            static REPLICA: OnceLock<Database> = OnceLock::new();
+            let replica = REPLICA.get_or_init(|| {
+                let db = Database::in_memory().unwrap();
+                db.become_replica("127.0.0.1:1").unwrap();
+                db
+            });
+            let records: Vec<_> = samples().iter().filter(|(cf, _, _)| *cf == ColumnFamily::ChangeLog).collect();
+            let (_, _, v) = pick.get(&records);
+            let mut record = v.clone();
+            for (at, x) in &flips {
+                let i = at.index(record.len());
+                record[i] ^= x;
+            }
+            record.truncate(cut.index(record.len() + 1).max(1));
+            let change = crate::ReplicatedChange { seq: replica.last_seq() + 1, record, vectors: vec![] };
+            let _ = replica.apply_replicated(&[change]);
+        }
+    }
+}
