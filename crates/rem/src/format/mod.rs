@@ -78,9 +78,12 @@ mod hostile_bytes {
     use super::*;
     use crate::{Database, EdgeOptions, Entity};
 
-    /// Real entries of a small database: (column family, key, value).
-    fn samples() -> &'static Vec<(ColumnFamily, Vec<u8>, Vec<u8>)> {
-        static SAMPLES: OnceLock<Vec<(ColumnFamily, Vec<u8>, Vec<u8>)>> = OnceLock::new();
+    /// An entry: column family, key, value.
+    type Entry = (ColumnFamily, Vec<u8>, Vec<u8>);
+
+    /// Real entries of a small database.
+    fn samples() -> &'static Vec<Entry> {
+        static SAMPLES: OnceLock<Vec<Entry>> = OnceLock::new();
         SAMPLES.get_or_init(|| {
             let db = Database::in_memory().unwrap();
             db.register_schema(json!({
