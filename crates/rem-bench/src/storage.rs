@@ -298,5 +298,94 @@ pub(crate) fn run(n: usize, single: usize, gets: usize, lookups: usize) -> Resul
         report.entities,
         report.problems.len()
     );
+    durability(dir.path(), &records, single.min(2_000))?;
+    Ok(())
+}
+
+/// What an acknowledged write survives, and what it costs: the same writes with the
+/// WAL written but not fsynced (survives a process crash) and with an fsync per commit
+/// (`P8_ROCKSDB_SYNC`: survives power loss), single-threaded and from 4 threads
+/// (RocksDB groups concurrent commits into one fsync).
+fn durability(dir: &std::path::Path, records: &[Value], single: usize) -> Result<()> {
+    println!("\ndurability: {single} single inserts and {} records in batches of {BATCH}, WAL without and with fsync", records.len().min(20 * BATCH));
+    println!(
+        "| writes | process crash (no fsync) | power loss (fsync each commit) | fsync / no fsync |"
+    );
+    println!("|---|---|---|---|");
+    let mut results = Vec::new();
+    for sync in [false, true] {
+        let path = dir.join(format!("durability-{sync}"));
+        let mut options = OpenOptions {
+            create: true,
+            ..OpenOptions::default()
+        };
+        options.store.sync_writes = sync;
+        let db = Database::open(&path, &options)?;
+        db.register_schema(json!({
+            "name": "bench", "key_field": "name", "indexed_fields": ["category", "code"],
+            "properties": {
+                "name": {"type": "string"}, "category": {"type": "string"}, "code": {"type": "string"},
+                "score": {"type": "integer"}, "note": {"type": "string"}
+            }
+        }))?;
+        let t = Instant::now();
+        for r in records.iter().take(single) {
+            db.insert("bench", r.clone())?;
+        }
+        let single_rate = single as f64 / t.elapsed().as_secs_f64();
+        let threads = 4;
+        let t = Instant::now();
+        std::thread::scope(|s| -> Result<()> {
+            let workers: Vec<_> = (0..threads)
+                .map(|w| {
+                    let db = db.clone();
+                    s.spawn(move || -> Result<()> {
+                        for r in records
+                            .iter()
+                            .skip(single + w)
+                            .step_by(threads)
+                            .take(single / threads)
+                        {
+                            db.insert("bench", r.clone())?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("a writer panicked"))??;
+            }
+            Ok(())
+        })?;
+        let threaded_rate = (single / threads * threads) as f64 / t.elapsed().as_secs_f64();
+        let batched: Vec<Value> = records
+            .iter()
+            .skip(2 * single)
+            .take(20 * BATCH)
+            .cloned()
+            .collect();
+        let t = Instant::now();
+        for chunk in batched.chunks(BATCH) {
+            db.insert_batch("bench", chunk.to_vec())?;
+        }
+        let batch_rate = batched.len() as f64 / t.elapsed().as_secs_f64();
+        results.push([single_rate, threaded_rate, batch_rate]);
+    }
+    for (i, what) in [
+        "single inserts, 1 thread",
+        "single inserts, 4 threads",
+        "batches of 1,000",
+    ]
+    .iter()
+    .enumerate()
+    {
+        println!(
+            "| {what} | {:.0} records/s | {:.0} records/s | {:.2} |",
+            results[0][i],
+            results[1][i],
+            results[1][i] / results[0][i]
+        );
+    }
     Ok(())
 }
