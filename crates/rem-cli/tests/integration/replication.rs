@@ -630,3 +630,54 @@ fn a_replica_whose_history_diverged_is_refused_and_rebuilds() {
     r.ok(&["replicate", "--primary", &q_addr]);
     assert_eq!(checksum(&r), checksum(&q));
 }
+
+/// A replica serves its own replica: writes on the primary reach both, in order, with
+/// the same content; the second replica survives its upstream replica restarting.
+#[test]
+fn a_replica_of_a_replica_converges() {
+    let primary = node();
+    no_embeddings_schema(&primary);
+    let port = free_port();
+    let _server = serve(&primary, port);
+    let (r1, r2) = (node(), node());
+    let mut follow_r1 = follow(&r1, port);
+    let r1_address = |r1: &Rem| {
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(endpoint(r1)).unwrap()).unwrap();
+        doc["address"].as_str().unwrap().to_string()
+    };
+    let upstream = r1_address(&r1);
+    let upstream_port: u16 = upstream.rsplit(':').next().unwrap().parse().unwrap();
+    let mut follow_r2 = follow(&r2, upstream_port);
+    let article =
+        |i: usize| format!(r#"{{"title": "Doc {i}", "content": "c", "category": "test"}}"#);
+    for i in 0..5 {
+        primary.ok(&["insert", "articles", &article(i)]);
+    }
+    let at = seq(&primary);
+    wait_synced(&r1, at);
+    wait_synced(&r2, at);
+    assert_eq!(checksum(&r1), checksum(&primary));
+    assert_eq!(checksum(&r2), checksum(&primary));
+    assert_eq!(titles(&r2), titles(&primary));
+    assert!(r2.ok(&["verify"]).starts_with("ok:"));
+    // r1 restarts (on another port: its server binds a free one); r2 is pointed at it again
+    // and catches up on what the primary wrote meanwhile.
+    follow_r1.kill();
+    for i in 5..8 {
+        primary.ok(&["insert", "articles", &article(i)]);
+    }
+    // The killed process left its SERVER file: wait for the new one.
+    let _ = std::fs::remove_file(endpoint(&r1));
+    let _follow_r1 = follow(&r1, port);
+    let upstream_port: u16 = r1_address(&r1).rsplit(':').next().unwrap().parse().unwrap();
+    let at = seq(&primary);
+    wait_synced(&r1, at);
+    follow_r2.kill();
+    r2.ok(&[
+        "replicate",
+        "--primary",
+        &format!("127.0.0.1:{upstream_port}"),
+    ]);
+    assert_eq!(checksum(&r2), checksum(&primary));
+}
