@@ -186,6 +186,18 @@ const SETTINGS: &[Setting] = &[
         help: "change-log records a primary keeps for replicas (0: all)",
     },
     Setting {
+        env: "P8_SNAPSHOT_LIMIT",
+        section: "replication",
+        key: "snapshot_limit",
+        help: "snapshots a server sends at once (more are told to retry)",
+    },
+    Setting {
+        env: "P8_SNAPSHOT_IDLE_TIMEOUT",
+        section: "replication",
+        key: "snapshot_idle_timeout",
+        help: "seconds a snapshot waits for a replica that takes nothing before it is abandoned",
+    },
+    Setting {
         env: "P8_WAL_BATCH_SIZE",
         section: "replication",
         key: "wal_batch_size",
@@ -341,6 +353,8 @@ impl Default for Settings {
                 tls_domain: String::new(),
                 wal_retention_size: 1_000_000,
                 wal_batch_size: 1000,
+                snapshot_limit: 2,
+                snapshot_idle_timeout: 60,
             },
             server: ServerSettings {
                 address: String::new(),
@@ -435,6 +449,10 @@ pub struct ReplicationSettings {
     pub wal_retention_size: u64,
     /// `P8_WAL_BATCH_SIZE`.
     pub wal_batch_size: usize,
+    /// `P8_SNAPSHOT_LIMIT`.
+    pub snapshot_limit: usize,
+    /// `P8_SNAPSHOT_IDLE_TIMEOUT`, seconds.
+    pub snapshot_idle_timeout: u64,
 }
 
 /// `[server]`: the server commands are sent to.

@@ -80,6 +80,8 @@ fn serve_options(config: &Config) -> Result<ServeOptions> {
     Ok(ServeOptions {
         batch_size: r.wal_batch_size.max(1),
         retention: r.wal_retention_size,
+        max_snapshots: r.snapshot_limit.max(1),
+        snapshot_idle: Duration::from_secs(r.snapshot_idle_timeout.max(1)),
         tls: server_tls(config)?,
         ..ServeOptions::default()
     })

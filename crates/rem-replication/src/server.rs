@@ -34,6 +34,12 @@ pub struct ServeOptions {
     /// How often an idle stream sends an empty batch (liveness and the primary's
     /// sequence number).
     pub keepalive: Duration,
+    /// Snapshots sent at once (`P8_SNAPSHOT_LIMIT`): each holds a checkpoint on disk;
+    /// more are refused with RESOURCE_EXHAUSTED, which replicas retry.
+    pub max_snapshots: usize,
+    /// A snapshot whose replica takes nothing for this long is abandoned and its
+    /// checkpoint removed (`P8_SNAPSHOT_IDLE_TIMEOUT`, seconds).
+    pub snapshot_idle: Duration,
 }
 
 impl Default for ServeOptions {
@@ -44,6 +50,8 @@ impl Default for ServeOptions {
             retention: 1_000_000,
             poll: Duration::from_millis(1),
             keepalive: Duration::from_millis(500),
+            max_snapshots: 2,
+            snapshot_idle: Duration::from_secs(60),
         }
     }
 }
@@ -75,6 +83,7 @@ impl RecentBatches {
 
 /// The replication service of one database.
 pub struct ReplicationService {
+    snapshots: Arc<tokio::sync::Semaphore>,
     db: Database,
     recent: Arc<RecentBatches>,
     options: ServeOptions,
@@ -90,6 +99,7 @@ impl ReplicationService {
         replica: Option<Arc<ReplicaStatus>>,
     ) -> ReplicationService {
         ReplicationService {
+            snapshots: Arc::new(tokio::sync::Semaphore::new(options.max_snapshots.max(1))),
             db,
             recent: Arc::default(),
             options,
@@ -326,6 +336,12 @@ impl Replication for ReplicationService {
         req: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         let name = req.get_ref().replica_name.clone();
+        let permit = self.snapshots.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{} snapshots are being sent already; try again later",
+                self.options.max_snapshots.max(1)
+            ))
+        })?;
         let db = self.db.clone();
         let dir = crate::snapshot::checkpoint_dir(db.path());
         let target = dir.clone();
@@ -343,7 +359,11 @@ impl Replication for ReplicationService {
         };
         tracing::info!(replica = %name, files = files.len(), "sending a snapshot");
         let (tx, rx) = mpsc::channel::<Result<SnapshotChunk, Status>>(4);
-        tokio::task::spawn_blocking(move || crate::snapshot::send_files(dir, files, tx));
+        let idle = self.options.snapshot_idle;
+        tokio::task::spawn_blocking(move || {
+            crate::snapshot::send_files(dir, files, tx, idle);
+            drop(permit);
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

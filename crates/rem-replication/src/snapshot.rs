@@ -63,14 +63,37 @@ pub(crate) fn send_files(
     dir: PathBuf,
     files: Vec<SnapshotFile>,
     tx: mpsc::Sender<Result<SnapshotChunk, Status>>,
+    idle: Duration,
 ) {
+    // A replica that takes nothing for `idle` is given up on.
+    let put = |chunk: SnapshotChunk| -> Result<(), Status> {
+        let started = std::time::Instant::now();
+        let mut item = Ok(chunk);
+        loop {
+            match tx.try_send(item) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    return Err(Status::cancelled("the replica went away"))
+                }
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    if started.elapsed() >= idle {
+                        return Err(Status::deadline_exceeded(format!(
+                            "the replica took nothing for {} s; the snapshot was abandoned",
+                            idle.as_secs()
+                        )));
+                    }
+                    item = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    };
     let send = || -> Result<(), Status> {
         let listing = SnapshotChunk {
             files: files.clone(),
             ..SnapshotChunk::default()
         };
-        tx.blocking_send(Ok(listing))
-            .map_err(|_| Status::cancelled("the replica went away"))?;
+        put(listing)?;
         for f in &files {
             let path = dir.join(&f.name);
             let mut file = std::fs::File::open(&path)
@@ -92,8 +115,7 @@ pub(crate) fn send_files(
                     ..SnapshotChunk::default()
                 };
                 offset += n as u64;
-                tx.blocking_send(Ok(chunk))
-                    .map_err(|_| Status::cancelled("the replica went away"))?;
+                put(chunk)?;
             }
         }
         Ok(())
@@ -102,7 +124,7 @@ pub(crate) fn send_files(
         Ok(()) => tracing::info!(files = files.len(), "snapshot sent"),
         Err(e) => {
             tracing::warn!("snapshot not sent: {}", e.message());
-            let _ = tx.blocking_send(Err(e));
+            let _ = tx.try_send(Err(e));
         }
     }
     if let Err(e) = std::fs::remove_dir_all(&dir) {

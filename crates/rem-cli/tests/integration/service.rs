@@ -675,3 +675,65 @@ fn the_cli_runs_as_a_library_with_explicit_sessions() {
         assert!(err.take().starts_with("error: "));
     }
 }
+
+/// Snapshots are limited: past `P8_SNAPSHOT_LIMIT` at once the server answers
+/// RESOURCE_EXHAUSTED (replicas retry), and a snapshot whose replica takes nothing for
+/// `P8_SNAPSHOT_IDLE_TIMEOUT` is abandoned, freeing its place and its checkpoint.
+#[test]
+fn snapshots_are_limited_and_idle_ones_abandoned() {
+    use rem_replication::proto::replication_client::ReplicationClient;
+    use rem_replication::proto::SnapshotRequest;
+    let rem = with_person();
+    for i in 0..50 {
+        rem.ok(&[
+            "insert",
+            "person",
+            &format!(r#"{{"name": "p{i}", "email": "p{i}@x"}}"#),
+        ]);
+    }
+    let _server = serve(
+        &rem,
+        &[
+            ("P8_SNAPSHOT_LIMIT", "1"),
+            ("P8_SNAPSHOT_IDLE_TIMEOUT", "2"),
+        ],
+    );
+    let token = std::fs::read_to_string(rem.db_path().join("TOKEN")).unwrap();
+    let token = Some(token.trim());
+    let url = format!("http://{}", address(&rem));
+    // Checkpoints live in <db>/snapshots/ while they are sent.
+    let checkpoints = || {
+        std::fs::read_dir(rem.db_path().join("snapshots"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    runtime().block_on(async {
+        let mut repl = ReplicationClient::connect(url).await.unwrap();
+        let ask = || {
+            req(
+                SnapshotRequest {
+                    replica_name: "t".into(),
+                },
+                token,
+            )
+        };
+        // The first stream is held and never read.
+        let held = repl.snapshot(ask()).await.unwrap();
+        let second = repl.snapshot(ask()).await;
+        assert_eq!(
+            second.map(|_| ()).unwrap_err().code(),
+            tonic::Code::ResourceExhausted
+        );
+        // After the idle timeout the held one is abandoned: a new one is admitted and
+        // read to its end.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let mut stream = repl.snapshot(ask()).await.unwrap().into_inner();
+        let mut bytes = 0;
+        while let Some(chunk) = stream.message().await.unwrap() {
+            bytes += chunk.data.len();
+        }
+        assert!(bytes > 0);
+        drop(held);
+    });
+    wait_for("the checkpoints to be removed", 10, || checkpoints() == 0);
+}
