@@ -8,6 +8,7 @@ mod graph;
 mod indexes;
 mod isolation;
 mod lifecycle;
+mod model;
 mod replication;
 mod search;
 

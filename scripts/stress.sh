@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Longer runs of the randomized reliability tests than the test suite's:
+#   ./scripts/stress.sh [sequences] [kill rounds]
+# - the model-based test (random write sequences against a map) with `sequences` cases;
+# - the hostile-bytes property tests (2,000 cases each, fixed);
+# - the SIGKILL test repeated `kill rounds` times.
+# proptest prints the minimal failing sequence and saves its seed under
+# proptest-regressions/, so a failure replays on the next run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+CASES="${1:-500}"
+ROUNDS="${2:-10}"
+PROPTEST_CASES="$CASES" cargo test --workspace --test integration the_database_behaves_like_a_map
+cargo test --workspace --lib hostile_bytes
+for i in $(seq "$ROUNDS"); do
+  echo "kill round $i of $ROUNDS" >&2
+  cargo test --workspace --test integration sigkill_during_writes_loses_no_acknowledged_write
+done
