@@ -151,5 +151,6 @@ fn opens_the_format_v1_fixture() {
         ),
         (true, 1)
     );
-    assert!(db.verify().unwrap().is_ok());
+    let report = db.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
 }
