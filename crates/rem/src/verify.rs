@@ -264,16 +264,26 @@ impl Database {
         for (tenant, table, column) in keys {
             let key = IndexKey::new(&tenant, &table, &column);
             let mut stored: HashSet<crate::EntityId> = HashSet::new();
-            let mut vectors: HashMap<crate::EntityId, Vec<f32>> = HashMap::new();
+            // The loaded index's vectors are compared as the stored ones stream past
+            // (nothing of the column is held but its ids).
+            let loaded_index = loaded.get(&key);
+            let vi = loaded_index.map(|i| i.read().unwrap_or_else(|p| p.into_inner()));
+            let mut differ = 0usize;
             for item in store.scan_prefix(
                 ColumnFamily::Embeddings,
                 &embedding_prefix(&tenant, &table, &column),
             )? {
                 let (k, v) = item?;
-                if let Some(id) = trailing_id(&k) {
-                    stored.insert(id);
-                    if let Ok(e) = StoredEmbedding::decode(&v) {
-                        vectors.insert(id, e.vector);
+                let Some(id) = trailing_id(&k) else { continue };
+                stored.insert(id);
+                if let (Some(vi), Ok(e)) = (vi.as_ref(), StoredEmbedding::decode(&v)) {
+                    // Each vector the index holds is its stored vector (up to the
+                    // index's precision).
+                    if vi
+                        .vector(&id)
+                        .is_some_and(|held| crate::vector::cosine(&held, &e.vector) < 0.99)
+                    {
+                        differ += 1;
                     }
                 }
             }
@@ -290,18 +300,8 @@ impl Database {
                     );
                 }
             };
-            if let Some(index) = loaded.get(&key) {
-                let vi = index.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(vi) = vi {
                 check(report, "the loaded", vi.ids().copied().collect());
-                // Each vector the index holds is its stored vector (up to the index's
-                // precision).
-                let differ = vectors
-                    .iter()
-                    .filter(|(id, v)| {
-                        vi.vector(id)
-                            .is_some_and(|held| crate::vector::cosine(&held, v) < 0.99)
-                    })
-                    .count();
                 if differ > 0 {
                     problem(
                         report,

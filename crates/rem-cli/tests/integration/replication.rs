@@ -432,6 +432,19 @@ fn assert_converged(primary: &Rem, replicas: &[&Rem]) {
     }
 }
 
+/// An `articles` record with title "Doc {i}".
+fn article(i: usize) -> String {
+    format!(r#"{{"title": "Doc {i}", "content": "c", "category": "test"}}"#)
+}
+
+/// The port the server of `rem`'s database listens on (from its SERVER file).
+fn served_port(rem: &Rem) -> u16 {
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(endpoint(rem)).unwrap()).unwrap();
+    let address = doc["address"].as_str().unwrap();
+    address.rsplit(':').next().unwrap().parse().unwrap()
+}
+
 fn wal(rem: &Rem) -> Value {
     rem.json(&["replication", "wal-status"])
 }
@@ -582,8 +595,6 @@ fn a_replica_whose_history_diverged_is_refused_and_rebuilds() {
     let (r, q) = (node(), node());
     let mut follow_r = follow(&r, port);
     let mut follow_q = follow(&q, port);
-    let article =
-        |i: usize| format!(r#"{{"title": "Doc {i}", "content": "c", "category": "test"}}"#);
     for i in 0..3 {
         primary.ok(&["insert", "articles", &article(i)]);
     }
@@ -641,16 +652,8 @@ fn a_replica_of_a_replica_converges() {
     let _server = serve(&primary, port);
     let (r1, r2) = (node(), node());
     let mut follow_r1 = follow(&r1, port);
-    let r1_address = |r1: &Rem| {
-        let doc: Value =
-            serde_json::from_str(&std::fs::read_to_string(endpoint(r1)).unwrap()).unwrap();
-        doc["address"].as_str().unwrap().to_string()
-    };
-    let upstream = r1_address(&r1);
-    let upstream_port: u16 = upstream.rsplit(':').next().unwrap().parse().unwrap();
+    let upstream_port = served_port(&r1);
     let mut follow_r2 = follow(&r2, upstream_port);
-    let article =
-        |i: usize| format!(r#"{{"title": "Doc {i}", "content": "c", "category": "test"}}"#);
     for i in 0..5 {
         primary.ok(&["insert", "articles", &article(i)]);
     }
@@ -670,7 +673,7 @@ fn a_replica_of_a_replica_converges() {
     // The killed process left its SERVER file: wait for the new one.
     let _ = std::fs::remove_file(endpoint(&r1));
     let _follow_r1 = follow(&r1, port);
-    let upstream_port: u16 = r1_address(&r1).rsplit(':').next().unwrap().parse().unwrap();
+    let upstream_port = served_port(&r1);
     let at = seq(&primary);
     wait_synced(&r1, at);
     follow_r2.kill();
