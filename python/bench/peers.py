@@ -333,26 +333,50 @@ def run(cls: type, n: int, vecs: np.ndarray, cats: list[str], q: np.ndarray, tru
     }
 
 
-def overhead(rust_bench: str, vecs: np.ndarray, q: np.ndarray, py: dict) -> None:
-    """The same insert/search/get through the Rust API (rem-bench vectors), beside rem_db."""
+def overhead(rust_bench: str, vecs: np.ndarray, q: np.ndarray, cats: list[str], truth, ftruth, fcat: str, reps: int) -> None:
+    """The same insert/search/get through the Rust API (rem-bench vectors), beside rem_db.
+
+    Both sides run ``reps`` times, alternating, each on a fresh database; the medians are
+    compared (one run of each swings by 2x on two shared cores: HNSW insertion and
+    RocksDB's background flushes compete for them)."""
     import json as _json
     import subprocess
 
+    py_runs, rust_runs = [], []
     with tempfile.TemporaryDirectory() as d:
         vecs.astype("<f4").tofile(os.path.join(d, "vectors.f32"))
         q.astype("<f4").tofile(os.path.join(d, "queries.f32"))
-        out = subprocess.run([rust_bench, "vectors", "--data", d, "--dims", str(DIMS)], capture_output=True, text=True, check=True)
-    rust = _json.loads(out.stdout.strip().splitlines()[-1])
-    print("Python layer vs the Rust API (same data, same operations):")
-    print(f"  batch insert: {py['insert/s']:.0f}/s vs {rust['insert_per_s']:.0f}/s  -> {rust['insert_per_s'] / py['insert/s']:.2f}x the Rust time")
-    print(f"  search p50:   {py['p50 ms']:.3f} ms vs {rust['search_p50_ms']:.3f} ms -> {py['p50 ms'] / rust['search_p50_ms']:.2f}x")
-    print(f"  get p50:      {py['get p50 µs']:.1f} µs vs {rust['get_p50_us']:.1f} µs -> {py['get p50 µs'] / rust['get_p50_us']:.2f}x")
+        for _ in range(reps):
+            root = Path(tempfile.mkdtemp(prefix="rem-bench-"))
+            try:
+                r = run(Rem, len(vecs), vecs, cats, q, truth, ftruth, fcat, root)
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+            assert r is not None
+            py_runs.append(r)
+            out = subprocess.run([rust_bench, "vectors", "--data", d, "--dims", str(DIMS)], capture_output=True, text=True, check=True)
+            rust_runs.append(_json.loads(out.stdout.strip().splitlines()[-1]))
+
+    def med(runs: list[dict], key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    py_ins, rs_ins = med(py_runs, "insert/s"), med(rust_runs, "insert_per_s")
+    py_s, rs_s = med(py_runs, "p50 ms"), med(rust_runs, "search_p50_ms")
+    py_g, rs_g = med(py_runs, "get p50 µs"), med(rust_runs, "get_p50_us")
+    print(f"Python layer vs the Rust API (same data, same operations; medians of {reps} alternating runs each):")
+    print(f"  batch insert: {py_ins:.0f}/s vs {rs_ins:.0f}/s  -> {rs_ins / py_ins:.2f}x the Rust time")
+    print(f"  search p50:   {py_s:.3f} ms vs {rs_s:.3f} ms -> {py_s / rs_s:.2f}x")
+    print(f"  get p50:      {py_g:.1f} µs vs {rs_g:.1f} µs -> {py_g / rs_g:.2f}x")
+    spread = lambda runs, key: ", ".join(f"{r[key]:.3g}" for r in runs)  # noqa: E731
+    print(f"  (runs: Python insert/s {spread(py_runs, 'insert/s')}; Rust {spread(rust_runs, 'insert_per_s')};"
+          f" Python search ms {spread(py_runs, 'p50 ms')}; Rust {spread(rust_runs, 'search_p50_ms')})")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, action="append")
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--reps", type=int, default=5, help="alternating runs of rem_db and the Rust API for the overhead figures")
     ap.add_argument("--only", action="append", help="run only these stores (by name)")
     ap.add_argument("--rust-bench", help="a rem-bench binary: also run its `vectors` scenario on the same data for the Python layer's overhead")
     args = ap.parse_args()
@@ -375,7 +399,7 @@ def main() -> None:
         finally:
             shutil.rmtree(root, ignore_errors=True)
         if args.rust_bench and "rem_db" in rows:
-            overhead(args.rust_bench, vecs, q, rows["rem_db"])
+            overhead(args.rust_bench, vecs, q, cats, truth, ftruth, fcat, args.reps)
         cols = list(next(iter(rows.values())).keys()) if rows else []
         print(f"{'store':24}" + "".join(f"{c:>13}" for c in cols))
         for name, r in rows.items():

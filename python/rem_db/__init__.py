@@ -66,16 +66,16 @@ def _invalid(message: str) -> ValidationError:
     return ValidationError(message, code="invalid_input", kind="invalid_input")
 
 
-def _record_json(record: Record) -> str:
-    """A dict or a Pydantic model instance as the JSON text of a record."""
+def _record(record: Record) -> dict:
+    """A dict or a Pydantic model instance as the dict of a record (the extension
+    converts it to JSON without going through JSON text)."""
     dump = getattr(record, "model_dump", None)
     if callable(dump):
-        return json.dumps(dump(mode="json"))
+        return dump(mode="json")
+    if isinstance(record, dict):
+        return record
     if isinstance(record, Mapping):
-        try:
-            return json.dumps(record)
-        except TypeError as e:
-            raise ValidationError(f"the record is not JSON-serialisable: {e}", code="invalid_json", kind="invalid_input") from None
+        return dict(record)
     raise _invalid(f"a record must be a dict or a Pydantic model, not {type(record).__name__}")
 
 
@@ -257,7 +257,7 @@ class Database:
         '6f1c...'
         """
         v = None if vector is None else _vector(vector)
-        return self._db.insert(table, _record_json(record), v)
+        return self._db.insert(table, _record(record), v)
 
     def insert_batch(
         self,
@@ -272,14 +272,14 @@ class Database:
 
         >>> db.insert_batch("person", [{"name": "Ada"}, {"name": "Alan"}])  # doctest: +SKIP
         """
-        texts = [_record_json(r) for r in records]
+        recs = [_record(r) for r in records]
         if vectors is None:
-            return self._db.insert_batch(table, texts)
+            return self._db.insert_batch(table, recs)
         packed = _packed(vectors)
         if packed is not None:  # a 2-D array: its bytes, no Python float per value
             data, dims = packed
-            return self._db.insert_batch(table, texts, None, data, dims)
-        return self._db.insert_batch(table, texts, [_vector(v) for v in vectors])
+            return self._db.insert_batch(table, recs, None, data, dims)
+        return self._db.insert_batch(table, recs, [_vector(v) for v in vectors])
 
     def delete(self, id: str) -> str:
         """Soft-deletes an entity; returns its table. :class:`NotFoundError` if none.
@@ -335,12 +335,7 @@ class Database:
                 _, _, hits = self._db.search("", table, top_k, where, min_score, alt, None, one[0])
             else:
                 _, _, hits = self._db.search("", table, top_k, where, min_score, alt, _vector(query))
-        out = []
-        for score, entity in hits:
-            hit = Hit(json.loads(entity))
-            hit["score"] = score
-            out.append(hit)
-        return out
+        return [Hit(h) for h in hits]
 
     def sql(self, query: str, *, include_deleted: bool = False) -> "ResultSet":
         """Runs a SQL query; the result streams (see :class:`ResultSet`).

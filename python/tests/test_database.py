@@ -90,6 +90,36 @@ def test_batches_are_atomic_and_errors_are_typed(db: rem_db.Database) -> None:
     assert db.stats()["last_seq"] == before
 
 
+def test_records_convert_as_json_dumps_would(db: rem_db.Database) -> None:
+    """Records cross into Rust as Python objects, not JSON text: what comes back is what
+    `json.loads(json.dumps(record))` gives, and what JSON cannot hold is refused whole."""
+    db.register_schema({"title": "doc", "type": "object", "properties": {"name": {"type": "string"}}})
+    record = {
+        "name": "x",
+        "nested": {"a": [1, 2.5, None, True, "é"], 3: "int key", None: "none key", False: "bool key"},
+        "tuple": (1, "two"),
+        "big": 2**63 + 5,
+        "neg": -(2**63),
+        "unicode": "\u2603 \U0001f600",
+    }
+    got = db.get(db.insert("doc", record))
+    expected = json.loads(json.dumps(record))
+    assert {k: got[k] for k in expected} == expected
+    before = db.stats()["last_seq"]
+    for bad in [{"name": float("nan")}, {"name": float("inf")}, {"n": 2**64}, {"s": {1, 2}}, {(1, 2): "tuple key"}, {"b": b"bytes"}]:
+        with pytest.raises(rem_db.ValidationError) as e:
+            db.insert_batch("doc", [{"name": "fine"}, bad])
+        assert e.value.code == "invalid_json" and "record 2" in str(e.value), str(e.value)
+    deep: dict = {}
+    cur = deep
+    for _ in range(200):
+        cur["d"] = {}
+        cur = cur["d"]
+    with pytest.raises(rem_db.ValidationError, match="nested"):
+        db.insert("doc", deep)
+    assert db.stats()["last_seq"] == before
+
+
 def test_delete_get_and_include_deleted(db: rem_db.Database) -> None:
     db.register_schema(PERSON)
     pid = db.insert("person", {"name": "Gone", "age": 1})

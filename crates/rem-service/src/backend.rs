@@ -9,6 +9,17 @@ use crate::error::{Error, Result};
 use crate::ops;
 use crate::proto::*;
 
+/// What [`Backend::search_values`] found.
+#[derive(Debug, Clone)]
+pub struct SearchValues {
+    /// The table searched.
+    pub table: String,
+    /// True when the table was chosen by similarity to schema descriptions.
+    pub table_detected: bool,
+    /// `(score, entity)`, best first.
+    pub hits: Vec<(f32, Value)>,
+}
+
 /// A database to run operations on.
 // One value per operation: the size difference of the variants does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -104,23 +115,63 @@ impl Backend {
             id: id.into(),
             include_deleted,
         };
-        let reply = both!(self, db => ops::get(db, &r), c => c.get(r))?;
-        if !reply.found {
-            return Ok(None);
+        match self {
+            // In process the entity becomes JSON once, not text and back.
+            Backend::Embedded(db) => Ok(ops::get_entity(db, &r)?.map(|e| e.to_json())),
+            Backend::Remote(c) => {
+                let reply = c.get(r)?;
+                if !reply.found {
+                    return Ok(None);
+                }
+                json(&reply.entity_json).map(Some)
+            }
         }
-        json(&reply.entity_json).map(Some)
     }
 
     /// Every entity (as JSON) with this key, in any table.
     pub fn lookup(&self, key: &str) -> Result<Vec<Value>> {
-        let r = LookupRequest { key: key.into() };
-        let reply = both!(self, db => ops::lookup(db, &r), c => c.lookup(r))?;
-        jsons(&reply.entities_json)
+        match self {
+            Backend::Embedded(db) => Ok(db.lookup(key)?.iter().map(|e| e.to_json()).collect()),
+            Backend::Remote(c) => {
+                jsons(&c.lookup(LookupRequest { key: key.into() })?.entities_json)
+            }
+        }
     }
 
     /// Semantic search.
     pub fn search(&self, r: SearchRequest) -> Result<SearchReply> {
         both!(self, db => ops::search(db, &r), c => c.search(r))
+    }
+
+    /// Semantic search with the hits' entities as JSON values (in process, without
+    /// going through JSON text).
+    pub fn search_values(&self, r: SearchRequest) -> Result<SearchValues> {
+        match self {
+            Backend::Embedded(db) => {
+                let result = ops::search_result(db, &r)?;
+                Ok(SearchValues {
+                    table: result.table,
+                    table_detected: result.table_detected,
+                    hits: result
+                        .hits
+                        .iter()
+                        .map(|h| (h.score, h.entity.to_json()))
+                        .collect(),
+                })
+            }
+            Backend::Remote(c) => {
+                let reply = c.search(r)?;
+                Ok(SearchValues {
+                    table: reply.table,
+                    table_detected: reply.table_detected,
+                    hits: reply
+                        .hits
+                        .iter()
+                        .map(|h| Ok((h.score, json(&h.entity_json)?)))
+                        .collect::<Result<_>>()?,
+                })
+            }
+        }
     }
 
     /// Runs one SQL statement.

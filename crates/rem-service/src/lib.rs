@@ -18,7 +18,7 @@ mod error;
 mod ops;
 mod server;
 
-pub use backend::{Backend, Batches, Ingester, Inserter};
+pub use backend::{Backend, Batches, Ingester, Inserter, SearchValues};
 pub use client::{Client, ClientOptions, RemoteBatches, RemoteIngester, RemoteInserter};
 pub use error::{Detail, Error, Result};
 pub use ops::strip_position;

@@ -90,14 +90,18 @@ pub(crate) fn delete(db: &Database, req: &DeleteRequest) -> Result<DeleteReply> 
     })
 }
 
-pub(crate) fn get(db: &Database, req: &GetRequest) -> Result<EntityReply> {
+/// The entity a get request names.
+pub(crate) fn get_entity(db: &Database, req: &GetRequest) -> Result<Option<rem::Entity>> {
     let id = EntityId::parse(&req.id)?;
-    let entity = if req.include_deleted {
+    Ok(if req.include_deleted {
         db.get_including_deleted(&id)?
     } else {
         db.get(&id)?
-    };
-    Ok(match entity {
+    })
+}
+
+pub(crate) fn get(db: &Database, req: &GetRequest) -> Result<EntityReply> {
+    Ok(match get_entity(db, req)? {
         Some(e) => EntityReply {
             found: true,
             entity_json: e.to_json().to_string(),
@@ -116,7 +120,10 @@ pub(crate) fn lookup(db: &Database, req: &LookupRequest) -> Result<EntitiesReply
     })
 }
 
-pub(crate) fn search(db: &Database, req: &SearchRequest) -> crate::Result<SearchReply> {
+pub(crate) fn search_result(
+    db: &Database,
+    req: &SearchRequest,
+) -> crate::Result<rem::SearchResult> {
     let filter = if req.predicate.trim().is_empty() {
         rem::Filter::All
     } else {
@@ -131,13 +138,17 @@ pub(crate) fn search(db: &Database, req: &SearchRequest) -> crate::Result<Search
         ef_search: (req.ef_search > 0).then_some(req.ef_search as usize),
     };
     let table = (!req.table.is_empty()).then_some(req.table.as_str());
-    let result = match (req.vector.is_empty(), table) {
+    Ok(match (req.vector.is_empty(), table) {
         (true, _) => db.search(table, &req.query, &options)?,
         (false, Some(t)) => db.search_by_vector(t, &req.vector, &options)?,
         (false, None) => {
             return Err(Error::InvalidInput("a search by vector names its table".into()).into())
         }
-    };
+    })
+}
+
+pub(crate) fn search(db: &Database, req: &SearchRequest) -> crate::Result<SearchReply> {
+    let result = search_result(db, req)?;
     Ok(SearchReply {
         table: result.table,
         table_detected: result.table_detected,
