@@ -62,6 +62,17 @@ pub(crate) fn system_columns() -> Vec<Column> {
 
 /// The SQL columns of `schema`: system fields, properties in schema order, then the
 /// JSON `properties` column (unless a property already has that name).
+/// Only the schema's declared fields, in schema order.
+pub(crate) fn field_columns(schema: &Schema) -> Vec<Column> {
+    schema
+        .fields()
+        .map(|(name, ty)| Column {
+            name: name.to_string(),
+            source: Source::Property(ty.clone()),
+        })
+        .collect()
+}
+
 pub(crate) fn columns(schema: &Schema) -> Vec<Column> {
     let mut cols = system_columns();
     for (name, ty) in schema.fields() {

@@ -30,12 +30,27 @@ pub struct SqlOptions {
     /// Show soft-deleted rows in every table (otherwise they appear only when the query
     /// filters on `deleted_at`, e.g. `WHERE deleted_at IS NOT NULL`).
     pub include_deleted: bool,
+    /// Tables show only their schema's declared fields: no `id`, `entity_type`,
+    /// timestamps, `edges` or `properties`, so `SELECT *` means what it means over a
+    /// plain SQL table (how SQLite's sqllogictest corpus runs against REM tables).
+    pub fields_only: bool,
 }
 
 impl SqlOptions {
     /// Options with `include_deleted` set as given.
     pub fn include_deleted(include_deleted: bool) -> SqlOptions {
-        SqlOptions { include_deleted }
+        SqlOptions {
+            include_deleted,
+            ..SqlOptions::default()
+        }
+    }
+
+    /// Options with only the declared fields as columns (see [`SqlOptions::fields_only`]).
+    pub fn fields_only() -> SqlOptions {
+        SqlOptions {
+            fields_only: true,
+            ..SqlOptions::default()
+        }
     }
 }
 
@@ -228,7 +243,7 @@ async fn plan_and_run(db: &Database, query: &str, options: &SqlOptions) -> Resul
 
     let ctx = session(threads())?;
     for schema in db.schemas()? {
-        let table = RemTable::new(db.clone(), &schema, options.include_deleted);
+        let table = RemTable::new(db.clone(), &schema, options);
         ctx.register_table(schema.name.as_str(), Arc::new(table))
             .map_err(sql_error)?;
     }

@@ -20,7 +20,8 @@ use datafusion::physical_plan::{
 };
 use rem::{AccessPath, Database, Filter, ScanOptions};
 
-use crate::convert::{arrow_schema, columns, BatchBuilder, Column, Source};
+use crate::convert::{arrow_schema, columns, field_columns, BatchBuilder, Column, Source};
+use crate::engine::SqlOptions;
 use crate::pushdown::{convert, mentions};
 
 /// Rows per record batch.
@@ -37,14 +38,18 @@ pub(crate) struct RemTable {
 }
 
 impl RemTable {
-    pub(crate) fn new(db: Database, schema: &rem::Schema, include_deleted: bool) -> RemTable {
-        let cols = columns(schema);
+    pub(crate) fn new(db: Database, schema: &rem::Schema, options: &SqlOptions) -> RemTable {
+        let cols = if options.fields_only {
+            field_columns(schema)
+        } else {
+            columns(schema)
+        };
         RemTable {
             db,
             table: schema.name.clone(),
             schema: arrow_schema(&cols),
             cols,
-            include_deleted,
+            include_deleted: options.include_deleted,
         }
     }
 }
