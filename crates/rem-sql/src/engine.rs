@@ -22,6 +22,7 @@ use crate::edges::EdgesTable;
 use crate::provider::RemTable;
 use crate::rewrite::{rewrite_statement, rewrite_text, Virtual};
 use crate::search::SearchTable;
+use crate::subquery::NestedLoopSubqueries;
 
 /// Options of a SQL query.
 #[derive(Debug, Clone, Default)]
@@ -216,6 +217,10 @@ pub(crate) fn session(threads: usize) -> Result<SessionContext> {
     config.options_mut().sql_parser.enable_ident_normalization = false;
     let mut ctx = SessionContext::new_with_config(config);
     datafusion_functions_json::register_all(&mut ctx).map_err(sql_error)?;
+    // Last, after DataFusion's own decorrelation: the correlated subqueries it leaves.
+    let rule =
+        NestedLoopSubqueries::new(Arc::clone(ctx.state().catalog_list()), ctx.copied_config());
+    ctx.add_optimizer_rule(Arc::new(rule));
     Ok(ctx)
 }
 

@@ -63,6 +63,7 @@ mod provider;
 mod pushdown;
 mod rewrite;
 mod search;
+pub mod subquery;
 
 pub use datafusion;
 pub use datafusion::arrow;
