@@ -143,10 +143,10 @@ fn skipped(conditions: &[Condition]) -> bool {
 
 /// `onlyif X` / `skipif X` before a `halt` applies to the halt (sqllogictest-rs would
 /// carry the condition to the next record instead): a halt that applies cuts the file
-/// there, one that does not is dropped.
+/// there, one that does not is dropped. Comments after a condition's label go.
 fn resolve_halts(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    let mut out = Vec::with_capacity(lines.len());
+    let mut kept: Vec<String> = Vec::with_capacity(lines.len());
     let mut i = 0;
     while i < lines.len() {
         let words: Vec<&str> = lines[i].split_whitespace().collect();
@@ -162,11 +162,13 @@ fn resolve_halts(text: &str) -> String {
                 continue;
             }
             ["halt"] => break,
-            _ => out.push(lines[i]),
+            // sqllogictest-rs refuses a comment after the label (`onlyif sqlite # why`).
+            [kind @ ("onlyif" | "skipif"), label, ..] => kept.push(format!("{kind} {label}")),
+            _ => kept.push(lines[i].to_string()),
         }
         i += 1;
     }
-    out.join("\n") + "\n"
+    kept.join("\n") + "\n"
 }
 
 /// The first line of an error, with numbers and quoted names kept (they name the

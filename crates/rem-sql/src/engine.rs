@@ -19,10 +19,12 @@ use crate::{Error, Result};
 
 use crate::convert::{arrow_schema, system_columns, BatchBuilder, Column, Source, PROPERTIES};
 use crate::edges::EdgesTable;
+use crate::names;
 use crate::provider::RemTable;
 use crate::rewrite::{rewrite_statement, rewrite_text, Virtual};
 use crate::search::SearchTable;
 use crate::subquery::NestedLoopSubqueries;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 /// Options of a SQL query.
 #[derive(Debug, Clone, Default)]
@@ -278,10 +280,19 @@ async fn plan_and_run(db: &Database, query: &str, options: &SqlOptions) -> Resul
         }
     }
     let state = ctx.state();
-    let plan = state
-        .statement_to_plan(statement)
-        .await
-        .map_err(sql_error)?;
+    let (plan, display) = match state.statement_to_plan(statement.clone()).await {
+        Ok(plan) => (plan, None),
+        Err(e) if names::is_duplicate_name_error(&e.to_string()) => {
+            let mut renamed = statement;
+            let Some(aliases) = names::alias_outputs(&mut renamed) else {
+                return Err(sql_error(e));
+            };
+            let plan = state.statement_to_plan(renamed).await.map_err(sql_error)?;
+            let display = names::display_names(&plan, &aliases);
+            (plan, Some(display))
+        }
+        Err(e) => return Err(sql_error(e)),
+    };
     if !matches!(
         plan,
         LogicalPlan::Projection(_)
@@ -309,7 +320,18 @@ async fn plan_and_run(db: &Database, query: &str, options: &SqlOptions) -> Resul
         ));
     }
     let frame = ctx.execute_logical_plan(plan).await.map_err(sql_error)?;
-    let stream = frame.execute_stream().await.map_err(sql_error)?;
+    let mut stream = frame.execute_stream().await.map_err(sql_error)?;
+    if let Some(display) = display {
+        let schema = names::renamed(&stream.schema(), &display);
+        let out = Arc::clone(&schema);
+        let batches = stream.map(move |b| {
+            b.and_then(|b| {
+                RecordBatch::try_new(Arc::clone(&out), b.columns().to_vec())
+                    .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))
+            })
+        });
+        stream = Box::pin(RecordBatchStreamAdapter::new(schema, batches));
+    }
     Ok(SqlStream {
         schema: stream.schema(),
         stream,

@@ -57,6 +57,7 @@ mod edges;
 mod engine;
 mod error;
 mod export;
+mod names;
 mod output;
 mod predicate;
 mod provider;

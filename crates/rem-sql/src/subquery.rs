@@ -286,10 +286,12 @@ impl SubqueryUdf {
             Kind::Scalar => match rows {
                 [] => ScalarValue::try_from(&self.return_type)?,
                 [one] => one.clone(),
-                _ => return exec_err!(
+                _ => {
+                    return exec_err!(
                     "a subquery used as an expression returned {} rows (at most one is allowed)",
                     rows.len()
-                ),
+                )
+                }
             },
             Kind::Exists { negated } => ScalarValue::Boolean(Some(rows.is_empty() == negated)),
             Kind::In { negated } => {
