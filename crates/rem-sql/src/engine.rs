@@ -24,6 +24,7 @@ use crate::provider::RemTable;
 use crate::rewrite::{rewrite_statement, rewrite_text, Virtual};
 use crate::search::SearchTable;
 use crate::subquery::NestedLoopSubqueries;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 /// Options of a SQL query.
@@ -217,13 +218,19 @@ pub(crate) fn session(threads: usize) -> Result<SessionContext> {
         .with_information_schema(true);
     // JSON property names are case-sensitive: do not fold identifiers to lower case.
     config.options_mut().sql_parser.enable_ident_normalization = false;
+    // A rule that fails (DataFusion's decorrelation of a subquery that reads two levels
+    // up does) leaves the plan as it was, for the rules after it: the nested-loop rule
+    // then evaluates what is left.
+    config.options_mut().optimizer.skip_failed_rules = true;
     let mut ctx = SessionContext::new_with_config(config);
     datafusion_functions_json::register_all(&mut ctx).map_err(sql_error)?;
-    // Last, after DataFusion's own decorrelation: the correlated subqueries it leaves.
+    // After DataFusion's own decorrelation: the correlated subqueries it leaves.
     let rule =
         NestedLoopSubqueries::new(Arc::clone(ctx.state().catalog_list()), ctx.copied_config());
-    ctx.add_optimizer_rule(Arc::new(rule));
-    Ok(ctx)
+    let state = SessionStateBuilder::new_from_existing(ctx.state())
+        .with_optimizer_rules(rule.rules())
+        .build();
+    Ok(SessionContext::new_with_state(state))
 }
 
 impl Sql for Database {

@@ -123,7 +123,7 @@ pub(crate) fn display_names(plan: &LogicalPlan, aliases: &[Option<String>]) -> V
                         .and_then(|n| n.parse::<usize>().ok())
                     {
                         if i < found.len() && found[i].is_none() {
-                            found[i] = Some(a.expr.schema_name().to_string());
+                            found[i] = Some(a.expr.qualified_name().1);
                             any = true;
                         }
                     }

@@ -56,17 +56,29 @@ impl NestedLoopSubqueries {
         NestedLoopSubqueries { catalogs, config }
     }
 
-    /// A session over the same tables, with this rule registered, for running one
+    /// DataFusion's optimizer rules with this one right after its own decorrelation
+    /// (`scalar_subquery_to_join`): late enough to see what those rules leave, early
+    /// enough that no rule has yet pruned the outer columns a subquery reads.
+    pub fn rules(&self) -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+        let mut rules = datafusion::optimizer::Optimizer::new().rules;
+        let at = rules
+            .iter()
+            .position(|r| r.name() == "scalar_subquery_to_join")
+            .map_or(rules.len(), |i| i + 1);
+        rules.insert(at, Arc::new(self.clone()));
+        rules
+    }
+
+    /// A session over the same tables, with this rule in place, for running one
     /// subquery.
     fn session(&self) -> SessionContext {
         let state = SessionStateBuilder::new()
             .with_config(self.config.clone())
             .with_catalog_list(Arc::clone(&self.catalogs))
             .with_default_features()
+            .with_optimizer_rules(self.rules())
             .build();
-        let ctx = SessionContext::new_with_state(state);
-        ctx.add_optimizer_rule(Arc::new(self.clone()));
-        ctx
+        SessionContext::new_with_state(state)
     }
 
     /// `e` with its outermost remaining subquery expressions replaced by calls.
@@ -91,13 +103,7 @@ impl NestedLoopSubqueries {
     }
 
     fn call(&self, kind: Kind, subquery: Subquery, probe: Option<Expr>) -> Result<Expr> {
-        let mut outer = Vec::new();
-        for r in &subquery.outer_ref_columns {
-            match r {
-                Expr::OuterReferenceColumn(_, c) => outer.push(c.clone()),
-                other => return exec_err!("unexpected outer reference {other}"),
-            }
-        }
+        let outer = outer_columns(&subquery)?;
         let return_type = match kind {
             Kind::Scalar => {
                 let fields = subquery.subquery.schema().fields();
@@ -133,6 +139,48 @@ impl NestedLoopSubqueries {
             args,
         )))
     }
+}
+
+/// Whether `node`'s inputs (or, for a leaf, the node itself) provide `c`.
+fn provides(node: &LogicalPlan, c: &Column) -> bool {
+    let inputs = node.inputs();
+    if inputs.is_empty() {
+        node.schema().has_column(c)
+    } else {
+        inputs.iter().any(|i| i.schema().has_column(c))
+    }
+}
+
+/// Every outer column the subquery reads: its outer references at any depth, and the
+/// columns that no input provides where DataFusion already turned a nested subquery
+/// that reads them into a join.
+fn outer_columns(subquery: &Subquery) -> Result<Vec<Column>> {
+    let mut outer: Vec<Column> = Vec::new();
+    let mut add = |c: &Column| {
+        if !outer.contains(c) {
+            outer.push(c.clone());
+        }
+    };
+    for r in &subquery.outer_ref_columns {
+        match r {
+            Expr::OuterReferenceColumn(_, c) => add(c),
+            other => return exec_err!("unexpected outer reference {other}"),
+        }
+    }
+    subquery.subquery.apply_with_subqueries(|node| {
+        for e in node.expressions() {
+            e.apply(|e| {
+                match e {
+                    Expr::OuterReferenceColumn(_, c) => add(c),
+                    Expr::Column(c) if !provides(node, c) => add(c),
+                    _ => {}
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(outer)
 }
 
 impl OptimizerRule for NestedLoopSubqueries {
@@ -194,10 +242,18 @@ impl Hash for SubqueryUdf {
 }
 
 impl SubqueryUdf {
-    /// The subquery's plan with `values` in place of the outer columns.
+    /// The subquery's plan with `values` in place of the outer columns. They are outer
+    /// references, or — where DataFusion already decorrelated a subquery nested in
+    /// this one into a join — plain columns that no input of their node provides.
     fn bound(&self, values: &[ScalarValue]) -> Result<LogicalPlan> {
-        let bind = |e: Expr| -> Result<Transformed<Expr>> {
+        let bind = |e: Expr, unprovided: &[usize]| -> Result<Transformed<Expr>> {
             e.transform(|e| match e {
+                Expr::Column(ref c) => match self.outer.iter().position(|o| o == c) {
+                    Some(i) if unprovided.contains(&i) => {
+                        Ok(Transformed::yes(Expr::Literal(values[i].clone(), None)))
+                    }
+                    _ => Ok(Transformed::no(e)),
+                },
                 Expr::OuterReferenceColumn(_, ref c) => {
                     match self.outer.iter().position(|o| o == c) {
                         Some(i) => Ok(Transformed::yes(Expr::Literal(values[i].clone(), None))),
@@ -228,7 +284,12 @@ impl SubqueryUdf {
         };
         let plan = Arc::unwrap_or_clone(Arc::clone(&self.plan));
         Ok(plan
-            .transform_down_with_subqueries(|node| node.map_expressions(bind))?
+            .transform_down_with_subqueries(|node| {
+                let unprovided: Vec<usize> = (0..self.outer.len())
+                    .filter(|&i| !provides(&node, &self.outer[i]))
+                    .collect();
+                node.map_expressions(|e| bind(e, &unprovided))
+            })?
             .data)
     }
 
@@ -288,7 +349,7 @@ impl SubqueryUdf {
                 [one] => one.clone(),
                 _ => {
                     return exec_err!(
-                    "a subquery used as an expression returned {} rows (at most one is allowed)",
+                    "a subquery used as an expression returned {} rows (at most one row is allowed)",
                     rows.len()
                 )
                 }

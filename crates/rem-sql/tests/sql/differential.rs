@@ -41,7 +41,7 @@ fn sqlite_with(items: &[crate::common::Item]) -> rusqlite::Connection {
     conn
 }
 
-fn sqlite_rows(conn: &rusqlite::Connection, sql: &str) -> Vec<Vec<String>> {
+pub(crate) fn sqlite_rows(conn: &rusqlite::Connection, sql: &str) -> Vec<Vec<String>> {
     let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
     let n = stmt.column_count();
     let mut out = Vec::new();
@@ -63,7 +63,7 @@ fn sqlite_rows(conn: &rusqlite::Connection, sql: &str) -> Vec<Vec<String>> {
 }
 
 /// Booleans print as true/false in DataFusion and 1/0 in SQLite.
-fn normalise(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
+pub(crate) fn normalise(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
     rows.into_iter()
         .map(|r| {
             r.into_iter()

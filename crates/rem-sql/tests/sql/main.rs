@@ -10,3 +10,4 @@ mod errors;
 mod pushdown;
 mod semantic;
 mod slt;
+mod subqueries;
