@@ -27,7 +27,7 @@ check tonic "rem-replication rem-service"
 check candle-core "rem-embed"
 check usearch "rem"
 check pdf-extract "rem-ingest"
-check anyhow "rem-cli rem-python rem-bench"
+check anyhow "rem-cli rem-python rem-bench rem-slt"
 check pyo3 "rem-python"
 
 # The engine and storage never read the environment (configuration is the CLI's); the one

@@ -212,6 +212,9 @@ enum Kind {
     In { negated: bool },
 }
 
+/// A subquery's rows (its one column) per tuple of outer values.
+type Answers = HashMap<Vec<ScalarValue>, Arc<Vec<ScalarValue>>>;
+
 /// One subquery as a function of the outer values it reads (and, for `IN`, first the
 /// value to look for).
 #[derive(Debug)]
@@ -224,7 +227,7 @@ struct SubqueryUdf {
     signature: Signature,
     rule: NestedLoopSubqueries,
     /// The subquery's answer (its rows, one column) per tuple of outer values.
-    cache: Arc<Mutex<HashMap<Vec<ScalarValue>, Arc<Vec<ScalarValue>>>>>,
+    cache: Arc<Mutex<Answers>>,
 }
 
 impl PartialEq for SubqueryUdf {
