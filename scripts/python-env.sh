@@ -15,7 +15,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 # Pinned to what the suite was written against; installed once, then reused.
-REQS="pytest pytest-asyncio pydantic>=2.7 pyarrow>=14 pandas>=2 polars>=1 mypy>=1.10 typing_extensions langchain-core==1.8.3 langchain-tests==1.1.9 llama-index-core==0.14.25"
+REQS="pytest pytest-asyncio pydantic>=2.7 pyarrow>=14 pandas>=2 polars>=1 mypy>=1.10 typing_extensions langchain-core==1.8.3 langchain-tests==1.1.9 llama-index-core==0.14.25 mem0ai==2.2.1 langchain-community==0.4.2 langchain==1.5.2"
 STAMP="$VENV/.rem-reqs"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$REQS" ]; then
   "$PY" -m pip install --quiet --disable-pip-version-check $REQS >&2

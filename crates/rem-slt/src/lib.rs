@@ -44,6 +44,14 @@ use sqllogictest::{Condition, DefaultColumnType, QueryExpect, Record, SortMode, 
 /// engine runs.
 const LABELS: [&str; 0] = [];
 
+/// Queries whose answer differs from SQLite's only because DataFusion gives an
+/// expression another type (the issue keeps DataFusion's types): the SQL, and why.
+/// Counted as type differences, not wrong answers; each was checked by hand.
+pub const TYPE_DIFFERENCES: &[(&str, &str)] = &[(
+    "SELECT ALL ( NULLIF ( + 53, + + COUNT ( * ) * + AVG ( DISTINCT + + 80 ) ) ) / + - 71 * + NULLIF ( - 78, - 27 )",
+    "NULLIF(53, 80.0) is a float in DataFusion (the common type of its arguments), so / divides as floats (58); SQLite keeps the integer 53 and divides as integers (0)",
+)];
+
 /// What one file gave.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
@@ -53,6 +61,8 @@ pub struct Report {
     pub passed: usize,
     /// Queries that ran and gave another answer.
     pub wrong: usize,
+    /// Queries whose answer differs only by type (listed in [`TYPE_DIFFERENCES`]).
+    pub type_differences: usize,
     /// Queries that ended in an error.
     pub unsupported: usize,
     /// Queries for another engine.
@@ -68,13 +78,14 @@ pub struct Report {
 impl Report {
     /// Queries that ran or failed (skipped ones aside).
     pub fn queries(&self) -> usize {
-        self.passed + self.wrong + self.unsupported
+        self.passed + self.wrong + self.type_differences + self.unsupported
     }
 
     /// Adds another file's counts to this one.
     pub fn add(&mut self, other: &Report) {
         self.passed += other.passed;
         self.wrong += other.wrong;
+        self.type_differences += other.type_differences;
         self.unsupported += other.unsupported;
         self.skipped += other.skipped;
         self.statements_failed += other.statements_failed;
@@ -234,6 +245,8 @@ impl Corpus {
                             let (got, expected) = self.compare(rows, sort_mode, &results);
                             if got == expected {
                                 report.passed += 1;
+                            } else if TYPE_DIFFERENCES.iter().any(|(q, _)| sql.trim() == *q) {
+                                report.type_differences += 1;
                             } else {
                                 report.wrong += 1;
                                 report.wrong_queries.push(format!(

@@ -218,10 +218,6 @@ pub(crate) fn session(threads: usize) -> Result<SessionContext> {
         .with_information_schema(true);
     // JSON property names are case-sensitive: do not fold identifiers to lower case.
     config.options_mut().sql_parser.enable_ident_normalization = false;
-    // A rule that fails (DataFusion's decorrelation of a subquery that reads two levels
-    // up does) leaves the plan as it was, for the rules after it: the nested-loop rule
-    // then evaluates what is left.
-    config.options_mut().optimizer.skip_failed_rules = true;
     let mut ctx = SessionContext::new_with_config(config);
     datafusion_functions_json::register_all(&mut ctx).map_err(sql_error)?;
     // After DataFusion's own decorrelation: the correlated subqueries it leaves.

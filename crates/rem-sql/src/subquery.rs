@@ -440,3 +440,95 @@ impl ScalarUDFImpl for SubqueryUdf {
         Ok(ColumnarValue::Array(result))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::datasource::MemTable;
+
+    use super::*;
+
+    /// The rule in a plain DataFusion session over in-memory tables (nothing of REM):
+    /// how it would be used upstream.
+    fn session() -> SessionContext {
+        let ctx = SessionContext::new();
+        let rule =
+            NestedLoopSubqueries::new(Arc::clone(ctx.state().catalog_list()), ctx.copied_config());
+        let state = SessionStateBuilder::new_from_existing(ctx.state())
+            .with_optimizer_rules(rule.rules())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), Some(2), Some(3), Some(4)])),
+                Arc::new(Int64Array::from(vec![Some(10), None, Some(30), Some(30)])),
+            ],
+        )
+        .unwrap();
+        ctx.register_table(
+            "t",
+            Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+        )
+        .unwrap();
+        ctx
+    }
+
+    fn run(sql: &str) -> String {
+        let ctx = session();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+            pretty_format_batches(&batches).unwrap().to_string()
+        })
+    }
+
+    #[test]
+    fn non_equality_correlation_runs_by_nested_loop() {
+        // Without the rule DataFusion 55 refuses this plan ("Physical plan does not
+        // support logical expression ScalarSubquery").
+        let out =
+            run("SELECT a, (SELECT count(*) FROM t AS x WHERE x.b < t.b) AS n FROM t ORDER BY a");
+        let expected = "\
++---+---+
+| a | n |
++---+---+
+| 1 | 0 |
+| 2 | 0 |
+| 3 | 1 |
+| 4 | 1 |
++---+---+";
+        assert_eq!(out.trim(), expected);
+    }
+
+    #[test]
+    fn exists_and_in_keep_sql_semantics() {
+        // b IN (values of x.b for x.a > t.a): for a=1 {NULL,30,30} → 10 not in, NULL there
+        // → NULL; a=2: b NULL → NULL; a=3: {30} → true; a=4: {} → false.
+        let out = run(
+            "SELECT a, CASE WHEN EXISTS (SELECT 1 FROM t AS x WHERE x.a > t.a) THEN 'y' ELSE 'n' END AS e, \
+             b IN (SELECT x.b FROM t AS x WHERE x.a > t.a) AS i FROM t ORDER BY a",
+        );
+        let expected = "\
++---+---+-------+
+| a | e | i     |
++---+---+-------+
+| 1 | y |       |
+| 2 | y |       |
+| 3 | y | true  |
+| 4 | n | false |
++---+---+-------+";
+        assert_eq!(out.trim(), expected);
+    }
+}

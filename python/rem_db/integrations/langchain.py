@@ -38,6 +38,9 @@ def _check_name(name: str) -> str:
     return name
 
 
+_MISSING = object()
+
+
 class RemVectorStore(VectorStore):
     """A LangChain vector store in a REM table.
 
@@ -142,18 +145,39 @@ class RemVectorStore(VectorStore):
         return [self._document(e) for e in self._entities(ids)]
 
     def similarity_search_by_vector_with_score(
-        self, embedding: List[float], k: int = 4, where: Optional[str] = None
+        self,
+        embedding: List[float],
+        k: int = 4,
+        where: Optional[str] = None,
+        filter: Optional[dict] = None,
     ) -> List[Tuple[Document, float]]:
-        """The ``k`` nearest documents with their cosine similarity; ``where`` is a SQL
-        predicate over ``doc_id`` and ``text``."""
-        hits = self._db.search(embedding, table=self._table, top_k=k, where=where)
-        return [(self._document(h), h.score) for h in hits]
+        """The ``k`` nearest documents with their cosine similarity. ``where`` is a SQL
+        predicate over ``doc_id`` and ``text``; ``filter`` (LangChain's convention) keeps
+        documents whose metadata has each given key equal to its value. With a filter the
+        search widens (4k, 16k, ... up to every document) until ``k`` documents match or
+        none is left, so the answer is the ``k`` nearest matching ones."""
+        if not filter:
+            hits = self._db.search(embedding, table=self._table, top_k=k, where=where)
+            return [(self._document(h), h.score) for h in hits]
+        if not isinstance(filter, dict):
+            raise ValueError("filter must be a dict of metadata key -> value")
+        wanted = list(filter.items())
+        width = max(4 * k, 16)
+        while True:
+            hits = self._db.search(embedding, table=self._table, top_k=width, where=where)
+            kept = [h for h in hits if all((h.get("metadata") or {}).get(key, _MISSING) == value for key, value in wanted)]
+            if len(kept) >= k or len(hits) < width:
+                return [(self._document(h), h.score) for h in kept[:k]]
+            width *= 4
 
     def similarity_search_by_vector(self, embedding: List[float], k: int = 4, **kwargs: Any) -> List[Document]:
-        return [d for d, _ in self.similarity_search_by_vector_with_score(embedding, k, kwargs.get("where"))]
+        found = self.similarity_search_by_vector_with_score(embedding, k, kwargs.get("where"), kwargs.get("filter"))
+        return [d for d, _ in found]
 
     def similarity_search_with_score(self, query: str, k: int = 4, **kwargs: Any) -> List[Tuple[Document, float]]:
-        return self.similarity_search_by_vector_with_score(self._embedding.embed_query(query), k, kwargs.get("where"))
+        return self.similarity_search_by_vector_with_score(
+            self._embedding.embed_query(query), k, kwargs.get("where"), kwargs.get("filter")
+        )
 
     def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> List[Document]:
         return [d for d, _ in self.similarity_search_with_score(query, k, **kwargs)]
