@@ -67,7 +67,7 @@ fn default_local_model_answers_semantic_queries() {
     assert!(rem.ok(&["verify"]).starts_with("ok:"));
 }
 
-fn mock_rem() -> (Rem, rem_testkit::MockServer) {
+pub(crate) fn mock_rem() -> (Rem, rem_testkit::MockServer) {
     let server = start(Behaviour {
         dims: 16,
         ..Default::default()
