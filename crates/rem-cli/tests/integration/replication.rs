@@ -684,3 +684,238 @@ fn a_replica_of_a_replica_converges() {
     ]);
     assert_eq!(checksum(&r2), checksum(&primary));
 }
+
+/// A TCP proxy on 127.0.0.1 between a replica and its primary that, for each of the
+/// first `faulty` connections, cuts the primary→replica stream after a random number of
+/// bytes (mid-message, mid-batch), half of them after stalling it for 1–2 s partway;
+/// later connections pass through. Counts the faults (cuts and stalls) it injected.
+struct FaultyLink {
+    port: u16,
+    faults: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FaultyLink {
+    fn start(upstream: u16, faulty: usize, seed: u64) -> FaultyLink {
+        Self::start_with(upstream, faulty, seed, None)
+    }
+
+    /// [`FaultyLink::start`], passing at most `rate` bytes a second to the replica.
+    fn start_with(upstream: u16, faulty: usize, seed: u64, rate: Option<usize>) -> FaultyLink {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let faults = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, s) = (Arc::clone(&faults), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut connections = 0usize;
+            let started = Instant::now();
+            // Bounded in time; the test ends long before.
+            while !s.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(600) {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                connections += 1;
+                // A faulty connection is cut after `cut` bytes, and half of them stall
+                // for 1–2 s after `stall` bytes first.
+                let plan: Option<(Option<usize>, usize)> = (connections <= faulty).then(|| {
+                    let cut = rng.gen_range(200..60_000);
+                    (rng.gen_bool(0.5).then(|| rng.gen_range(100..cut)), cut)
+                });
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                // replica → primary: passed through.
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (c2, s2);
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 || to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(Shutdown::Both);
+                });
+                let f = Arc::clone(&f);
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (server, client);
+                    let mut buf = [0u8; 4096];
+                    let mut passed = 0usize;
+                    let mut stalled = false;
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let mut chunk = &buf[..n];
+                        if let Some((stall, cut)) = plan {
+                            if let Some(at) =
+                                stall.filter(|at| !stalled && passed + chunk.len() > *at)
+                            {
+                                let head = at.saturating_sub(passed).min(chunk.len());
+                                if to.write_all(&chunk[..head]).is_err() {
+                                    break;
+                                }
+                                stalled = true;
+                                f.fetch_add(1, Ordering::SeqCst);
+                                std::thread::sleep(Duration::from_millis(
+                                    1000 + (at % 1000) as u64,
+                                ));
+                                passed += head;
+                                chunk = &chunk[head..];
+                            }
+                            if passed + chunk.len() > cut {
+                                let head = cut.saturating_sub(passed).min(chunk.len());
+                                let _ = to.write_all(&chunk[..head]);
+                                f.fetch_add(1, Ordering::SeqCst);
+                                break;
+                            }
+                        }
+                        if to.write_all(chunk).is_err() {
+                            break;
+                        }
+                        passed += chunk.len();
+                        if let Some(rate) = rate {
+                            std::thread::sleep(Duration::from_secs_f64(
+                                chunk.len() as f64 / rate as f64,
+                            ));
+                        }
+                    }
+                    let _ = to.shutdown(Shutdown::Both);
+                    let _ = from.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        FaultyLink { port, faults, stop }
+    }
+}
+
+impl Drop for FaultyLink {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_replica_behind_a_link_that_cuts_and_stalls_converges() {
+    let primary = node();
+    no_embeddings_schema(&primary);
+    let port = free_port();
+    let _server = serve(&primary, port);
+    let seed: u64 = std::env::var("LINK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("faulty link seed: {seed} (rerun with LINK_SEED={seed})");
+    let link = FaultyLink::start(port, 6, seed);
+    let replica = node();
+    // Writes before the replica starts (a catch-up through the faults), then during.
+    write_burst(&primary, 0, 1400);
+    let _follower = spawn_with(
+        &replica,
+        &[
+            "replicate",
+            "--primary",
+            &format!("127.0.0.1:{}", link.port),
+            "--follow",
+        ],
+        &[],
+    );
+    for round in 1..5 {
+        write_burst(&primary, round, 1400);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_for("the link to inject its faults", 120, || {
+        link.faults.load(std::sync::atomic::Ordering::SeqCst) >= 6
+    });
+    write_burst(&primary, 5, 1400);
+    // Converged: same content (checksum), same log position and length, verify clean.
+    assert_converged(&primary, &[&replica]);
+    assert_eq!(wal(&replica)["seq"], wal(&primary)["seq"]);
+    assert_eq!(
+        wal(&replica)["entries"],
+        wal(&primary)["entries"],
+        "a change applied twice or missing"
+    );
+    eprintln!(
+        "{} faults injected; replica at seq {}",
+        link.faults.load(std::sync::atomic::Ordering::SeqCst),
+        seq(&replica)
+    );
+}
+
+/// Entries beside a replica's database that a snapshot bootstrap stages or sets aside.
+fn staging(rem: &Rem) -> Vec<String> {
+    let parent = rem.db_path().parent().unwrap().to_path_buf();
+    std::fs::read_dir(&parent)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".snapshot") || n.ends_with(".replaced"))
+        .collect()
+}
+
+#[test]
+fn a_replica_killed_during_its_snapshot_download_recovers() {
+    use rand::{Rng, SeedableRng};
+    let primary = node();
+    no_embeddings_schema(&primary);
+    let port = free_port();
+    // The log keeps 200 changes: a new replica must bootstrap from a snapshot.
+    let _server = serve_with(&primary, port, &[("P8_WAL_RETENTION_SIZE", "200")]);
+    for round in 0..4 {
+        write_burst(&primary, round, 1400);
+    }
+    wait_for("retention to trim the primary's log", 30, || {
+        wal(&primary)["first_seq"].as_u64().unwrap() > 1
+    });
+    let seed: u64 = rand::random();
+    eprintln!("snapshot kill seed: {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    // 200 KB/s: the download takes seconds, so the kills land inside it.
+    let link = FaultyLink::start_with(port, 0, seed, Some(200 * 1024));
+    let replica = node();
+    let mut killed_while_staging = 0;
+    for _ in 0..3 {
+        let _ = std::fs::remove_file(endpoint(&replica));
+        let mut f = spawn_with(
+            &replica,
+            &[
+                "replicate",
+                "--primary",
+                &format!("127.0.0.1:{}", link.port),
+                "--follow",
+            ],
+            &[],
+        );
+        wait_for("a snapshot download to start", 60, || {
+            !staging(&replica).is_empty()
+        });
+        std::thread::sleep(Duration::from_millis(rng.gen_range(50..1500)));
+        if !staging(&replica).is_empty() {
+            killed_while_staging += 1;
+        }
+        f.kill();
+    }
+    assert!(killed_while_staging > 0, "no kill landed in a download");
+    // Straight to the primary now: the bootstrap completes and the replica follows.
+    let _ = std::fs::remove_file(endpoint(&replica));
+    let _f = follow(&replica, port);
+    write_burst(&primary, 4, 1400);
+    assert_converged(&primary, &[&replica]);
+    assert!(staging(&replica).is_empty(), "{:?}", staging(&replica));
+    eprintln!("{killed_while_staging} of 3 kills landed while the snapshot was staged");
+}
