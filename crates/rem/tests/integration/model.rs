@@ -145,8 +145,8 @@ fn check_graph_and_vectors(db: &Database, model: &Model, step: usize) {
             let mut next = Vec::new();
             for f in &frontier {
                 for (_, b) in model.visible().filter(|(a, _)| a == f) {
-                    if !want.contains_key(&b) {
-                        want.insert(b, depth);
+                    if let std::collections::btree_map::Entry::Vacant(slot) = want.entry(b) {
+                        slot.insert(depth);
                         next.push(b);
                     }
                 }
