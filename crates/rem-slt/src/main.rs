@@ -97,7 +97,7 @@ fn main() -> Result<()> {
         total.add(&r);
     }
     println!(
-        "{:<48} {:>8} {:>7} {:>6} {:>12} {:>8} {:>8} {:>6.1}%",
+        "{:<48} {:>8} {:>7} {:>6} {:>9} {:>12} {:>8} {:>8} {:>6.1}%",
         format!(
             "total ({} files, {:.0} s)",
             all.len(),
@@ -106,6 +106,7 @@ fn main() -> Result<()> {
         total.queries(),
         total.passed,
         total.wrong,
+        total.type_differences,
         total.unsupported,
         total.skipped,
         total.statements_failed,
