@@ -306,3 +306,119 @@ fn sigkill_with_flushes_embeddings_and_edges_keeps_batches_whole() {
         sent_per_batch.len()
     );
 }
+
+/// ENOSPC: `rem insert --batch` into a database on a 12 MB tmpfs (mounted in a user and
+/// mount namespace of its own, `unshare -rm`, so nothing outside the test sees it) until
+/// the disk is full. The failing command exits with one clear line and writes nothing of
+/// its batch; the full database still verifies; once space is freed it holds exactly
+/// the acknowledged batches, verifies, and takes writes again.
+#[test]
+fn a_full_disk_fails_the_write_cleanly_and_the_database_reopens_consistent() {
+    use rand::RngCore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir(root.join("mnt")).unwrap();
+    std::fs::write(
+        root.join("schema.json"),
+        r#"{"name": "notes", "key_field": "slug", "properties": {"slug": {"type": "string"}, "body": {"type": "string"}}}"#,
+    )
+    .unwrap();
+    // 200 records of ~1 KB of incompressible text per batch: ~60 batches fill the disk.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    const BATCHES: usize = 120;
+    const PER_BATCH: usize = 200;
+    for b in 0..=BATCHES {
+        let mut lines = String::new();
+        for i in 0..PER_BATCH {
+            let mut bytes = [0u8; 500];
+            rng.fill_bytes(&mut bytes);
+            let body: String = bytes.iter().map(|x| format!("{x:02x}")).collect();
+            lines.push_str(&format!(
+                "{{\"slug\": \"s{b}-{i}\", \"body\": \"{body}\"}}\n"
+            ));
+        }
+        std::fs::write(root.join(format!("b{b}.jsonl")), lines).unwrap();
+    }
+    let script = format!(
+        r#"set -u
+R="{root}"; REM="{rem}"
+mount -t tmpfs -o size=12m tmpfs "$R/mnt" || {{ echo "MOUNT_FAILED"; exit 0; }}
+export P8_HOME="$R/mnt/home"
+head -c 2000000 /dev/zero > "$R/mnt/filler"
+"$REM" init > /dev/null || echo "INIT_FAILED"
+"$REM" schema add "$R/schema.json" > /dev/null || echo "SCHEMA_FAILED"
+for b in $(seq 0 {last}); do
+  if "$REM" insert notes --batch < "$R/b$b.jsonl" > /dev/null 2> "$R/err"; then echo "OK $b"; else echo "FAILED $b $?"; echo "ERR $(cat "$R/err" | wc -l) $(cat "$R/err")"; break; fi
+done
+echo "FULL_VERIFY $("$REM" verify 2>&1 | head -1)"
+rm "$R/mnt/filler"
+echo "VERIFY $("$REM" verify 2>&1 | head -1)"
+echo "COUNT $("$REM" query 'SELECT count(*) AS n FROM notes' --format json 2>&1)"
+"$REM" insert notes --batch < "$R/b{extra}.jsonl" > /dev/null 2>&1 && echo "AFTER_FREE_OK"
+echo "COUNT2 $("$REM" query 'SELECT count(*) AS n FROM notes' --format json 2>&1)"
+"#,
+        root = root.display(),
+        rem = env!("CARGO_BIN_EXE_rem"),
+        last = BATCHES - 1,
+        extra = BATCHES,
+    );
+    std::fs::write(root.join("run.sh"), script).unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["-rm", "bash"])
+        .arg(root.join("run.sh"))
+        .env_remove("P8_DB_PATH")
+        .output()
+        .expect("unshare (util-linux) runs the ENOSPC script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !stdout.contains("MOUNT_FAILED"),
+        "this test mounts a 12 MB tmpfs in a user namespace (`unshare -rm`); it could not: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !stdout.contains("INIT_FAILED") && !stdout.contains("SCHEMA_FAILED"),
+        "{stdout}"
+    );
+    let line = |prefix: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line in:\n{stdout}"))
+            .trim()
+            .to_string()
+    };
+    let acknowledged = stdout.lines().filter(|l| l.starts_with("OK ")).count();
+    let failed = line("FAILED ");
+    assert!(acknowledged > 0, "{stdout}");
+    let rc: i32 = failed.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        rc != 0 && rc != 101,
+        "the failing insert exited {rc} (101 is a panic)"
+    );
+    let err = line("ERR ");
+    let (lines, text) = err.split_once(' ').unwrap();
+    assert_eq!(lines, "1", "one line of error, not {lines}: {text}");
+    assert!(
+        text.starts_with("error: ") && text.contains("No space left on device"),
+        "{text}"
+    );
+    assert!(
+        text.contains("nothing of the current batch was written"),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(line("FULL_VERIFY ").starts_with("ok:"), "{stdout}");
+    assert!(line("VERIFY ").starts_with("ok:"), "{stdout}");
+    let count = |prefix: &str| -> usize {
+        let v: serde_json::Value = serde_json::from_str(&line(prefix)).unwrap();
+        v[0]["n"].as_u64().unwrap() as usize
+    };
+    assert_eq!(count("COUNT "), acknowledged * PER_BATCH, "{stdout}");
+    assert!(
+        stdout.contains("AFTER_FREE_OK"),
+        "no write after freeing space: {stdout}"
+    );
+    assert_eq!(count("COUNT2 "), (acknowledged + 1) * PER_BATCH);
+    eprintln!("disk full after {acknowledged} batches; the failing one wrote nothing");
+}
