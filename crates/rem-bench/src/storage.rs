@@ -304,8 +304,8 @@ pub(crate) fn run(n: usize, single: usize, gets: usize, lookups: usize) -> Resul
 
 /// What an acknowledged write survives, and what it costs: the same writes with the
 /// WAL written but not fsynced (survives a process crash) and with an fsync per commit
-/// (`P8_ROCKSDB_SYNC`: survives power loss), single-threaded and from 4 threads
-/// (RocksDB groups concurrent commits into one fsync).
+/// (`P8_ROCKSDB_SYNC`: survives power loss), single-threaded and from 8 threads
+/// (concurrent commits share one fsync: `Store::make_durable`).
 fn durability(dir: &std::path::Path, records: &[Value], single: usize) -> Result<()> {
     println!("\ndurability: {single} single inserts and {} records in batches of {BATCH}, WAL without and with fsync", records.len().min(20 * BATCH));
     println!(
@@ -333,7 +333,7 @@ fn durability(dir: &std::path::Path, records: &[Value], single: usize) -> Result
             db.insert("bench", r.clone())?;
         }
         let single_rate = single as f64 / t.elapsed().as_secs_f64();
-        let threads = 4;
+        let threads = 8;
         let t = Instant::now();
         std::thread::scope(|s| -> Result<()> {
             let workers: Vec<_> = (0..threads)
@@ -374,7 +374,7 @@ fn durability(dir: &std::path::Path, records: &[Value], single: usize) -> Result
     }
     for (i, what) in [
         "single inserts, 1 thread",
-        "single inserts, 4 threads",
+        "single inserts, 8 threads",
         "batches of 1,000",
     ]
     .iter()

@@ -260,7 +260,8 @@ impl Replication for ReplicationService {
                 if tx.is_closed() {
                     break;
                 }
-                let last = db.last_seq();
+                // Only durable changes are shipped (with `P8_ROCKSDB_SYNC`, fsynced).
+                let last = db.durable_seq();
                 if last <= at {
                     if idle_since.elapsed() >= options.keepalive {
                         idle_since = tokio::time::Instant::now();
@@ -288,7 +289,7 @@ impl Replication for ReplicationService {
                     Some(c) => c,
                     None => {
                         let reader = db.clone();
-                        let max = options.batch_size.max(1);
+                        let max = options.batch_size.max(1).min((last - at) as usize);
                         match blocking(move || reader.replication_batch(at, max)).await {
                             Ok(c) => {
                                 let c = Arc::new(c.into_iter().map(to_proto).collect::<Vec<_>>());
@@ -313,7 +314,7 @@ impl Replication for ReplicationService {
                 at = changes.last().map(|c| c.seq).unwrap_or(at);
                 let batch = ChangeBatch {
                     changes: changes.as_ref().clone(),
-                    primary_seq: db.last_seq(),
+                    primary_seq: last,
                     sent_at_micros: now_micros(),
                     history_id: history.id.clone(),
                     history_parent: history.parent.clone().unwrap_or_default(),

@@ -62,6 +62,10 @@ pub struct Store {
     sync_writes: bool,
     commit_lock: Mutex<()>,
     last_seq: AtomicU64,
+    /// With `sync_writes`: every change up to this one is fsynced.
+    durable_seq: AtomicU64,
+    /// Held by the one thread fsyncing the WAL for a group of deferred commits.
+    sync_lock: Mutex<()>,
     /// The last committed sequence number, for tasks waiting on new commits.
     commits: tokio::sync::watch::Sender<u64>,
 }
@@ -150,6 +154,8 @@ impl Store {
             sync_writes: options.sync_writes,
             commit_lock: Mutex::new(()),
             last_seq: AtomicU64::new(0),
+            durable_seq: AtomicU64::new(0),
+            sync_lock: Mutex::new(()),
             commits: tokio::sync::watch::Sender::new(0),
         };
         match store.get(ColumnFamily::Meta, META_FORMAT_VERSION)? {
@@ -188,6 +194,8 @@ impl Store {
             None => 0,
         };
         store.last_seq = AtomicU64::new(last);
+        // What the database holds when it opens is what it has.
+        store.durable_seq = AtomicU64::new(last);
         store.commits.send_replace(last);
         Ok(store)
     }
@@ -212,6 +220,16 @@ impl Store {
         self.last_seq.load(Ordering::Acquire)
     }
 
+    /// The last sequence number whose change is durable: [`Store::last_seq`] without
+    /// `sync_writes`, the last fsynced one with it.
+    pub fn durable_seq(&self) -> u64 {
+        if self.sync_writes {
+            self.durable_seq.load(Ordering::Acquire)
+        } else {
+            self.last_seq()
+        }
+    }
+
     /// Starts an empty write batch.
     pub fn batch(&self) -> Batch<'_> {
         Batch {
@@ -227,7 +245,18 @@ impl Store {
     /// Returns the sequence number of the last record (or the current one when `changes`
     /// is empty). Either the whole batch, its change-log records and the new last
     /// sequence number are durable, or none of them is.
-    pub fn commit(&self, mut batch: Batch<'_>, changes: &[Vec<u8>]) -> Result<u64> {
+    pub fn commit(&self, batch: Batch<'_>, changes: &[Vec<u8>]) -> Result<u64> {
+        let seq = self.commit_deferred(batch, changes)?;
+        self.make_durable(seq)?;
+        Ok(seq)
+    }
+
+    /// [`Store::commit`] without waiting for durability: the batch is written and
+    /// visible, and with `sync_writes` it is durable only once [`Store::make_durable`]
+    /// returns for its sequence number. Callers acknowledge after that, and call it
+    /// after releasing their own locks, so that concurrent writers share one fsync
+    /// (group commit). Without `sync_writes` a commit is as durable as it gets at once.
+    pub fn commit_deferred(&self, mut batch: Batch<'_>, changes: &[Vec<u8>]) -> Result<u64> {
         if self.read_only {
             return Err(StorageError::ReadOnly);
         }
@@ -240,10 +269,44 @@ impl Store {
             batch.put(ColumnFamily::ChangeLog, &seq.to_be_bytes(), change)?;
         }
         batch.put(ColumnFamily::Meta, META_LAST_SEQ, &seq.to_be_bytes())?;
-        self.write_raw(batch)?;
+        self.write_raw_with(batch, false)?;
         self.last_seq.store(seq, Ordering::Release);
-        self.commits.send_replace(seq);
+        if !self.sync_writes {
+            self.announce(seq);
+        }
         Ok(seq)
+    }
+
+    /// Returns once every change up to `seq` is fsynced (at once without
+    /// `sync_writes`). One caller fsyncs the WAL for everything written so far; the
+    /// others waiting meanwhile find their changes covered and return without an fsync
+    /// of their own. Replicas are told of changes once they are durable.
+    pub fn make_durable(&self, seq: u64) -> Result<()> {
+        if !self.sync_writes || self.durable_seq.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        let _leader = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.durable_seq.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        // Everything written before this point is in the WAL the fsync covers.
+        let upto = self.last_seq.load(Ordering::Acquire);
+        self.db.flush_wal(true)?;
+        self.durable_seq.fetch_max(upto, Ordering::AcqRel);
+        self.announce(upto);
+        Ok(())
+    }
+
+    /// Tells waiting tasks of commits up to `seq` (never moving backwards).
+    fn announce(&self, seq: u64) {
+        self.commits.send_if_modified(|v| {
+            if seq > *v {
+                *v = seq;
+                true
+            } else {
+                false
+            }
+        });
     }
 
     /// A receiver that sees the last committed sequence number change (async tasks wait
@@ -268,6 +331,7 @@ impl Store {
         batch.put(ColumnFamily::Meta, META_LAST_SEQ, &0u64.to_be_bytes())?;
         self.write_raw(batch)?;
         self.last_seq.store(0, Ordering::Release);
+        self.durable_seq.store(0, Ordering::Release);
         self.commits.send_replace(0);
         Ok(())
     }
@@ -301,8 +365,12 @@ impl Store {
     }
 
     fn write_raw(&self, batch: Batch<'_>) -> Result<()> {
+        self.write_raw_with(batch, self.sync_writes)
+    }
+
+    fn write_raw_with(&self, batch: Batch<'_>, sync: bool) -> Result<()> {
         let mut wo = WriteOptions::default();
-        wo.set_sync(self.sync_writes);
+        wo.set_sync(sync);
         self.db.write_opt(batch.inner, &wo)?;
         Ok(())
     }

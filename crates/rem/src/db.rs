@@ -223,6 +223,12 @@ impl Database {
         self.inner.store.last_seq()
     }
 
+    /// The last sequence number whose change is durable (with `sync_writes`, fsynced;
+    /// otherwise [`Database::last_seq`]): what replication ships.
+    pub fn durable_seq(&self) -> u64 {
+        self.inner.store.durable_seq()
+    }
+
     /// A receiver that sees [`Database::last_seq`] change: an async task awaits
     /// `changed()` instead of polling (replication streams do).
     pub fn watch_commits(&self) -> rem_storage::CommitReceiver {

@@ -108,10 +108,14 @@ impl Database {
         let mut changes = Vec::with_capacity(prepared.len());
         let ids = self.stage(&mut batch, &mut changes, &schema, prepared)?;
         self.stage_embeddings(&mut batch, &schema.name, &ids, &plans)?;
-        self.store().commit(batch, &changes)?;
+        let seq = self.store().commit_deferred(batch, &changes)?;
         if !plans.is_empty() {
             self.refresh_loaded_indexes(&schema.name, &ids)?;
         }
+        // Acknowledged once durable; waiting outside the write lock lets concurrent
+        // writers share one fsync (`P8_ROCKSDB_SYNC`).
+        drop(_guard);
+        self.store().make_durable(seq)?;
         Ok(ids)
     }
 
