@@ -919,3 +919,21 @@ fn a_replica_killed_during_its_snapshot_download_recovers() {
     assert!(staging(&replica).is_empty(), "{:?}", staging(&replica));
     eprintln!("{killed_while_staging} of 3 kills landed while the snapshot was staged");
 }
+
+#[test]
+fn a_replica_of_a_synced_primary_converges() {
+    // P8_ROCKSDB_SYNC on the primary: commits are grouped into fsyncs and only durable
+    // changes are shipped; the replica still receives all of them.
+    let primary = node();
+    primary.set_env("P8_ROCKSDB_SYNC", "true");
+    no_embeddings_schema(&primary);
+    let port = free_port();
+    let _server = serve(&primary, port);
+    let replica = node();
+    let _f = follow(&replica, port);
+    for round in 0..3 {
+        write_burst(&primary, round, 400);
+    }
+    assert_converged(&primary, &[&replica]);
+    assert_eq!(wal(&replica)["entries"], wal(&primary)["entries"]);
+}
