@@ -5,7 +5,9 @@
 # - the hostile-bytes property tests (2,000 cases each, fixed);
 # - the SIGKILL test repeated `kill rounds` times;
 # - the SIGKILL test with 1 MB memtables, embeddings, edges and marked batches, with
-#   `flush rounds` kills (default 100) in one run.
+#   `flush rounds` kills (default 100) in one run;
+# - the library crash test (batches, deletes, schema re-registration, edges) with as
+#   many kills.
 # proptest prints the minimal failing sequence and saves its seed under
 # proptest-regressions/, so a failure replays on the next run.
 set -euo pipefail
@@ -21,3 +23,4 @@ for i in $(seq "$ROUNDS"); do
   cargo test --workspace --test integration sigkill_during_writes_loses_no_acknowledged_write
 done
 CRASH_ROUNDS="$FLUSH_ROUNDS" cargo test --workspace --test integration sigkill_with_flushes_embeddings_and_edges_keeps_batches_whole -- --nocapture
+CRASH_ROUNDS="$FLUSH_ROUNDS" cargo test --workspace --test integration kills_during_every_write_path_leave_a_consistent_database -- --nocapture

@@ -3,6 +3,7 @@
 // Test helpers may panic: a panic is a test failure with its message.
 #![allow(clippy::unwrap_used)]
 
+mod crash;
 mod edges;
 mod graph;
 mod indexes;
