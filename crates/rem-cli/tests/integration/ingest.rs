@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use crate::Rem;
@@ -282,4 +283,91 @@ fn hostile_pdfs_fail_their_file_only() {
     assert!(started.elapsed() < std::time::Duration::from_secs(120));
     // The database is consistent afterwards.
     assert!(rem.ok(&["verify"]).starts_with("ok:"));
+}
+
+/// `rem ingest` of a folder killed with SIGKILL at random moments (chunks embedded by the
+/// loopback provider): after every kill the database verifies and every file marked
+/// `completed` has exactly its chunks, each ordinal once; a last run without a kill
+/// completes every file.
+#[test]
+fn a_folder_ingest_killed_at_random_stays_consistent_and_completes() {
+    use std::collections::BTreeMap;
+
+    let (rem, _server) = crate::search::mock_rem();
+    let dir = rem.home.path().join("many");
+    std::fs::create_dir(&dir).unwrap();
+    const FILES: usize = 150;
+    for i in 0..FILES {
+        std::fs::write(dir.join(format!("doc{i:03}.md")), markdown(3 + i % 5)).unwrap();
+    }
+    let check = |final_run: bool| {
+        let v = rem.ok(&["verify"]);
+        assert!(v.starts_with("ok:"), "{v}");
+        let files = rem.json(&["query", "SELECT uri, status, chunk_count FROM files"]);
+        let chunks = rem.json(&[
+            "query",
+            "SELECT uri, count(*) AS n, count(DISTINCT ordinal) AS ordinals FROM resources GROUP BY uri",
+        ]);
+        let mut per_uri: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for c in chunks.as_array().unwrap() {
+            per_uri.insert(
+                c["uri"].as_str().unwrap().to_string(),
+                (c["n"].as_u64().unwrap(), c["ordinals"].as_u64().unwrap()),
+            );
+        }
+        let mut completed = 0;
+        for f in files.as_array().unwrap() {
+            let uri = f["uri"].as_str().unwrap();
+            let status = f["status"].as_str().unwrap();
+            assert!(
+                matches!(status, "processing" | "completed"),
+                "{uri}: {status}"
+            );
+            let (n, ordinals) = per_uri.get(uri).copied().unwrap_or((0, 0));
+            assert_eq!(n, ordinals, "{uri}: an ordinal stored twice");
+            if status == "completed" {
+                completed += 1;
+                assert_eq!(
+                    Some(n),
+                    f["chunk_count"].as_u64(),
+                    "{uri}: completed with {n} chunks"
+                );
+            }
+        }
+        if final_run {
+            assert_eq!(files.as_array().unwrap().len(), FILES);
+            assert_eq!(completed, FILES);
+        }
+        completed
+    };
+    let seed: u64 = rand::random();
+    eprintln!("ingest kill seed: {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut completed_after = Vec::new();
+    for _ in 0..5 {
+        let mut child = rem
+            .command()
+            .args(["ingest", dir.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let wait = rng.gen_range(30..250);
+        std::thread::sleep(std::time::Duration::from_millis(wait));
+        let _ = child.kill();
+        let _ = child.wait();
+        completed_after.push(check(false));
+    }
+    assert!(
+        completed_after[0] < FILES,
+        "the first kill came after the whole folder was done; it proved nothing"
+    );
+    let out = rem.run(&["ingest", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check(true);
+    eprintln!("files completed after each kill: {completed_after:?} of {FILES}");
 }
