@@ -38,6 +38,7 @@ from .errors import (
     EmbeddingError,
     IngestError,
     NotFoundError,
+    PasswordError,
     QueryError,
     ReadOnlyError,
     RemError,
@@ -147,6 +148,9 @@ class Database:
     holding it raises :class:`DatabaseLockedError` (``read_only=True`` reads beside it).
 
     ``tenant`` selects the tenant (default: ``P8_DEFAULT_TENANT``, else ``"default"``).
+    ``password`` opens an encrypted database (default: ``P8_PASSWORD``); given for a
+    path where no database exists yet, it creates one encrypted. A missing or wrong
+    password raises :class:`PasswordError` and changes nothing.
     ``embedding`` picks the default embedding model (e.g. ``"local:all-MiniLM-L6-v2"``
     or ``"openai:text-embedding-3-small"``); ``config`` overrides any ``rem`` setting by
     its variable name (``{"P8_BATCH_SIZE": 500}``). Settings otherwise come from the
@@ -164,12 +168,19 @@ class Database:
         read_only: bool = False,
         embedding: Optional[str] = None,
         config: Optional[Mapping[str, Any]] = None,
+        password: Optional[str] = None,
         _native_db: Optional[Any] = None,
     ) -> None:
         if _native_db is not None:
             self._db = _native_db
             return
         env = _settings(path=path, tenant=tenant, embedding=embedding, config=config)
+        if password is not None:
+            if not password:
+                raise ConfigError(
+                    "an empty password is refused", code="config", kind="invalid_input"
+                )
+            env["P8_PASSWORD"] = password
         self._db = _native.Native.open(env, None, read_only)
 
     @classmethod
@@ -420,9 +431,11 @@ class Database:
         compression: Optional[str] = None,
         where: Optional[str] = None,
         include_embeddings: bool = False,
+        plaintext: bool = False,
     ) -> int:
         """Writes a table to a Parquet, CSV or JSONL file (from the extension unless
-        ``format`` is given), whole or not at all. Returns the rows written.
+        ``format`` is given), whole or not at all. Returns the rows written. From an
+        encrypted database, ``plaintext=True`` is required: the file is not encrypted.
 
         >>> db.export("person", "people.parquet")          # doctest: +SKIP
         2
@@ -433,7 +446,9 @@ class Database:
             format = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl"}.get(suffix)
             if format is None:
                 raise _invalid(f"cannot tell the format of {target}: give format='parquet', 'csv' or 'jsonl'")
-        return int(self._db.export(table, target, format, compression, where, include_embeddings))
+        return int(
+            self._db.export(table, target, format, compression, where, include_embeddings, plaintext)
+        )
 
     # -- maintenance -------------------------------------------------------------
 

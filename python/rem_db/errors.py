@@ -112,6 +112,11 @@ class ServerConnectionError(RemError, ConnectionError):
     """The server cannot be reached, or the connection broke during the call."""
 
 
+class PasswordError(RemError, PermissionError):
+    """An encrypted database needs its password, the password is wrong, or a password was
+    given for a database that is not encrypted. Nothing was changed on disk."""
+
+
 class DatabaseLockedError(RemError, OSError):
     """Another process holds the database.
 
@@ -142,6 +147,9 @@ _BY_CODE: dict[str, type[RemError]] = {
     "replica": ReadOnlyError,
     "read_only": ReadOnlyError,
     "locked": DatabaseLockedError,
+    "password_required": PasswordError,
+    "wrong_password": PasswordError,
+    "not_encrypted": PasswordError,
     "closed": ClosedError,
     "forked": ClosedError,
     "config": ConfigError,
@@ -194,4 +202,5 @@ __all__ = [
     "AuthenticationError",
     "ServerConnectionError",
     "DatabaseLockedError",
+    "PasswordError",
 ]

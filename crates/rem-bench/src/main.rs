@@ -7,6 +7,7 @@
 
 mod ann;
 mod embed;
+mod encryption;
 mod export;
 mod graph;
 mod ingest;
@@ -35,6 +36,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Scenario {
+    /// A plain and an encrypted database side by side: insert, get, lookup, scan, search, open.
+    Encryption {
+        /// Records.
+        #[arg(long, default_value_t = 100_000)]
+        n: usize,
+        /// Point reads to time (a tenth as many indexed lookups).
+        #[arg(long, default_value_t = 100_000)]
+        gets: usize,
+    },
     /// Batch insert, single insert, get by id and indexed lookup vs raw RocksDB.
     Storage {
         /// Records for the batch-insert and read phases.
@@ -186,6 +196,7 @@ fn main() -> anyhow::Result<()> {
             gets,
             lookups,
         } => storage::run(n, single, gets, lookups),
+        Scenario::Encryption { n, gets } => encryption::run(n, gets),
         Scenario::Ann(args) => ann::run(&args),
         Scenario::Sql { n, docs, reps } => sql::run(n, docs, reps),
         Scenario::Vectors { data, dims } => vectors::run(&data, dims),

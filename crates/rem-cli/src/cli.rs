@@ -58,13 +58,43 @@ pub(crate) struct GlobalArgs {
     /// SERVER file in the database folder.
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub(crate) server: Option<String>,
+    /// Password of an encrypted database (overrides P8_PASSWORD; on a terminal, rem
+    /// prompts when one is needed, which keeps it out of shell history). With `rem
+    /// init`, the new database is encrypted.
+    #[arg(long, global = true, value_name = "PASSWORD")]
+    pub(crate) password: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Create a database and register the built-in tables.
-    #[command(after_help = "Examples:\n  rem init\n  rem init --path ./data")]
-    Init,
+    #[command(
+        after_help = "Examples:\n  rem init\n  rem init --path ./data\n  rem init --encrypt            # prompts for a password\n  P8_PASSWORD=... rem init       # encrypted, password from the environment\n\nWith a password (--password, P8_PASSWORD or --encrypt's prompt) the database is\nencrypted at rest: every later command needs the password (P8_PASSWORD, or the prompt)."
+    )]
+    Init {
+        /// Encrypt the new database; prompts for a password when none is given.
+        #[arg(long)]
+        encrypt: bool,
+    },
+    /// Change the password of an encrypted database (re-wraps its key: O(1), crash-safe).
+    #[command(
+        after_help = "Examples:\n  rem passwd                                   # prompts for both\n  P8_PASSWORD=old P8_NEW_PASSWORD=new rem passwd\n\nOnly the ENCRYPTION header is rewritten: at every moment the old or the new\npassword opens the database. The data key itself does not change."
+    )]
+    Passwd {
+        /// The new password (else P8_NEW_PASSWORD, else a prompt on a terminal).
+        #[arg(long, value_name = "PASSWORD")]
+        new_password: Option<String>,
+    },
+    /// Create this user's Ed25519 key pair in $P8_HOME/keys (private key sealed by a password).
+    #[command(
+        name = "key-gen",
+        after_help = "Examples:\n  rem key-gen                  # prompts for a password\n  rem key-gen --password P\n\nWrites keys/public_key (hex) and keys/private_key_encrypted (Argon2id +\nXChaCha20-Poly1305). The pair identifies this user; sharing between tenants\n(X25519 from the same key) builds on it later. It is not the database key."
+    )]
+    KeyGen {
+        /// Replace an existing key pair.
+        #[arg(long)]
+        force: bool,
+    },
     /// Register and inspect schemas (tables).
     #[command(
         subcommand,
@@ -453,6 +483,9 @@ pub(crate) struct ExportArgs {
     /// Add the stored vectors as embedding (and embedding_alt) columns.
     #[arg(long)]
     pub(crate) include_embeddings: bool,
+    /// Export from an encrypted database: the file is written in plaintext.
+    #[arg(long)]
+    pub(crate) plaintext: bool,
     /// File format (default: the output file's extension, else parquet).
     #[arg(long, value_enum)]
     pub(crate) file_format: Option<FileFormat>,

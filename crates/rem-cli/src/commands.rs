@@ -81,12 +81,65 @@ impl Ctx<'_> {
         if let Some(db) = &self.session.database {
             return Ok(Backend::Embedded(db.for_tenant(self.config.tenant())?));
         }
-        self.opener().backend(access)
+        match self.opener().backend(access) {
+            Err(e) if self.may_prompt_for(&e) => {
+                let password = self.prompt_password()?;
+                self.config.set_password(password);
+                self.opener().backend(access)
+            }
+            other => other,
+        }
     }
 
     /// Opens the database in this process.
-    pub(crate) fn open(&self, access: Access) -> Result<Database> {
-        self.opener().open(access)
+    pub(crate) fn open(&mut self, access: Access) -> Result<Database> {
+        match self.opener().open(access) {
+            Err(e) if self.may_prompt_for(&e) => {
+                let password = self.prompt_password()?;
+                self.config.set_password(password);
+                self.opener().open(access)
+            }
+            other => other,
+        }
+    }
+
+    /// True when `err` asks for a password that a prompt on this terminal can give.
+    fn may_prompt_for(&self, err: &anyhow::Error) -> bool {
+        self.session.stdin_is_terminal
+            && self.config.password().is_none()
+            && err.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<rem::Error>(),
+                    Some(rem::Error::PasswordRequired { .. })
+                )
+            })
+    }
+
+    /// Asks the terminal for the database's password (not echoed).
+    fn prompt_password(&self) -> Result<rem::Password> {
+        let path = self.config.db_path();
+        let text = rpassword::prompt_password(format!("password for {}: ", path.display()))
+            .context("cannot read the password from the terminal")?;
+        Ok(rem::Password::new(text))
+    }
+
+    /// Asks the terminal for a new password, twice; without a terminal, says where to
+    /// give it instead.
+    fn prompt_new_password(&self, what: &str, flag: &str) -> Result<rem::Password> {
+        if !self.session.stdin_is_terminal {
+            bail!("give {what} with {flag} (there is no terminal to prompt on)");
+        }
+        let first = rpassword::prompt_password(format!("{what}: "))
+            .context("cannot read the password from the terminal")?;
+        if first.is_empty() {
+            bail!("an empty password is refused; nothing was changed");
+        }
+        let again = rpassword::prompt_password("again: ")
+            .context("cannot read the password from the terminal")?;
+        if again != first {
+            bail!("the two passwords differ; nothing was changed");
+        }
+        Ok(rem::Password::new(first))
     }
 
     fn opener(&self) -> Opener<'_> {
@@ -214,6 +267,12 @@ pub(crate) fn run(cli: Cli, session: &mut Session) -> Result<u8> {
     if let Some(t) = &cli.global.tenant {
         config.set_flag("P8_DEFAULT_TENANT", t);
     }
+    if let Some(p) = &cli.global.password {
+        if p.is_empty() {
+            bail!("an empty password is refused");
+        }
+        config.set_password(rem::Password::new(p.as_str()));
+    }
     let format = match cli.global.format {
         Some(f) => f,
         None if session.stdout_is_terminal => Format::Table,
@@ -233,17 +292,64 @@ pub(crate) fn run(cli: Cli, session: &mut Session) -> Result<u8> {
     };
     let ctx = &mut ctx;
     match cli.command {
-        Command::Init => {
+        Command::Init { encrypt } => {
+            if encrypt && ctx.config.password().is_none() {
+                let password = ctx.prompt_new_password(
+                    "password for the new database",
+                    "--password or P8_PASSWORD",
+                )?;
+                ctx.config.set_password(password);
+            }
             let path = ctx.config.db_path();
             let backend = ctx.backend(Access::Create)?;
+            let encrypted = matches!(&backend, Backend::Embedded(db) if db.is_encrypted());
+            if encrypt && !encrypted {
+                bail!(
+                    "{} is served by another process; stop it to create an encrypted database",
+                    path.display()
+                );
+            }
             let tables = backend.schemas()?.len();
             let tenant = ctx.config.tenant().to_string();
+            let how = if encrypted { ", encrypted" } else { "" };
             outln!(
                 ctx,
-                "initialized {} ({tables} tables, tenant '{tenant}')",
+                "initialized {} ({tables} tables, tenant '{tenant}'{how})",
                 path.display()
             );
         }
+        Command::Passwd { new_password } => {
+            let db = ctx.open(Access::Write)?;
+            if !db.is_encrypted() {
+                bail!(
+                    "the database at {} is not encrypted; there is no password to change",
+                    db.path().display()
+                );
+            }
+            let Some(old) = ctx.config.password().cloned() else {
+                bail!("the current password is needed (--password, P8_PASSWORD or the prompt)");
+            };
+            let new = match new_password.or_else(|| {
+                ctx.session
+                    .env
+                    .get("P8_NEW_PASSWORD")
+                    .filter(|p| !p.is_empty())
+                    .cloned()
+            }) {
+                Some(p) if p.is_empty() => bail!("an empty password is refused"),
+                Some(p) => rem::Password::new(p),
+                None => {
+                    ctx.prompt_new_password("new password", "--new-password or P8_NEW_PASSWORD")?
+                }
+            };
+            db.change_password(&old, &new, ctx.config.kdf_params())?;
+            outln!(
+                ctx,
+                "changed the password of {} (its data key is unchanged)",
+                db.path().display()
+            );
+        }
+        Command::KeyGen { force } => key_gen(ctx, force)?,
         Command::Schema(cmd) => schema_command(ctx, cmd)?,
         Command::Insert(args) => {
             if args.batch {
@@ -1007,6 +1113,7 @@ fn export_command(ctx: &mut Ctx<'_>, args: ExportArgs) -> Result<()> {
         predicate: args.predicate.clone(),
         include_embeddings: args.include_embeddings,
         row_group_size: ctx.config.parquet_row_group_size()?,
+        plaintext: args.plaintext,
     };
     rem_sql::parquet_compression(&options.compression)?;
     if format != FileFormat::Parquet && compression != "none" {
@@ -1024,6 +1131,7 @@ fn export_command(ctx: &mut Ctx<'_>, args: ExportArgs) -> Result<()> {
         predicate: args.predicate.clone().unwrap_or_default(),
         include_embeddings: args.include_embeddings,
         row_group_size: options.row_group_size as u64,
+        plaintext: args.plaintext,
     };
     let started = std::time::Instant::now();
     // (table, path, rows, bytes): the client writes every file, whoever encodes it.
@@ -1166,4 +1274,81 @@ fn ingest_command(ctx: &mut Ctx<'_>, path: &Path, schema: &str, recursive: bool)
     } else {
         0
     })
+}
+
+/// Context of the sealed Ed25519 private key file (its first line).
+pub(crate) const PRIVATE_KEY_CONTEXT: &str = "percolate-rocks ed25519 private key 1";
+
+/// `rem key-gen`: an Ed25519 key pair in `$P8_HOME/keys`, the private key sealed under a
+/// password (Argon2id, XChaCha20-Poly1305), the public key in hex.
+fn key_gen(ctx: &mut Ctx<'_>, force: bool) -> Result<()> {
+    let dir = ctx.config.home().join("keys");
+    let private = dir.join("private_key_encrypted");
+    let public = dir.join("public_key");
+    if !force && (private.exists() || public.exists()) {
+        bail!(
+            "a key pair already exists in {}; --force replaces it (the old private key is then lost)",
+            dir.display()
+        );
+    }
+    let password = match ctx.config.password() {
+        Some(p) => p.clone(),
+        None => {
+            ctx.prompt_new_password("password for the private key", "--password or P8_PASSWORD")?
+        }
+    };
+    let params = ctx.config.kdf_params();
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::getrandom(seed.as_mut()).context("the OS random source failed")?;
+    let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let public_hex: String = signing
+        .verifying_key()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let sealed = rem::seal_with_password(seed.as_ref(), &password, params, PRIVATE_KEY_CONTEXT)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    set_mode(&dir, 0o700)?;
+    write_private(&private, sealed.as_bytes())?;
+    write_private(&public, format!("{public_hex}\n").as_bytes())?;
+    outln!(
+        ctx,
+        "created an Ed25519 key pair in {}\npublic key: {public_hex}",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file readable by its owner only, then
+/// renames it into place.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    }
+    let _ = (path, mode);
+    Ok(())
 }

@@ -102,6 +102,24 @@ const SETTINGS: &[Setting] = &[
         help: "fsync the log on every commit (power-loss safety)",
     },
     Setting {
+        env: "P8_ARGON2_MEMORY_KIB",
+        section: "database",
+        key: "argon2_memory_kib",
+        help: "Argon2id memory (KiB) for a new password (`rem init --password`, `rem passwd`, `rem key-gen`)",
+    },
+    Setting {
+        env: "P8_ARGON2_ITERATIONS",
+        section: "database",
+        key: "argon2_iterations",
+        help: "Argon2id passes for a new password",
+    },
+    Setting {
+        env: "P8_ARGON2_PARALLELISM",
+        section: "database",
+        key: "argon2_parallelism",
+        help: "Argon2id lanes for a new password",
+    },
+    Setting {
         env: "P8_BATCH_SIZE",
         section: "database",
         key: "batch_size",
@@ -339,6 +357,9 @@ impl Default for Settings {
                 rocksdb_compression: "lz4".into(),
                 rocksdb_block_cache_size: 128,
                 rocksdb_sync: false,
+                argon2_memory_kib: rem::KdfParams::default().m_kib,
+                argon2_iterations: rem::KdfParams::default().t,
+                argon2_parallelism: rem::KdfParams::default().p,
                 batch_size: 1000,
             },
             replication: ReplicationSettings {
@@ -418,6 +439,12 @@ pub struct DatabaseSettings {
     pub rocksdb_block_cache_size: usize,
     /// `P8_ROCKSDB_SYNC`.
     pub rocksdb_sync: bool,
+    /// `P8_ARGON2_MEMORY_KIB`.
+    pub argon2_memory_kib: u32,
+    /// `P8_ARGON2_ITERATIONS`.
+    pub argon2_iterations: u32,
+    /// `P8_ARGON2_PARALLELISM`.
+    pub argon2_parallelism: u32,
     /// `P8_BATCH_SIZE`.
     pub batch_size: usize,
 }
@@ -551,6 +578,9 @@ pub struct Config {
     unknown: Vec<String>,
     /// `OPENAI_API_KEY`, used when `P8_OPENAI_API_KEY` is empty.
     openai_api_key: Option<String>,
+    /// The database password: `--password`, else `P8_PASSWORD` (environment only: a
+    /// password is never read from `config.toml`).
+    password: Option<rem::Password>,
 }
 
 /// `value` as the type of `default`; `name` says where it came from in errors.
@@ -720,6 +750,10 @@ impl Config {
             sources,
             unknown,
             openai_api_key: env.get("OPENAI_API_KEY").filter(|k| !k.is_empty()).cloned(),
+            password: env
+                .get("P8_PASSWORD")
+                .filter(|p| !p.is_empty())
+                .map(|p| rem::Password::new(p.as_str())),
         };
         config.check()?;
         Ok(config)
@@ -920,7 +954,31 @@ impl Config {
             compression,
             block_cache_size: d.rocksdb_block_cache_size.max(1) << 20,
             sync_writes: d.rocksdb_sync,
+            password: self.password.clone(),
+            kdf: self.kdf_params(),
         })
+    }
+
+    /// The Argon2id parameters for a new password (`P8_ARGON2_*`). They are checked
+    /// against OWASP's minimum where a password is set (a new encrypted database,
+    /// `rem passwd`, `rem key-gen`), so weak values never break other commands.
+    pub fn kdf_params(&self) -> rem::KdfParams {
+        let d = &self.settings.database;
+        rem::KdfParams {
+            m_kib: d.argon2_memory_kib,
+            t: d.argon2_iterations,
+            p: d.argon2_parallelism,
+        }
+    }
+
+    /// The database password, if one was given (`--password` or `P8_PASSWORD`).
+    pub fn password(&self) -> Option<&rem::Password> {
+        self.password.as_ref()
+    }
+
+    /// Sets the database password (a flag or a prompt).
+    pub fn set_password(&mut self, password: rem::Password) {
+        self.password = Some(password);
     }
 }
 

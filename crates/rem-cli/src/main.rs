@@ -22,6 +22,10 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| "unknown cause".into());
         eprintln!("error: internal error ({msg}); please report it");
     }));
+    // Tests pin a crash inside a multi-step operation (RELIABILITY.md, "Snapshots").
+    if let Some(point) = std::env::var_os("P8_KILL_POINT") {
+        rem::arm_kill_point(&point.to_string_lossy());
+    }
     let mut session = rem_cli::Session::from_process();
     rem_cli::run(std::env::args_os(), &mut session)
 }

@@ -15,6 +15,8 @@ pub struct Session {
     pub stdin: Box<dyn BufRead + Send>,
     stdout: Box<dyn Write + Send>,
     stderr: Box<dyn Write + Send>,
+    /// Whether stdin is a terminal (rem may then prompt for a password).
+    pub stdin_is_terminal: bool,
     /// Whether stdout is a terminal (tables and progress bars then).
     pub stdout_is_terminal: bool,
     /// Whether stderr is a terminal.
@@ -47,6 +49,7 @@ impl Session {
             stdin: Box::new(std::io::BufReader::new(std::io::stdin())),
             stdout: Box::new(std::io::LineWriter::new(std::io::stdout())),
             stderr: Box::new(std::io::stderr()),
+            stdin_is_terminal: std::io::stdin().is_terminal(),
             stdout_is_terminal: std::io::stdout().is_terminal(),
             stderr_is_terminal: std::io::stderr().is_terminal(),
             database: None,
@@ -66,6 +69,7 @@ impl Session {
             stdin,
             stdout,
             stderr,
+            stdin_is_terminal: false,
             stdout_is_terminal: false,
             stderr_is_terminal: false,
             database: None,

@@ -12,6 +12,8 @@
 
 mod chunk;
 mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 
 use std::path::{Path, PathBuf};
 

@@ -765,7 +765,7 @@ impl Native {
 
     /// Exports `table` to the file `path` (written whole or not at all); returns the
     /// rows written.
-    #[pyo3(signature = (table, path, format, compression=None, predicate=None, include_embeddings=false))]
+    #[pyo3(signature = (table, path, format, compression=None, predicate=None, include_embeddings=false, plaintext=false))]
     #[allow(clippy::too_many_arguments)]
     fn export(
         &self,
@@ -776,6 +776,7 @@ impl Native {
         compression: Option<String>,
         predicate: Option<String>,
         include_embeddings: bool,
+        plaintext: bool,
     ) -> PyResult<u64> {
         let (default_compression, row_group_size) = self.export_defaults.clone();
         self.long(py, move |b| {
@@ -792,6 +793,7 @@ impl Native {
                 predicate: predicate.unwrap_or_default(),
                 include_embeddings,
                 row_group_size,
+                plaintext,
             };
             let ((_, rows), _) = service(rem_sql::write_file_atomically(&path, |w| {
                 b.export(request, w)

@@ -374,6 +374,7 @@ pub(crate) fn export_options(req: &ExportRequest) -> rem_sql::Result<rem_sql::Ex
         predicate: (!req.predicate.trim().is_empty()).then(|| req.predicate.clone()),
         include_embeddings: req.include_embeddings,
         row_group_size: req.row_group_size as usize,
+        plaintext: req.plaintext,
     })
 }
 

@@ -408,10 +408,7 @@ impl Corpus {
                 .iter()
                 .map(|row| row.iter().map(literal).collect::<Result<Vec<_>>>())
                 .collect::<Result<_>>()?,
-            _ => {
-                let types = vec![DefaultColumnType::Any; targets.len()];
-                self.query_values(&source.to_string(), &types)?
-            }
+            _ => self.query_values(&source.to_string())?,
         };
         let mut records = Vec::with_capacity(rows.len());
         for row in rows {
@@ -454,7 +451,7 @@ impl Corpus {
     }
 
     /// Runs a query; its values as JSON (for `INSERT ... SELECT`).
-    fn query_values(&self, sql: &str, _types: &[DefaultColumnType]) -> Result<Vec<Vec<Value>>> {
+    fn query_values(&self, sql: &str) -> Result<Vec<Vec<Value>>> {
         let batches = self.batches(sql)?;
         let mut out = Vec::new();
         for b in &batches {

@@ -104,6 +104,9 @@ pub struct ExportOptions {
     pub include_embeddings: bool,
     /// Rows per Parquet row group.
     pub row_group_size: usize,
+    /// Export from an encrypted database although the file is written in plaintext
+    /// (refused without it).
+    pub plaintext: bool,
 }
 
 impl Default for ExportOptions {
@@ -114,6 +117,7 @@ impl Default for ExportOptions {
             predicate: None,
             include_embeddings: false,
             row_group_size: 65_536,
+            plaintext: false,
         }
     }
 }
@@ -232,6 +236,13 @@ pub fn export_to<W: Write + Send>(
     options: &ExportOptions,
 ) -> Result<(String, usize)> {
     let compression = check_options(options)?;
+    if db.is_encrypted() && !options.plaintext {
+        return Err(Error::InvalidInput(
+            "this database is encrypted and an export is a plaintext file outside it; \
+             pass --plaintext (plaintext=True in Python) to export anyway"
+                .into(),
+        ));
+    }
     let schema = db.schema(table)?;
     let names: Vec<String> = columns(&schema)
         .into_iter()

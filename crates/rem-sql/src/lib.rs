@@ -57,6 +57,8 @@ mod edges;
 mod engine;
 mod error;
 mod export;
+#[doc(hidden)]
+pub mod fuzzing;
 mod names;
 mod output;
 mod predicate;

@@ -21,7 +21,6 @@ const PREFIX: &str = "__rem_col_";
 /// Whether a planning error is DataFusion's refusal of repeated output names.
 pub(crate) fn is_duplicate_name_error(message: &str) -> bool {
     message.contains("Projections require unique expression names")
-        || message.contains("Ambiguous reference to unqualified field") && message.contains(PREFIX)
 }
 
 /// Gives every top-level output column an internal name. Returns, per column, the

@@ -48,10 +48,8 @@ pub fn write_batches<E: From<Error>>(
                 rows += b.num_rows();
                 w.write(&b).map_err(io)?;
             }
+            // With no rows, `finish` writes `[]` itself.
             w.finish().map_err(io)?;
-            if rows == 0 {
-                write!(out, "[]").map_err(io)?;
-            }
             writeln!(out).map_err(io)?;
         }
         OutputFormat::Jsonl => {
@@ -121,4 +119,27 @@ pub(crate) fn lists_as_json(batch: &RecordBatch) -> Result<RecordBatch> {
         columns.push(Arc::new(text.finish()));
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn an_empty_result_is_one_empty_json_array() {
+        let schema = std::sync::Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let empty = RecordBatch::new_empty(schema);
+        for batches in [vec![], vec![empty.clone()], vec![empty.clone(), empty]] {
+            let mut out = Vec::new();
+            let rows = write_batches(
+                batches.into_iter().map(Ok::<_, Error>),
+                OutputFormat::Json,
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(rows, 0);
+            assert_eq!(String::from_utf8(out).unwrap(), "[]\n");
+        }
+    }
 }

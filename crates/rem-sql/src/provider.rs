@@ -268,17 +268,42 @@ pub(crate) fn needed_properties(cols: &[Column]) -> Option<Vec<String>> {
 
 /// A stream fed by `work`, run on its own thread: `send` hands over one batch and
 /// returns false once the consumer has gone (e.g. a LIMIT was reached), so the
-/// producer can stop. Two batches at most are buffered.
+/// producer can stop. Two batches at most are buffered. Dropping the stream closes
+/// the channel and joins the producer, so no scan outlives its query: a process that
+/// ends right after a dropped query (`rem query … | head`) does not tear RocksDB
+/// down under a running iterator.
 pub(crate) fn produce(
     schema: SchemaRef,
     work: impl FnOnce(&mut dyn FnMut(DfResult<RecordBatch>) -> bool) + Send + 'static,
 ) -> SendableRecordBatchStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<DfResult<RecordBatch>>(2);
-    std::thread::spawn(move || {
+    let producer = std::thread::spawn(move || {
         let mut send = |b: DfResult<RecordBatch>| tx.blocking_send(b).is_ok();
         work(&mut send);
     });
-    let stream =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    let fed = Fed {
+        rx,
+        producer: Some(producer),
+    };
+    let stream = futures::stream::unfold(fed, |mut fed| async move {
+        fed.rx.recv().await.map(|b| (b, fed))
+    });
     Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
+
+/// The receiving end of [`produce`], which joins its producer when dropped.
+struct Fed {
+    rx: tokio::sync::mpsc::Receiver<DfResult<RecordBatch>>,
+    producer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Fed {
+    fn drop(&mut self) {
+        // Closing wakes a producer blocked on a full channel; its next send fails.
+        self.rx.close();
+        while self.rx.try_recv().is_ok() {}
+        if let Some(producer) = self.producer.take() {
+            let _ = producer.join();
+        }
+    }
 }

@@ -21,7 +21,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, Tokenizer};
 
 use crate::convert::SCORE;
 use crate::search::SearchSpec;
@@ -135,6 +135,25 @@ fn significant(tokens: &[Token]) -> Vec<(usize, &Token)> {
         .collect()
 }
 
+/// The byte offset in `sql` of a tokenizer location (1-based line and column, counted
+/// in characters, lines ending at `\n`).
+fn byte_offset(sql: &str, at: Location) -> usize {
+    let mut line = 1;
+    let mut column = 1;
+    for (i, c) in sql.char_indices() {
+        if line == at.line && column == at.column {
+            return i;
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    sql.len()
+}
+
 fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
@@ -154,11 +173,12 @@ pub(crate) fn rewrite_text(sql: &str) -> Result<TextRewrite, String> {
         sql: sql.to_string(),
         virtuals: vec![],
     };
-    let tokens = match Tokenizer::new(&GenericDialect {}, sql).tokenize() {
+    let spans = match Tokenizer::new(&GenericDialect {}, sql).tokenize_with_location() {
         Ok(t) => t,
         // Let the parser report the error with its position.
         Err(_) => return Ok(plain),
     };
+    let tokens: Vec<Token> = spans.iter().map(|t| t.token.clone()).collect();
     let sig = significant(&tokens);
     let Some((_, first)) = sig.first() else {
         return Ok(plain);
@@ -214,19 +234,40 @@ pub(crate) fn rewrite_text(sql: &str) -> Result<TextRewrite, String> {
             _ => {}
         }
     }
-    let join = |ts: &[Token]| ts.iter().map(|t| t.to_string()).collect::<String>();
+    // The clauses are cut from the statement's own text, at token boundaries: tokens
+    // do not print back as they were written (a string literal loses its escapes).
+    let offset = |i: usize| {
+        spans
+            .get(i)
+            .map_or(sql.len(), |t| byte_offset(sql, t.span.start))
+    };
+    let after_text = offset(text_at + 1);
     let (filter_part, limit_part) = match limit_at {
-        Some(i) => (join(&rest[..i]), join(&rest[i..])),
-        None => (join(rest), "LIMIT 10".to_string()),
+        Some(i) => {
+            let limit = offset(text_at + 1 + i);
+            (&sql[after_text..limit], &sql[limit..])
+        }
+        None => (&sql[after_text..], "LIMIT 10"),
     };
     let filter_part = filter_part.trim().trim_end_matches(';');
     let limit_part = limit_part.trim().trim_end_matches(';');
     if !filter_part.is_empty() && !filter_part.to_ascii_uppercase().starts_with("WHERE") {
         return Err(usage.into());
     }
+    // A line comment in the filter would swallow the ORDER BY written after it.
+    let gap = if filter_part.contains("--") {
+        "\n"
+    } else {
+        " "
+    };
+    let filter_part = if filter_part.is_empty() {
+        " ".to_string()
+    } else {
+        format!(" {filter_part}{gap}")
+    };
     Ok(TextRewrite {
         sql: format!(
-            "SELECT * FROM {} {filter_part} ORDER BY embedding.cosine({}) DESC {limit_part}",
+            "SELECT * FROM {}{filter_part}ORDER BY embedding.cosine({}) DESC {limit_part}",
             quote_ident(&table),
             quote_str(&text)
         ),
@@ -412,6 +453,18 @@ mod tests {
 
     #[test]
     fn search_and_lookup_errors() {
+        // A quoted literal in the filter keeps its escapes (found by the sql_rewrite
+        // fuzz target).
+        let r = rewrite_text("SEARCH resources 'x' WHERE name = 'it''s' LIMIT 3").unwrap();
+        assert_eq!(
+            r.sql,
+            "SELECT * FROM \"resources\" WHERE name = 'it''s' ORDER BY embedding.cosine('x') DESC LIMIT 3"
+        );
+        let r = rewrite_text("SEARCH resources 'x' WHERE a = 1 -- a note").unwrap();
+        assert_eq!(
+            r.sql,
+            "SELECT * FROM \"resources\" WHERE a = 1 -- a note\nORDER BY embedding.cosine('x') DESC LIMIT 10"
+        );
         assert!(rewrite_text("SEARCH resources").is_err());
         assert!(rewrite_text("SEARCH resources 'x' ORDER BY name").is_err());
         assert!(rewrite_text("LOOKUP key").is_err());

@@ -3,18 +3,24 @@
 //! Encryption at rest plugs in here as a second implementation; the engine never
 //! touches stored bytes directly.
 
-use crate::StorageError;
+use crate::{ColumnFamily, StorageError};
 
-/// Turns plain values into stored bytes and back.
+/// Turns plain values into stored bytes and back. Both directions see the column family
+/// and the key, so an encrypting codec can bind each value to its place.
 pub trait ValueCodec: Send + Sync + std::fmt::Debug {
-    /// Encodes a plain value for storage.
-    fn encode(&self, plain: &[u8]) -> Vec<u8>;
-    /// Decodes stored bytes. Fails on bytes this codec did not produce.
-    fn decode(&self, stored: &[u8]) -> Result<Vec<u8>, StorageError>;
+    /// Encodes a plain value for storage under `key` in `cf`.
+    fn encode(&self, cf: ColumnFamily, key: &[u8], plain: &[u8]) -> Result<Vec<u8>, StorageError>;
+    /// Decodes stored bytes read from `key` in `cf`. Fails on bytes this codec did not
+    /// produce for that place.
+    fn decode(&self, cf: ColumnFamily, key: &[u8], stored: &[u8]) -> Result<Vec<u8>, StorageError>;
+    /// True for a codec that encrypts.
+    fn is_encrypted(&self) -> bool {
+        false
+    }
 }
 
 /// Tag byte of values written by [`PlainCodec`].
-const PLAIN_TAG: u8 = 0x00;
+pub(crate) const PLAIN_TAG: u8 = 0x00;
 
 /// The unencrypted codec: one tag byte (`0x00`) followed by the value.
 ///
@@ -24,18 +30,28 @@ const PLAIN_TAG: u8 = 0x00;
 pub struct PlainCodec;
 
 impl ValueCodec for PlainCodec {
-    fn encode(&self, plain: &[u8]) -> Vec<u8> {
+    fn encode(
+        &self,
+        _cf: ColumnFamily,
+        _key: &[u8],
+        plain: &[u8],
+    ) -> Result<Vec<u8>, StorageError> {
         let mut out = Vec::with_capacity(plain.len() + 1);
         out.push(PLAIN_TAG);
         out.extend_from_slice(plain);
-        out
+        Ok(out)
     }
 
-    fn decode(&self, stored: &[u8]) -> Result<Vec<u8>, StorageError> {
+    fn decode(
+        &self,
+        _cf: ColumnFamily,
+        _key: &[u8],
+        stored: &[u8],
+    ) -> Result<Vec<u8>, StorageError> {
         match stored.split_first() {
             Some((&PLAIN_TAG, rest)) => Ok(rest.to_vec()),
             Some((tag, _)) => Err(StorageError::Corrupt(format!(
-                "value has codec tag {tag:#04x}; this database may be encrypted"
+                "value has codec tag {tag:#04x}; this database may be encrypted (its ENCRYPTION header is missing)"
             ))),
             None => Err(StorageError::Corrupt("empty stored value".into())),
         }
@@ -49,10 +65,11 @@ mod tests {
     #[test]
     fn plain_round_trip_and_tag() {
         let codec = PlainCodec;
-        let stored = codec.encode(b"hello");
+        let cf = ColumnFamily::Entities;
+        let stored = codec.encode(cf, b"k", b"hello").unwrap();
         assert_eq!(stored, b"\x00hello");
-        assert_eq!(codec.decode(&stored).unwrap(), b"hello");
-        assert!(codec.decode(b"\x01abc").is_err());
-        assert!(codec.decode(b"").is_err());
+        assert_eq!(codec.decode(cf, b"k", &stored).unwrap(), b"hello");
+        assert!(codec.decode(cf, b"k", b"\x01abc").is_err());
+        assert!(codec.decode(cf, b"k", b"").is_err());
     }
 }

@@ -31,6 +31,34 @@ pub enum StorageError {
     /// silently dropped, and the caller must not commit its batch.
     #[error("column family {0} does not exist in this database")]
     MissingColumnFamily(&'static str),
+    /// The database is encrypted and no password was given.
+    #[error("the database at {} is encrypted: give its password (--password, P8_PASSWORD, or the prompt on a terminal)", path.display())]
+    PasswordRequired {
+        /// Database directory.
+        path: PathBuf,
+    },
+    /// The password does not open the database's key (or a sealed secret); nothing was
+    /// changed.
+    #[error("wrong password for {}", path.display())]
+    WrongPassword {
+        /// Database directory (or the sealed file).
+        path: PathBuf,
+    },
+    /// A password was given for a database that is not encrypted.
+    #[error("the database at {} is not encrypted; open it without a password (unset P8_PASSWORD)", path.display())]
+    NotEncrypted {
+        /// Database directory.
+        path: PathBuf,
+    },
+    /// A stored value fails authentication: tampered with, moved, or damaged.
+    #[error("integrity error: {0}")]
+    Integrity(String),
+    /// Key-derivation parameters that are too weak or out of range.
+    #[error("{0}")]
+    KdfParams(String),
+    /// Encryption could not be set up (the OS random source, a sealing failure).
+    #[error("encryption: {0}")]
+    Encryption(String),
     /// Any other failure reported by RocksDB (I/O, options).
     #[error("storage error: {0}")]
     Backend(String),

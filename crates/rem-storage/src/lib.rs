@@ -5,13 +5,15 @@
 //! - order-preserving binary key codecs ([`KeyBuf`], [`KeyReader`]);
 //! - atomic write batches that always carry change-log records ([`Batch`], [`Store::commit`]);
 //! - the change log with its monotonic sequence numbers;
-//! - the value codec through which every stored value passes ([`ValueCodec`]);
+//! - the value codec through which every stored value passes ([`ValueCodec`]), and
+//!   encryption at rest ([`EncryptedCodec`], the `ENCRYPTION` header, [`change_password`]);
 //! - in-memory and read-only modes, and the RocksDB tunables ([`StoreOptions`]).
 //!
 //! The engine above it never sees RocksDB types: it writes bytes under keys.
 
 mod cf;
 mod codec;
+mod crypto;
 mod error;
 mod keys;
 mod options;
@@ -19,6 +21,10 @@ mod store;
 
 pub use cf::ColumnFamily;
 pub use codec::{PlainCodec, ValueCodec};
+pub use crypto::{
+    change_password, header_path, open_with_password, read_header, seal_with_password,
+    EncryptedCodec, Header, KdfParams, Password, HEADER_FILE,
+};
 pub use error::StorageError;
 pub use keys::{prefix_successor, KeyBuf, KeyReader};
 pub use options::{Compression, StoreOptions};

@@ -44,6 +44,11 @@ pub struct StoreOptions {
     /// fsync the WAL on every commit (`P8_ROCKSDB_SYNC`). Off by default: commits then
     /// survive a process crash (the OS holds the log) but not a power loss.
     pub sync_writes: bool,
+    /// The password of an encrypted database (`P8_PASSWORD`): required to open one, and
+    /// with [`crate::OpenMode::Create`] it makes a new database encrypted.
+    pub password: Option<crate::Password>,
+    /// Argon2id parameters for a new encrypted database (or a new password).
+    pub kdf: crate::KdfParams,
 }
 
 impl Default for StoreOptions {
@@ -55,6 +60,8 @@ impl Default for StoreOptions {
             compression: Compression::Lz4,
             block_cache_size: 128 << 20,
             sync_writes: false,
+            password: None,
+            kdf: crate::KdfParams::default(),
         }
     }
 }

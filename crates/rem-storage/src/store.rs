@@ -11,8 +11,8 @@ use rocksdb::{
 };
 
 use crate::{
-    prefix_successor, ColumnFamily, Compression, PlainCodec, Result, StorageError, StoreOptions,
-    ValueCodec,
+    crypto, prefix_successor, ColumnFamily, Compression, PlainCodec, Result, StorageError,
+    StoreOptions, ValueCodec,
 };
 
 /// Format version written to `meta/format_version` when a database is created.
@@ -81,9 +81,51 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (or creates, per `mode`) the database at `path` with the plain codec.
+    /// Opens (or creates, per `mode`) the database at `path`.
+    ///
+    /// With `options.password`, a new database is created encrypted (its `ENCRYPTION`
+    /// header is written first) and an existing one must be encrypted with that
+    /// password. The password is checked before RocksDB opens anything, so a wrong or
+    /// missing one changes no file.
     pub fn open(path: &Path, mode: OpenMode, options: &StoreOptions) -> Result<Store> {
-        Self::open_with_codec(path, mode, options, Arc::new(PlainCodec))
+        let codec = Self::codec_for(path, mode, options)?;
+        Self::open_with_codec(path, mode, options, codec)
+    }
+
+    fn codec_for(
+        path: &Path,
+        mode: OpenMode,
+        options: &StoreOptions,
+    ) -> Result<Arc<dyn ValueCodec>> {
+        let exists = path.join("CURRENT").is_file();
+        let header = if path.is_dir() {
+            crypto::read_header(path)?
+        } else {
+            None
+        };
+        // A header is never removed or replaced by opening: without `CURRENT` it may be a
+        // creation that stopped before RocksDB made its files (the same password then
+        // finishes it) or a damaged database whose only key it holds.
+        match (&options.password, header) {
+            (None, None) => Ok(Arc::new(PlainCodec)),
+            (None, Some(_)) => Err(StorageError::PasswordRequired {
+                path: path.to_path_buf(),
+            }),
+            (Some(pw), Some(header)) => Ok(Arc::new(crypto::open_key(path, &header, pw)?)),
+            (Some(_), None) if exists => Err(StorageError::NotEncrypted {
+                path: path.to_path_buf(),
+            }),
+            (Some(pw), None) => {
+                if mode != OpenMode::Create {
+                    return Err(StorageError::Missing {
+                        path: path.to_path_buf(),
+                    });
+                }
+                options.kdf.check()?;
+                create_private_dir(path)?;
+                Ok(Arc::new(crypto::create_key(path, pw, options.kdf)?))
+            }
+        }
     }
 
     /// Opens the database at `path`, passing every value through `codec`.
@@ -102,7 +144,18 @@ impl Store {
         if mode == OpenMode::Create && !exists {
             create_private_dir(path)?;
         }
-        let (db_opts, cfs) = rocks_options(options, mode == OpenMode::Create, None);
+        if !codec.is_encrypted() && path.join(crypto::HEADER_FILE).is_file() {
+            return Err(StorageError::PasswordRequired {
+                path: path.to_path_buf(),
+            });
+        }
+        // Sealed values do not compress: they are compressed before sealing instead.
+        let compression = if codec.is_encrypted() {
+            Compression::None
+        } else {
+            options.compression
+        };
+        let (db_opts, cfs) = rocks_options(options, compression, mode == OpenMode::Create, None);
         let db = if mode == OpenMode::ReadOnly {
             DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false)
         } else {
@@ -122,7 +175,7 @@ impl Store {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let (db_opts, cfs) = rocks_options(options, true, Some(&env));
+        let (db_opts, cfs) = rocks_options(options, options.compression, true, Some(&env));
         let db = DB::open_cf_descriptors(&db_opts, &path, cfs)?;
         Self::finish_open(
             db,
@@ -208,6 +261,11 @@ impl Store {
     /// True when opened with [`OpenMode::ReadOnly`].
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// True when values are encrypted at rest (the database has an `ENCRYPTION` header).
+    pub fn is_encrypted(&self) -> bool {
+        self.codec.is_encrypted()
     }
 
     /// True for stores made by [`Store::open_in_memory`].
@@ -361,7 +419,15 @@ impl Store {
         }
         rocksdb::checkpoint::Checkpoint::new(&self.db)?
             .create_checkpoint(dir)
-            .map_err(|e| StorageError::from_rocksdb(e, dir))
+            .map_err(|e| StorageError::from_rocksdb(e, dir))?;
+        // The copy opens with the same password: it carries the wrapped key.
+        if self.is_encrypted() {
+            let header = self.path.join(crypto::HEADER_FILE);
+            std::fs::copy(&header, dir.join(crypto::HEADER_FILE)).map_err(|e| {
+                StorageError::Backend(format!("cannot copy {}: {e}", header.display()))
+            })?;
+        }
+        Ok(())
     }
 
     fn write_raw(&self, batch: Batch<'_>) -> Result<()> {
@@ -384,7 +450,7 @@ impl Store {
     /// Reads and decodes one value.
     pub fn get(&self, cf: ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.db.get_pinned_cf(self.cf(cf)?, key)? {
-            Some(stored) => Ok(Some(self.codec.decode(&stored)?)),
+            Some(stored) => Ok(Some(self.codec.decode(cf, key, &stored)?)),
             None => Ok(None),
         }
     }
@@ -404,8 +470,9 @@ impl Store {
         self.db
             .batched_multi_get_cf(handle, keys.iter().map(|k| k.as_ref()), false)
             .into_iter()
-            .map(|r| match r? {
-                Some(stored) => Ok(Some(self.codec.decode(&stored)?)),
+            .zip(keys)
+            .map(|(r, key)| match r? {
+                Some(stored) => Ok(Some(self.codec.decode(cf, key.as_ref(), &stored)?)),
                 None => Ok(None),
             })
             .collect()
@@ -431,6 +498,7 @@ impl Store {
         iter.seek(start);
         Ok(ScanIter {
             iter,
+            cf,
             codec: self.codec.as_ref(),
             started: false,
         })
@@ -491,8 +559,8 @@ impl Batch<'_> {
     /// batch is then unchanged.
     pub fn put(&mut self, cf: ColumnFamily, key: &[u8], value: &[u8]) -> Result<()> {
         let handle = self.store.cf(cf)?;
-        self.inner
-            .put_cf(handle, key, self.store.codec.encode(value));
+        let stored = self.store.codec.encode(cf, key, value)?;
+        self.inner.put_cf(handle, key, stored);
         self.puts += 1;
         Ok(())
     }
@@ -528,6 +596,7 @@ impl Batch<'_> {
 /// An iterator over `(key, decoded value)` pairs of a scan.
 pub struct ScanIter<'a> {
     iter: DBRawIterator<'a>,
+    cf: ColumnFamily,
     codec: &'a dyn ValueCodec,
     started: bool,
 }
@@ -547,7 +616,11 @@ impl Iterator for ScanIter<'_> {
             };
         }
         let key = self.iter.key()?.to_vec();
-        let value = match self.iter.value().map(|v| self.codec.decode(v)) {
+        let value = match self
+            .iter
+            .value()
+            .map(|v| self.codec.decode(self.cf, &key, v))
+        {
             Some(Ok(v)) => v,
             Some(Err(e)) => return Some(Err(e)),
             None => return None,
@@ -612,6 +685,7 @@ fn fixed<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N]> {
 
 fn rocks_options(
     options: &StoreOptions,
+    compression: Compression,
     create: bool,
     env: Option<&Env>,
 ) -> (Options, Vec<ColumnFamilyDescriptor>) {
@@ -627,7 +701,7 @@ fn rocks_options(
         db_opts.set_env(env);
     }
     let cache = Cache::new_lru_cache(options.block_cache_size);
-    let compression = match options.compression {
+    let compression = match compression {
         Compression::None => DBCompressionType::None,
         Compression::Lz4 => DBCompressionType::Lz4,
         Compression::Zstd => DBCompressionType::Zstd,
@@ -670,6 +744,83 @@ pub fn create_private_dir(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encrypted_options(password: &str) -> StoreOptions {
+        StoreOptions {
+            password: Some(crate::Password::new(password)),
+            kdf: crate::KdfParams {
+                m_kib: 7 * 1024,
+                t: 5,
+                p: 1,
+            },
+            ..StoreOptions::default()
+        }
+    }
+
+    #[test]
+    fn an_encrypted_store_needs_its_password_and_refuses_moved_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = encrypted_options("pw");
+        {
+            let store = Store::open(dir.path(), OpenMode::Create, &opts).unwrap();
+            assert!(store.is_encrypted());
+            let mut b = store.batch();
+            b.put(ColumnFamily::Entities, b"k1", b"value one").unwrap();
+            b.put(ColumnFamily::Entities, b"k2", b"value two").unwrap();
+            b.put(ColumnFamily::KeyIndex, b"i1", b"").unwrap();
+            store.commit(b, &[b"change".to_vec()]).unwrap();
+            // What someone with the files can do: put one key's stored bytes under another.
+            let cf = store.cf(ColumnFamily::Entities).unwrap();
+            let raw = store.db.get_cf(cf, b"k1").unwrap().unwrap();
+            assert!(!raw.windows(5).any(|w| w == b"value"));
+            store.db.put_cf(cf, b"k2", &raw).unwrap();
+            let err = store.get(ColumnFamily::Entities, b"k2").unwrap_err();
+            assert!(matches!(err, StorageError::Integrity(_)), "{err}");
+            assert_eq!(
+                store.get(ColumnFamily::Entities, b"k1").unwrap().unwrap(),
+                b"value one"
+            );
+            assert_eq!(
+                store.get(ColumnFamily::KeyIndex, b"i1").unwrap().unwrap(),
+                b""
+            );
+            let scanned: Vec<_> = store
+                .scan_prefix(ColumnFamily::Entities, b"k")
+                .unwrap()
+                .collect();
+            assert!(
+                scanned[1].is_err(),
+                "a scan must refuse the moved value too"
+            );
+        }
+        let err =
+            Store::open(dir.path(), OpenMode::Existing, &StoreOptions::default()).unwrap_err();
+        assert!(
+            matches!(err, StorageError::PasswordRequired { .. }),
+            "{err}"
+        );
+        let err =
+            Store::open(dir.path(), OpenMode::ReadOnly, &encrypted_options("no")).unwrap_err();
+        assert!(matches!(err, StorageError::WrongPassword { .. }), "{err}");
+        let store = Store::open(dir.path(), OpenMode::ReadOnly, &opts).unwrap();
+        assert_eq!(store.last_seq(), 1);
+        drop(store);
+        // A checkpoint carries the header: it opens with the same password.
+        let store = Store::open(dir.path(), OpenMode::Existing, &opts).unwrap();
+        let copies = tempfile::tempdir().unwrap();
+        let copy = copies.path().join("copy");
+        store.checkpoint(&copy).unwrap();
+        let copy = Store::open(&copy, OpenMode::ReadOnly, &opts).unwrap();
+        assert_eq!(
+            copy.get(ColumnFamily::Entities, b"k1").unwrap().unwrap(),
+            b"value one"
+        );
+        // A password for a plain database is refused.
+        let plain = tempfile::tempdir().unwrap();
+        drop(Store::open(plain.path(), OpenMode::Create, &StoreOptions::default()).unwrap());
+        let err = Store::open(plain.path(), OpenMode::Existing, &opts).unwrap_err();
+        assert!(matches!(err, StorageError::NotEncrypted { .. }), "{err}");
+    }
 
     #[test]
     fn commit_numbers_changes_and_survives_reopen() {

@@ -218,6 +218,31 @@ impl Database {
         self.inner.store.is_read_only()
     }
 
+    /// True when the database is encrypted at rest (opened with its password).
+    pub fn is_encrypted(&self) -> bool {
+        self.inner.store.is_encrypted()
+    }
+
+    /// Changes the password of this encrypted database: the data key is wrapped again
+    /// under `new` (with `params`), and nothing else is rewritten. At every moment the
+    /// old or the new password opens it; the kill points `passwd:staged` (new header
+    /// durable beside the old) and `passwd:swapped` (renamed) pin a crash in between.
+    /// This handle holds the database's lock, so no other process races the change.
+    pub fn change_password(
+        &self,
+        old: &rem_storage::Password,
+        new: &rem_storage::Password,
+        params: rem_storage::KdfParams,
+    ) -> Result<()> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly);
+        }
+        rem_storage::change_password(self.path(), old, new, params, &|step| {
+            crate::kill_point::reached(&format!("passwd:{step}"))
+        })?;
+        Ok(())
+    }
+
     /// The last change-log sequence number.
     pub fn last_seq(&self) -> u64 {
         self.inner.store.last_seq()

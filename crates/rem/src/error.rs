@@ -18,6 +18,26 @@ pub enum Error {
         /// Database path.
         path: String,
     },
+    /// The database is encrypted and no password was given.
+    #[error("the database at {path} is encrypted: give its password (--password, P8_PASSWORD, or the prompt on a terminal)")]
+    PasswordRequired {
+        /// Database path.
+        path: String,
+    },
+    /// The password does not open the database (or a sealed key file); nothing changed.
+    #[error("wrong password for {path}")]
+    WrongPassword {
+        /// Database path (or the sealed file).
+        path: String,
+    },
+    /// A password was given for a database that is not encrypted.
+    #[error(
+        "the database at {path} is not encrypted; open it without a password (unset P8_PASSWORD)"
+    )]
+    NotEncrypted {
+        /// Database path.
+        path: String,
+    },
     /// A write on a read-only database.
     #[error("the database is open read-only; writes are refused")]
     ReadOnly,
@@ -113,6 +133,16 @@ impl From<StorageError> for Error {
                 path: path.display().to_string(),
             },
             StorageError::ReadOnly => Error::ReadOnly,
+            StorageError::PasswordRequired { path } => Error::PasswordRequired {
+                path: path.display().to_string(),
+            },
+            StorageError::WrongPassword { path } => Error::WrongPassword {
+                path: path.display().to_string(),
+            },
+            StorageError::NotEncrypted { path } => Error::NotEncrypted {
+                path: path.display().to_string(),
+            },
+            StorageError::KdfParams(msg) => Error::Config(msg),
             other => Error::Storage(other),
         }
     }
@@ -168,6 +198,7 @@ impl Error {
             Error::NotInitialized { .. }
             | Error::Locked { .. }
             | Error::ReadOnly
+            | Error::PasswordRequired { .. }
             | Error::Replica { .. } => ErrorKind::FailedPrecondition,
             Error::UnknownTable(_) | Error::NotFound(_) => ErrorKind::NotFound,
             Error::InvalidJson { .. }
@@ -177,6 +208,8 @@ impl Error {
             | Error::Python(_)
             | Error::Io { .. }
             | Error::Config(_)
+            | Error::WrongPassword { .. }
+            | Error::NotEncrypted { .. }
             | Error::Embedding(_)
             | Error::Provider(_) => ErrorKind::InvalidInput,
             Error::Record { source, .. } => source.kind(),
@@ -187,7 +220,8 @@ impl Error {
 
 impl Error {
     /// A stable, machine-readable name of the error's variant (of its cause, for a
-    /// refused record): `not_initialized`, `locked`, `read_only`, `replica`, `gap`,
+    /// refused record): `not_initialized`, `locked`, `read_only`, `password_required`,
+    /// `wrong_password`, `not_encrypted`, `replica`, `gap`,
     /// `unknown_table`, `not_found`, `invalid_json`, `validation`, `invalid_schema`,
     /// `invalid_input`, `python`, `io`, `config`, `embedding` or `storage`. It
     /// crosses the service (gRPC metadata) so clients pick exception classes from it,
@@ -197,6 +231,9 @@ impl Error {
             Error::NotInitialized { .. } => "not_initialized",
             Error::Locked { .. } => "locked",
             Error::ReadOnly => "read_only",
+            Error::PasswordRequired { .. } => "password_required",
+            Error::WrongPassword { .. } => "wrong_password",
+            Error::NotEncrypted { .. } => "not_encrypted",
             Error::Replica { .. } => "replica",
             Error::Gap { .. } => "gap",
             Error::UnknownTable(_) => "unknown_table",

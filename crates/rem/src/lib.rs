@@ -14,9 +14,14 @@ mod embedding;
 mod entity;
 mod error;
 mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 mod graph;
 mod id;
 mod index;
+mod kill_point;
+#[doc(hidden)]
+pub use kill_point::arm_kill_point;
 mod nodes;
 mod options;
 mod query;
@@ -41,7 +46,9 @@ pub use id::EntityId;
 pub use options::{expand_home, EmbeddingOptions, VectorIndexType, VectorQuantization};
 pub use query::{AccessPath, Filter, ScanOptions};
 pub use rem_embed::LocalEngine;
-pub use rem_storage::{Compression, StoreOptions};
+pub use rem_storage::{
+    open_with_password, seal_with_password, Compression, KdfParams, Password, StoreOptions,
+};
 pub use replica::{History, LogStatus, ReplicatedChange, ReplicatedVector, ReplicationRole};
 pub use schema::{
     builtin_schemas, canonical_table_name, load_pydantic_schema, template, FieldType, Schema,

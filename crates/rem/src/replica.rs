@@ -120,6 +120,12 @@ impl Database {
         if self.is_read_only() {
             return Err(Error::ReadOnly);
         }
+        if self.is_encrypted() {
+            return Err(Error::InvalidInput(
+                "this database is encrypted, and replicating into an encrypted database is not supported yet"
+                    .into(),
+            ));
+        }
         let _guard = self.lock_writes();
         let role = ReplicationRole::Replica {
             primary: primary.to_string(),

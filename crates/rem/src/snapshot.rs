@@ -16,6 +16,9 @@
 //! | missing | complete | any | staging becomes the database |
 //! | missing | incomplete or missing | present | replaced is put back |
 //!
+//! The kill points `snapshot-install:staged`, `:set-aside` and `:swapped` (see
+//! `kill_point`) pin a crash before, between and after the renames for the tests.
+//!
 //! A staging folder beside a present database is left alone: it belongs to a download
 //! in progress, which removes it itself when it starts over.
 //!
@@ -128,15 +131,18 @@ pub fn install_snapshot(db: &Path) -> Result<()> {
     }
     let replaced = replaced_path(db);
     remove_dir(&replaced)?;
+    crate::kill_point::reached("snapshot-install:staged");
     if db.exists() {
         fs::rename(db, &replaced).map_err(|e| io_error(db, e))?;
     }
+    crate::kill_point::reached("snapshot-install:set-aside");
     if let Err(e) = fs::rename(&staging, db) {
         // Another process opening the database may have finished the swap.
         if !db.exists() || staging.exists() {
             return Err(io_error(&staging, e));
         }
     }
+    crate::kill_point::reached("snapshot-install:swapped");
     sync_dir(&parent(db));
     let _ = fs::remove_file(db.join(COMPLETE));
     remove_dir(&replaced)

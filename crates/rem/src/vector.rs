@@ -302,6 +302,7 @@ impl VectorIndex {
         self.index
             .save(&tmp.to_string_lossy())
             .map_err(index_error)?;
+        let checksum = file_checksum(&tmp).map_err(index_error)?;
         std::fs::rename(&tmp, &index_path).map_err(index_error)?;
         let mut keys = Vec::with_capacity(8 + self.keys.len() * 24);
         keys.extend_from_slice(&self.next_key.to_le_bytes());
@@ -311,15 +312,18 @@ impl VectorIndex {
         }
         write_atomic(&base.with_extension("keys"), &keys)?;
         let meta = serde_json::json!({
-            "format": 2, "model": model, "dims": self.dims, "count": self.keys.len(),
+            "format": 3, "model": model, "dims": self.dims, "count": self.keys.len(),
+            "blake3": checksum,
             "quantization": self.quantization.name(),
             "watermark": self.watermark, "exact": self.exact,
         });
         write_atomic(&base.with_extension("json"), meta.to_string().as_bytes())
     }
 
-    /// Loads a saved index; `None` when there is none or it does not match (`model`,
-    /// `dims`, index type) — the caller then rebuilds.
+    /// Loads a saved index; `None` when there is none, it does not match (`model`,
+    /// `dims`, index type) or its data file is not the one the metadata describes — the
+    /// caller then rebuilds. The checksum comes first: usearch's loader trusts its file,
+    /// and a damaged one could crash the process.
     pub fn load(
         base: &Path,
         model: &str,
@@ -329,7 +333,7 @@ impl VectorIndex {
         let meta: serde_json::Value =
             serde_json::from_slice(&std::fs::read(base.with_extension("json")).ok()?).ok()?;
         let exact = options.index_type == VectorIndexType::Flat;
-        if meta["format"] != 2
+        if meta["format"] != 3
             || meta["model"] != model
             || meta["dims"].as_u64()? as usize != dims
             || meta["exact"] != exact
@@ -337,10 +341,13 @@ impl VectorIndex {
         {
             return None;
         }
+        let index_path = base.with_extension("usearch");
+        if meta["blake3"].as_str()? != file_checksum(&index_path).ok()? {
+            tracing::warn!(path = %index_path.display(), "vector index file damaged; rebuilding it");
+            return None;
+        }
         let mut vi = VectorIndex::new(dims, model, options).ok()?;
-        vi.index
-            .load(&base.with_extension("usearch").to_string_lossy())
-            .ok()?;
+        vi.index.load(&index_path.to_string_lossy()).ok()?;
         vi.index.change_expansion_search(options.hnsw_ef_search);
         let keys = std::fs::read(base.with_extension("keys")).ok()?;
         vi.next_key = u64::from_le_bytes(keys.get(..8)?.try_into().ok()?);
@@ -404,6 +411,13 @@ pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot(a, b) / (norm(a) * norm(b)).max(1e-12)
 }
 
+/// The BLAKE3 hash of a file's bytes, in hex.
+fn file_checksum(path: &Path) -> std::io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(std::fs::File::open(path)?)?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp: PathBuf = path.with_extension(format!(
         "{}.tmp",
@@ -440,6 +454,41 @@ mod tests {
                 ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
             })
             .collect()
+    }
+
+    /// A saved index loads back whole; one flipped byte anywhere in its data file (the
+    /// fuzz finding: usearch's loader crashed on one) is refused before usearch reads it.
+    #[test]
+    fn a_damaged_index_file_is_refused_before_usearch_reads_it() {
+        let options = EmbeddingOptions::default();
+        let mut vi = VectorIndex::new(8, "m", &options).unwrap();
+        for i in 0..50u64 {
+            let id = EntityId::from_key("t", "x", &i.to_string());
+            vi.upsert(id, &vector(i, 8)).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("v");
+        vi.save(&base).unwrap();
+        let loaded = VectorIndex::load(&base, "m", 8, &options).unwrap();
+        assert_eq!(loaded.len(), 50);
+        let path = base.with_extension("usearch");
+        let good = std::fs::read(&path).unwrap();
+        for at in [0, good.len() / 3, good.len() / 2, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x5A;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(
+                VectorIndex::load(&base, "m", 8, &options).is_none(),
+                "byte {at}"
+            );
+        }
+        std::fs::write(&path, &good[..good.len() / 2]).unwrap();
+        assert!(VectorIndex::load(&base, "m", 8, &options).is_none());
+        std::fs::write(&path, &good).unwrap();
+        assert_eq!(
+            VectorIndex::load(&base, "m", 8, &options).unwrap().len(),
+            50
+        );
     }
 
     /// A small index updated thousands of times still finds each live vector.

@@ -77,7 +77,9 @@ impl VectorIndexes {
         if let Some(i) = self.loaded(key) {
             return Ok(i);
         }
-        let base = (!store.is_in_memory())
+        // An encrypted database keeps no index files (they would hold its vectors in
+        // plaintext): its indexes are built from the sealed vectors when first used.
+        let base = (!store.is_in_memory() && !store.is_encrypted())
             .then(|| index_base(store.path(), &key.tenant, &key.table, &key.column));
         let last = store.last_seq();
         let loaded = base
@@ -131,7 +133,7 @@ impl VectorIndexes {
     /// (nothing for in-memory and read-only stores). The caller holds the write lock,
     /// or is the last handle.
     pub(crate) fn save_all(&self, store: &Store) -> Result<()> {
-        if store.is_in_memory() || store.is_read_only() {
+        if store.is_in_memory() || store.is_read_only() || store.is_encrypted() {
             return Ok(());
         }
         let last = store.last_seq();

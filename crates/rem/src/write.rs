@@ -116,6 +116,8 @@ impl Database {
         // writers share one fsync (`P8_ROCKSDB_SYNC`).
         drop(_guard);
         self.store().make_durable(seq)?;
+        // Written to the log, not yet flushed to a table file: the WAL-only state.
+        crate::kill_point::reached("insert:committed");
         Ok(ids)
     }
 

@@ -12,6 +12,68 @@ use rem::{Database, EntityId, OpenOptions};
 
 use crate::{path_str, Rem, PERSON_YAML};
 
+/// Runs `rem insert <table> --batch --ids --batch-size <n>`, feeds it the lines `line(i)`
+/// makes (each with what the test remembers of it) until its pipe breaks, SIGKILLs it
+/// after `wait`, and returns what was sent and the ids it printed (one per record, in
+/// input order, after their batch committed).
+fn killed_writer<T: Send + 'static>(
+    rem: &Rem,
+    table: &str,
+    batch_size: usize,
+    wait: Duration,
+    mut line: impl FnMut(usize) -> (String, T) + Send + 'static,
+) -> (Vec<T>, Vec<String>) {
+    let mut child = rem
+        .command()
+        .args([
+            "insert",
+            table,
+            "--batch",
+            "--ids",
+            "--batch-size",
+            &batch_size.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn writer");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    // Bounded: the child dies long before.
+    let feeder = std::thread::spawn(move || {
+        let mut sent = Vec::new();
+        for i in 0..200_000usize {
+            let (text, kept) = line(i);
+            if stdin.write_all(text.as_bytes()).is_err() {
+                break;
+            }
+            sent.push(kept);
+        }
+        sent
+    });
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(wait);
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    reader.join().expect("reader");
+    let sent = feeder.join().expect("feeder");
+    let ids: Vec<String> = rx
+        .try_iter()
+        .filter(|l| EntityId::parse(l).is_ok())
+        .collect();
+    assert!(ids.len() <= sent.len());
+    (sent, ids)
+}
+
 #[test]
 fn sigkill_during_writes_loses_no_acknowledged_write() {
     let rem = Rem::init();
@@ -32,66 +94,25 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
 
     for round in 0..24 {
         let batch_size = rng.gen_range(1..=8);
-        let mut child = rem
-            .command()
-            .args([
-                "insert",
-                "person",
-                "--batch",
-                "--ids",
-                "--batch-size",
-                &batch_size.to_string(),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn writer");
-        let mut stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        // Feed records until the pipe breaks (the child died) or a bound is hit. Half the
-        // keys repeat across rounds, so upserts of existing entities are killed too.
-        let feeder_seed: u64 = rng.gen();
-        let feeder = std::thread::spawn(move || {
-            let mut r = rand::rngs::StdRng::seed_from_u64(feeder_seed);
-            let mut sent = Vec::new();
-            for i in 0..200_000usize {
-                let email = if r.gen_bool(0.5) {
-                    format!("shared{}@x", r.gen_range(0..500))
-                } else {
-                    format!("r{round}-{i}@x")
-                };
-                let role = format!("role-{round}-{i}");
-                let line = format!("{{\"name\": \"n\", \"email\": \"{email}\", \"role\": \"{role}\", \"age\": {}}}\n", i % 100);
-                if stdin.write_all(line.as_bytes()).is_err() {
-                    break;
-                }
-                sent.push((email, role));
-            }
-            sent
+        // Half the keys repeat across rounds, so upserts of existing entities are
+        // killed too.
+        let mut r = rand::rngs::StdRng::seed_from_u64(rng.gen());
+        let wait = Duration::from_millis(rng.gen_range(30..400));
+        let (sent, ids) = killed_writer(&rem, "person", batch_size, wait, move |i| {
+            let email = if r.gen_bool(0.5) {
+                format!("shared{}@x", r.gen_range(0..500))
+            } else {
+                format!("r{round}-{i}@x")
+            };
+            let role = format!("role-{round}-{i}");
+            let line = format!(
+                "{{\"name\": \"n\", \"email\": \"{email}\", \"role\": \"{role}\", \"age\": {}}}\n",
+                i % 100
+            );
+            (line, (email, role))
         });
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        std::thread::sleep(Duration::from_millis(rng.gen_range(30..400)));
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
-        reader.join().expect("reader");
-        let sent = feeder.join().expect("feeder");
         total_lines += sent.len();
-        // Ids arrive in input order, one per record, after their batch committed.
         // Map each acknowledged id to the record it came from (the i-th line).
-        let ids: Vec<String> = rx
-            .try_iter()
-            .filter(|l| EntityId::parse(l).is_ok())
-            .collect();
-        assert!(ids.len() <= sent.len());
         for (id, (email, role)) in ids.iter().zip(&sent) {
             assert_eq!(
                 id,
@@ -170,65 +191,23 @@ fn sigkill_with_flushes_embeddings_and_edges_keeps_batches_whole() {
 
     for round in 0..rounds {
         let batch_size = rng.gen_range(1..=16);
-        let mut child = rem
-            .command()
-            .args([
-                "insert",
-                "docs",
-                "--batch",
-                "--ids",
-                "--batch-size",
-                &batch_size.to_string(),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn writer");
-        let mut stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let feeder = std::thread::spawn(move || {
-            let mut sent = Vec::new();
-            // ~2 KB bodies fill a 1 MB memtable every few hundred records.
-            let filler = "lorem ipsum dolor sit amet ".repeat(80);
-            for i in 0..100_000usize {
-                let slug = format!("r{round}-{i}");
-                let mark = format!("b{round}-{}", i / batch_size);
-                let body = format!("body of {slug} {filler}");
-                let edge = if i > 0 {
-                    format!("[\"r{round}-{}\"]", i - 1)
-                } else {
-                    "[]".into()
-                };
-                let line = format!(
-                    "{{\"slug\": \"{slug}\", \"category\": \"{mark}\", \"body\": \"{body}\", \"edges\": {edge}}}\n"
-                );
-                if stdin.write_all(line.as_bytes()).is_err() {
-                    break;
-                }
-                sent.push((slug, mark, body));
-            }
-            sent
+        // ~2 KB bodies fill a 1 MB memtable every few hundred records.
+        let filler = "lorem ipsum dolor sit amet ".repeat(80);
+        let wait = Duration::from_millis(rng.gen_range(200..1500));
+        let (sent, ids) = killed_writer(&rem, "docs", batch_size, wait, move |i| {
+            let slug = format!("r{round}-{i}");
+            let mark = format!("b{round}-{}", i / batch_size);
+            let body = format!("body of {slug} {filler}");
+            let edge = if i > 0 {
+                format!("[\"r{round}-{}\"]", i - 1)
+            } else {
+                "[]".into()
+            };
+            let line = format!(
+                "{{\"slug\": \"{slug}\", \"category\": \"{mark}\", \"body\": \"{body}\", \"edges\": {edge}}}\n"
+            );
+            (line, (slug, mark, body))
         });
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        std::thread::sleep(Duration::from_millis(rng.gen_range(200..1500)));
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
-        reader.join().expect("reader");
-        let sent = feeder.join().expect("feeder");
-        let ids: Vec<String> = rx
-            .try_iter()
-            .filter(|l| EntityId::parse(l).is_ok())
-            .collect();
-        assert!(ids.len() <= sent.len());
         for (_, mark, _) in &sent {
             *sent_per_batch.entry(mark.clone()).or_default() += 1;
         }
@@ -307,7 +286,7 @@ fn sigkill_with_flushes_embeddings_and_edges_keeps_batches_whole() {
     );
 }
 
-/// ENOSPC: `rem insert --batch` into a database on a 12 MB tmpfs (mounted in a user and
+/// ENOSPC: `rem insert --batch` into a database on a 16 MB tmpfs (mounted in a user and
 /// mount namespace of its own, `unshare -rm`, so nothing outside the test sees it) until
 /// the disk is full. The failing command exits with one clear line and writes nothing of
 /// its batch; the full database still verifies; once space is freed it holds exactly
@@ -324,7 +303,9 @@ fn a_full_disk_fails_the_write_cleanly_and_the_database_reopens_consistent() {
         r#"{"name": "notes", "key_field": "slug", "properties": {"slug": {"type": "string"}, "body": {"type": "string"}}}"#,
     )
     .unwrap();
-    // 200 records of ~1 KB of incompressible text per batch: ~60 batches fill the disk.
+    // 200 records of ~1 KB of incompressible text per batch: ~40 batches fill the disk.
+    // The 6 MB filler, removed once the disk is full, leaves room for the flush and
+    // compaction a reopened database starts with.
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     const BATCHES: usize = 120;
     const PER_BATCH: usize = 200;
@@ -343,9 +324,9 @@ fn a_full_disk_fails_the_write_cleanly_and_the_database_reopens_consistent() {
     let script = format!(
         r#"set -u
 R="{root}"; REM="{rem}"
-mount -t tmpfs -o size=12m tmpfs "$R/mnt" || {{ echo "MOUNT_FAILED"; exit 0; }}
+mount -t tmpfs -o size=16m tmpfs "$R/mnt" || {{ echo "MOUNT_FAILED"; exit 0; }}
 export P8_HOME="$R/mnt/home"
-head -c 2000000 /dev/zero > "$R/mnt/filler"
+head -c 6000000 /dev/zero > "$R/mnt/filler"
 "$REM" init > /dev/null || echo "INIT_FAILED"
 "$REM" schema add "$R/schema.json" > /dev/null || echo "SCHEMA_FAILED"
 for b in $(seq 0 {last}); do
@@ -355,7 +336,7 @@ echo "FULL_VERIFY $("$REM" verify 2>&1 | head -1)"
 rm "$R/mnt/filler"
 echo "VERIFY $("$REM" verify 2>&1 | head -1)"
 echo "COUNT $("$REM" query 'SELECT count(*) AS n FROM notes' --format json 2>&1)"
-"$REM" insert notes --batch < "$R/b{extra}.jsonl" > /dev/null 2>&1 && echo "AFTER_FREE_OK"
+if "$REM" insert notes --batch < "$R/b{extra}.jsonl" > /dev/null 2> "$R/err"; then echo "AFTER_FREE_OK"; else echo "AFTER_FREE_FAILED $(cat "$R/err")"; fi
 echo "COUNT2 $("$REM" query 'SELECT count(*) AS n FROM notes' --format json 2>&1)"
 "#,
         root = root.display(),
@@ -373,7 +354,7 @@ echo "COUNT2 $("$REM" query 'SELECT count(*) AS n FROM notes' --format json 2>&1
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && !stdout.contains("MOUNT_FAILED"),
-        "this test mounts a 12 MB tmpfs in a user namespace (`unshare -rm`); it could not: {}{stdout}",
+        "this test mounts a 16 MB tmpfs in a user namespace (`unshare -rm`); it could not: {}{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(

@@ -6,6 +6,7 @@
 
 mod basics;
 mod crash;
+mod encryption;
 mod errors;
 mod export;
 mod graph;

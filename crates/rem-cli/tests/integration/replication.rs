@@ -102,7 +102,14 @@ fn follow(rem: &Rem, port: u16) -> Proc {
 }
 
 fn follow_with(rem: &Rem, port: u16, env: &[(&str, &str)]) -> Proc {
-    let p = spawn_with(
+    let p = spawn_follower(rem, port, env);
+    wait_for("the replica to serve", 60, || endpoint(rem).exists());
+    p
+}
+
+/// `rem replicate --primary 127.0.0.1:<port> --follow`, not waiting for it.
+fn spawn_follower(rem: &Rem, port: u16, env: &[(&str, &str)]) -> Proc {
+    spawn_with(
         rem,
         &[
             "replicate",
@@ -111,9 +118,7 @@ fn follow_with(rem: &Rem, port: u16, env: &[(&str, &str)]) -> Proc {
             "--follow",
         ],
         env,
-    );
-    wait_for("the replica to serve", 60, || endpoint(rem).exists());
-    p
+    )
 }
 
 fn status(rem: &Rem) -> Value {
@@ -824,16 +829,7 @@ fn a_replica_behind_a_link_that_cuts_and_stalls_converges() {
     let replica = node();
     // Writes before the replica starts (a catch-up through the faults), then during.
     write_burst(&primary, 0, 1400);
-    let _follower = spawn_with(
-        &replica,
-        &[
-            "replicate",
-            "--primary",
-            &format!("127.0.0.1:{}", link.port),
-            "--follow",
-        ],
-        &[],
-    );
+    let _follower = spawn_follower(&replica, link.port, &[]);
     for round in 1..5 {
         write_burst(&primary, round, 1400);
         std::thread::sleep(Duration::from_millis(300));
@@ -891,16 +887,7 @@ fn a_replica_killed_during_its_snapshot_download_recovers() {
     let mut killed_while_staging = 0;
     for _ in 0..3 {
         let _ = std::fs::remove_file(endpoint(&replica));
-        let mut f = spawn_with(
-            &replica,
-            &[
-                "replicate",
-                "--primary",
-                &format!("127.0.0.1:{}", link.port),
-                "--follow",
-            ],
-            &[],
-        );
+        let mut f = spawn_follower(&replica, link.port, &[]);
         wait_for("a snapshot download to start", 60, || {
             !staging(&replica).is_empty()
         });
@@ -918,6 +905,63 @@ fn a_replica_killed_during_its_snapshot_download_recovers() {
     assert_converged(&primary, &[&replica]);
     assert!(staging(&replica).is_empty(), "{:?}", staging(&replica));
     eprintln!("{killed_while_staging} of 3 kills landed while the snapshot was staged");
+}
+
+/// A crash pinned before, between and after the two renames of a snapshot install
+/// (kill points, `P8_KILL_POINT`): the follower dies there, leaving the state the
+/// point names, and the next start finishes or redoes the install and converges.
+#[test]
+fn a_replica_killed_inside_the_snapshot_swap_recovers() {
+    use std::os::unix::process::ExitStatusExt;
+    let primary = node();
+    no_embeddings_schema(&primary);
+    let port = free_port();
+    let _server = serve_with(&primary, port, &[("P8_WAL_RETENTION_SIZE", "200")]);
+    for round in 0..2 {
+        write_burst(&primary, round, 600);
+    }
+    wait_for("retention to trim the primary's log", 30, || {
+        wal(&primary)["first_seq"].as_u64().unwrap() > 1
+    });
+    for point in ["staged", "set-aside", "swapped"] {
+        let replica = node();
+        let mut f = spawn_follower(
+            &replica,
+            port,
+            &[("P8_KILL_POINT", &format!("snapshot-install:{point}"))],
+        );
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = f.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the follower never reached kill point {point}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(
+            status.signal(),
+            Some(6),
+            "{point}: died by SIGABRT, not {status:?}"
+        );
+        let db = replica.db_path();
+        let replaced = staging(&replica).iter().any(|n| n.ends_with(".replaced"));
+        match point {
+            "staged" => assert!(db.exists() && !replaced, "{point}"),
+            "set-aside" => assert!(!db.exists() && replaced, "{point}"),
+            _ => assert!(db.exists() && replaced, "{point}"),
+        }
+        let _ = std::fs::remove_file(endpoint(&replica));
+        let _f = follow(&replica, port);
+        assert_converged(&primary, &[&replica]);
+        assert!(
+            staging(&replica).is_empty(),
+            "{point}: {:?}",
+            staging(&replica)
+        );
+    }
 }
 
 #[test]

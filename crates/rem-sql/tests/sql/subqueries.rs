@@ -163,23 +163,19 @@ fn repeated_output_names_keep_their_display_names() {
             "{sql}"
         );
     }
-    let stream = db
-        .sql("SELECT a, a, count(*) AS n, count(*) AS n FROM t1 GROUP BY a")
-        .unwrap();
-    let names: Vec<String> = stream
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    assert_eq!(names, ["a", "a", "n", "n"]);
+    let names = |sql: &str| -> Vec<String> {
+        let stream = db.sql(sql).unwrap();
+        stream
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    };
+    assert_eq!(
+        names("SELECT a, a, count(*) AS n, count(*) AS n FROM t1 GROUP BY a"),
+        ["a", "a", "n", "n"]
+    );
     // A query without repeats keeps DataFusion's names (nothing renamed).
-    let stream = db.sql("SELECT a, b + 1 FROM t1").unwrap();
-    let names: Vec<String> = stream
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    assert_eq!(names, ["a", "t1.b + Int64(1)"]);
+    assert_eq!(names("SELECT a, b + 1 FROM t1"), ["a", "t1.b + Int64(1)"]);
 }

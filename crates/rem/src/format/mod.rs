@@ -115,27 +115,10 @@ mod hostile_bytes {
         })
     }
 
-    /// Runs every decoder that applies to an entry of `cf` on `key` and `value`; each may
-    /// fail, none may panic.
-    fn decode_all(cf: ColumnFamily, key: &[u8], value: &[u8]) {
-        let _ = entities::parse_entity_key(key);
-        let _ = Entity::decode("notes", value);
-        let _ = Entity::decode_with("notes", value, Some(&["n".to_string()]));
-        let _ = changes::parse_change_key(key);
-        let _ = changes::decode_change(value);
-        let _ = edges::parse_edge_key(key);
-        let _ = edges::parse_reverse_key(key);
-        let _ = edges::decode_edge(key, value);
-        let _ = edges::parse_out_suffix(key);
-        let _ = edges::parse_in_suffix(key);
-        let _ = indexes::parse_id_value(value.to_vec());
-        let _ = indexes::parse_key_index_suffix(key);
-        let _ = entities::parse_entity_key_in_tenant(key);
-        let _ = vectors::StoredEmbedding::decode(value);
-        let _ = vectors::parse_column_meta(value);
-        let _ = meta::ReplicationRole::decode(value);
-        let _ = trailing_id(key);
-        let _ = cf;
+    /// Runs every decoder on `key` and `value` (the fuzz entry point, which also checks
+    /// round trips); each may fail, none may panic.
+    fn decode_all(_cf: ColumnFamily, key: &[u8], value: &[u8]) {
+        crate::fuzzing::stored_entry(&crate::fuzzing::join(key, value));
     }
 
     #[test]
