@@ -212,7 +212,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     if let Some(index) = args
         .index_cache
         .as_deref()
-        .and_then(|base| VectorIndex::load(base, &cache_model, dims, &options))
+        .and_then(|base| VectorIndex::load(base, &cache_model, dims, &options, &rem::PlainCodec))
     {
         println!(
             "rem (usearch, {}) loaded from the cache: memory {:.1} MB",
@@ -252,7 +252,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         raw as f64 / 1e6
     );
     if let Some(base) = &args.index_cache {
-        index.save(base)?;
+        index.save(base, &rem::PlainCodec)?;
     }
     measure(args, &index, &data, &queries, &truth, exact_qps, threads)
 }

@@ -81,23 +81,23 @@ impl Ctx<'_> {
         if let Some(db) = &self.session.database {
             return Ok(Backend::Embedded(db.for_tenant(self.config.tenant())?));
         }
-        match self.opener().backend(access) {
-            Err(e) if self.may_prompt_for(&e) => {
-                let password = self.prompt_password()?;
-                self.config.set_password(password);
-                self.opener().backend(access)
-            }
-            other => other,
-        }
+        self.prompting(|o| o.backend(access))
     }
 
     /// Opens the database in this process.
     pub(crate) fn open(&mut self, access: Access) -> Result<Database> {
-        match self.opener().open(access) {
+        self.prompting(|o| o.open(access))
+    }
+
+    /// Runs `f`; when it fails for want of a password that this terminal can give,
+    /// prompts for it and runs `f` once more with it.
+    fn prompting<T>(&mut self, f: impl Fn(&Opener<'_>) -> Result<T>) -> Result<T> {
+        let first = f(&self.opener());
+        match first {
             Err(e) if self.may_prompt_for(&e) => {
                 let password = self.prompt_password()?;
                 self.config.set_password(password);
-                self.opener().open(access)
+                f(&self.opener())
             }
             other => other,
         }
@@ -1323,20 +1323,8 @@ fn key_gen(ctx: &mut Ctx<'_>, force: bool) -> Result<()> {
 /// Writes `bytes` to `path` through a temporary file readable by its owner only, then
 /// renames it into place.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write as _;
     let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
+    rem::write_private_file(&tmp, bytes)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())

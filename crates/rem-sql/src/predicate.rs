@@ -17,7 +17,7 @@ use datafusion::logical_expr::{Between, BinaryExpr, Expr, Like, Operator};
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias, Visit, Visitor};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::Token;
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use rem::{Database, Filter};
 
 use crate::{Error, Result};
@@ -81,14 +81,82 @@ fn invalid(predicate: &str, msg: &str) -> Error {
     Error::Query(format!("invalid predicate '{predicate}': {msg}"))
 }
 
+/// How deep parentheses may nest in a search filter. The parser backtracks at each
+/// level it cannot settle at once (a `(` may open a subquery, a tuple or an
+/// expression), so depth, not length, is what costs; real filters nest a few levels.
+const MAX_NESTING: usize = 16;
+
+/// Refuses, before the parser sees them, the tokens no search filter uses: `.` chains,
+/// `[…]` subscripts, `:` and `::`, operators of other dialects. The parser (sqlparser)
+/// tries such shapes several ways and backtracks; on crafted input of under 100 bytes
+/// that took tens of seconds (fuzzing found it). What is left, words, literals,
+/// comparisons, arithmetic, commas and parentheses nested at most [`MAX_NESTING`]
+/// deep, parses in time linear in its length.
+fn screen(predicate: &str, tokens: &[TokenWithSpan]) -> Result<()> {
+    let mut depth = 0usize;
+    for t in tokens {
+        match &t.token {
+            Token::LParen => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(invalid(
+                        predicate,
+                        &format!(
+                            "parentheses nest deeper than {MAX_NESTING} at {}",
+                            t.span.start
+                        ),
+                    ));
+                }
+            }
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Word(_)
+            | Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_)
+            | Token::NationalStringLiteral(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::UnicodeStringLiteral(_)
+            | Token::HexStringLiteral(_)
+            | Token::Whitespace(_)
+            | Token::Comma
+            | Token::Eq
+            | Token::DoubleEq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::EOF => {}
+            other => {
+                return Err(invalid(
+                    predicate,
+                    &format!(
+                        "'{other}' at {} has no place in a search filter (compare fields with literals, combined by AND, OR and NOT)",
+                        t.span.start
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 fn parse(predicate: &str) -> Result<SqlExpr> {
     let dialect = GenericDialect {};
     let syntax = |e: &datafusion::sql::sqlparser::parser::ParserError| {
         invalid(predicate, &syntax_error(e).to_string())
     };
-    let mut parser = Parser::new(&dialect)
-        .try_with_sql(predicate)
-        .map_err(|e| syntax(&e))?;
+    let tokens = Tokenizer::new(&dialect, predicate)
+        .tokenize_with_location()
+        .map_err(|e| syntax(&e.into()))?;
+    screen(predicate, &tokens)?;
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let expr = parser.parse_expr().map_err(|e| syntax(&e))?;
     let next = parser.peek_token();
     if next.token != Token::EOF {
@@ -356,5 +424,58 @@ mod tests {
         assert_eq!(e("views = = 1").kind(), rem::ErrorKind::InvalidInput);
         assert!(check_where("a = = 1").is_err());
         assert!(check_where("a = 1").is_ok());
+    }
+
+    /// Inputs that made the parser backtrack for tens of seconds (found by the
+    /// `where_predicate` fuzz target) are refused by the token screen, and the shapes
+    /// the screen lets through stay cheap at its limits: nesting at the cap, long
+    /// chains, unbalanced openings, nested `IN (` and function calls.
+    #[test]
+    fn backtracking_shapes_are_refused_or_cheap() {
+        let db = db();
+        for finding in [
+            &include_bytes!("../../../fuzz/findings/where_predicate-slow-4bc08d06")[..],
+            &include_bytes!("../../../fuzz/findings/where_predicate-timeout-db1196a7")[..],
+        ] {
+            let text = std::str::from_utf8(finding).unwrap();
+            let err = check_where(text).unwrap_err().to_string();
+            assert!(err.contains("no place in a search filter"), "{err}");
+            let err = parse_where(&db, Some("docs"), text).unwrap_err();
+            assert_eq!(err.kind(), rem::ErrorKind::InvalidInput);
+        }
+        for refused in [
+            "tags[1] = 't'",
+            "a.b = 1",
+            "views::text = '1'",
+            "x -> 'k' = 1",
+        ] {
+            let err = check_where(refused).unwrap_err().to_string();
+            assert!(
+                err.contains("no place in a search filter"),
+                "{refused}: {err}"
+            );
+        }
+        let nest = |n: usize, inner: &str| format!("{}{inner}{}", "(".repeat(n), ")".repeat(n));
+        assert_eq!(
+            parse_where(&db, Some("docs"), &nest(MAX_NESTING, "views = 1")).unwrap(),
+            Filter::Eq("views".into(), json!(1))
+        );
+        let err = check_where(&nest(MAX_NESTING + 1, "views = 1")).unwrap_err();
+        assert!(err.to_string().contains("nest deeper"), "{err}");
+        let chain = vec!["views = 1"; 2000].join(" AND ");
+        assert!(matches!(
+            parse_where(&db, Some("docs"), &chain).unwrap(),
+            Filter::And(_)
+        ));
+        let nots = format!("{}views = 1", "NOT ".repeat(40));
+        assert!(parse_where(&db, Some("docs"), &nots).is_ok());
+        // Shapes with nothing after the openings, which no filter parses: each is
+        // refused, and each would take the parser years if it backtracked per level.
+        for opening in ["(", "views IN (", "f(", "(SELECT ", "CAST(", "NOT ("] {
+            let text = format!("{}views", opening.repeat(MAX_NESTING));
+            assert!(check_where(&text).is_err(), "{text}");
+            let text = format!("{}views = 1", opening.repeat(MAX_NESTING));
+            assert!(check_where(&text).is_err(), "{text}");
+        }
     }
 }

@@ -13,6 +13,27 @@ pub trait ValueCodec: Send + Sync + std::fmt::Debug {
     /// Decodes stored bytes read from `key` in `cf`. Fails on bytes this codec did not
     /// produce for that place.
     fn decode(&self, cf: ColumnFamily, key: &[u8], stored: &[u8]) -> Result<Vec<u8>, StorageError>;
+    /// Seals the bytes of a file the engine writes beside the database (a saved vector
+    /// index), bound to `name`, its path inside the database directory. The plain codec
+    /// returns them as they are.
+    fn seal_file(&self, name: &str, plain: &[u8]) -> Result<Vec<u8>, StorageError> {
+        let _ = name;
+        Ok(plain.to_vec())
+    }
+    /// The bytes [`ValueCodec::seal_file`] sealed for `name`; fails when they were altered
+    /// or sealed for another name.
+    fn open_file(&self, name: &str, stored: &[u8]) -> Result<Vec<u8>, StorageError> {
+        let _ = name;
+        Ok(stored.to_vec())
+    }
+    /// The keyed hash (16 bytes) that stands for a user's value inside a key (a key
+    /// value, an indexed value, an edge type or target), so that keys reveal equality
+    /// but not the value; `parts` are length-prefixed into the hash, the first naming
+    /// what the value is. `None` for the plain codec: keys hold values as they are.
+    fn blind(&self, parts: &[&[u8]]) -> Option<[u8; 16]> {
+        let _ = parts;
+        None
+    }
     /// True for a codec that encrypts.
     fn is_encrypted(&self) -> bool {
         false

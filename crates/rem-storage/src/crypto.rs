@@ -265,47 +265,72 @@ impl Header {
                 file.display()
             ))
         };
+        let fields = Fields::parse(text, HEADER_MAGIC, "unknown first line", &bad)?;
+        let fixed16 = |k: &str| -> Result<[u8; 16]> {
+            <[u8; 16]>::try_from(fields.hex(k)?)
+                .map_err(|_| bad(&format!("'{k}' is not 16 bytes of hex")))
+        };
+        Ok(Header {
+            params: fields.kdf_params()?,
+            salt: fixed16("salt")?,
+            key_id: fixed16("key_id")?,
+            wrapped: fields.hex("wrapped_key")?,
+        })
+    }
+}
+
+/// The `key=value` lines of a header or a sealed secret, after their first line. A line
+/// without `=`, a key given twice, a missing key or a malformed value is an error made
+/// by `bad`, which names the file.
+struct Fields<'a, B: Fn(&str) -> StorageError> {
+    map: std::collections::BTreeMap<&'a str, &'a str>,
+    bad: B,
+}
+
+impl<'a, B: Fn(&str) -> StorageError> Fields<'a, B> {
+    fn parse(text: &'a str, first_line: &str, wrong_first: &str, bad: B) -> Result<Self> {
         let mut lines = text.lines();
-        if lines.next() != Some(HEADER_MAGIC) {
-            return Err(bad("unknown first line"));
+        if lines.next() != Some(first_line) {
+            return Err(bad(wrong_first));
         }
-        let mut fields = std::collections::BTreeMap::new();
+        let mut map = std::collections::BTreeMap::new();
         for line in lines {
             let (k, v) = line
                 .split_once('=')
                 .ok_or_else(|| bad("a line without '='"))?;
-            if fields.insert(k, v).is_some() {
+            if map.insert(k, v).is_some() {
                 return Err(bad(&format!("'{k}' appears twice")));
             }
         }
-        let get = |k: &str| {
-            fields
-                .get(k)
-                .copied()
-                .ok_or_else(|| bad(&format!("no '{k}'")))
-        };
-        if get("kdf")? != "argon2id" {
-            return Err(bad("kdf is not argon2id"));
+        Ok(Fields { map, bad })
+    }
+
+    fn get(&self, k: &str) -> Result<&'a str> {
+        self.map
+            .get(k)
+            .copied()
+            .ok_or_else(|| (self.bad)(&format!("no '{k}'")))
+    }
+
+    fn num(&self, k: &str) -> Result<u32> {
+        self.get(k)?
+            .parse()
+            .map_err(|_| (self.bad)(&format!("'{k}' is not a number")))
+    }
+
+    fn hex(&self, k: &str) -> Result<Vec<u8>> {
+        unhex(self.get(k)?).ok_or_else(|| (self.bad)(&format!("'{k}' is not hex")))
+    }
+
+    /// `kdf=argon2id` and its `m_kib`, `t` and `p` (not yet checked against the floor).
+    fn kdf_params(&self) -> Result<KdfParams> {
+        if self.get("kdf")? != "argon2id" {
+            return Err((self.bad)("kdf is not argon2id"));
         }
-        let num = |k: &str| -> Result<u32> {
-            get(k)?
-                .parse()
-                .map_err(|_| bad(&format!("'{k}' is not a number")))
-        };
-        let fixed16 = |k: &str| -> Result<[u8; 16]> {
-            unhex(get(k)?)
-                .and_then(|v| <[u8; 16]>::try_from(v).ok())
-                .ok_or_else(|| bad(&format!("'{k}' is not 16 bytes of hex")))
-        };
-        Ok(Header {
-            params: KdfParams {
-                m_kib: num("m_kib")?,
-                t: num("t")?,
-                p: num("p")?,
-            },
-            salt: fixed16("salt")?,
-            key_id: fixed16("key_id")?,
-            wrapped: unhex(get("wrapped_key")?).ok_or_else(|| bad("'wrapped_key' is not hex"))?,
+        Ok(KdfParams {
+            m_kib: self.num("m_kib")?,
+            t: self.num("t")?,
+            p: self.num("p")?,
         })
     }
 }
@@ -332,26 +357,29 @@ fn write_header(dir: &Path, header: &Header, step: &dyn Fn(&str)) -> Result<()> 
         StorageError::Backend(format!("cannot {what} in {}: {e}", dir.display()))
     };
     let tmp = dir.join(format!("{HEADER_FILE}.new"));
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut f = options
-            .open(&tmp)
-            .map_err(|e| fail("write the encryption header", e))?;
-        f.write_all(header.to_text().as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(|e| fail("write the encryption header", e))?;
-    }
+    write_private_file(&tmp, header.to_text().as_bytes())
+        .map_err(|e| fail("write the encryption header", e))?;
     step("staged");
     std::fs::rename(&tmp, dir.join(HEADER_FILE))
         .map_err(|e| fail("replace the encryption header", e))?;
     step("swapped");
     sync_dir(dir).map_err(|e| fail("sync the directory", e))
+}
+
+/// Writes `bytes` to a new or truncated file at `path`, readable and writable by its
+/// owner only (Unix mode 0600, set at creation, so no other user can open it even
+/// briefly), and fsyncs it. Renaming or linking it into place is the caller's step.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 /// Makes a rename in `dir` durable (Unix: fsync the directory; elsewhere a no-op).
@@ -377,21 +405,8 @@ pub(crate) fn create_key(
     let fail = |what: &str, e: std::io::Error| {
         StorageError::Backend(format!("cannot {what} in {}: {e}", dir.display()))
     };
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut f = options
-            .open(&tmp)
-            .map_err(|e| fail("write the encryption header", e))?;
-        f.write_all(header.to_text().as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(|e| fail("write the encryption header", e))?;
-    }
+    write_private_file(&tmp, header.to_text().as_bytes())
+        .map_err(|e| fail("write the encryption header", e))?;
     let linked = std::fs::hard_link(&tmp, dir.join(HEADER_FILE));
     let _ = std::fs::remove_file(&tmp);
     match linked {
@@ -477,39 +492,11 @@ pub fn open_with_password(
     file: &Path,
 ) -> Result<Zeroizing<Vec<u8>>> {
     let bad = |what: &str| StorageError::Corrupt(format!("{}: {what}", file.display()));
-    let mut lines = text.lines();
-    if lines.next() != Some(context) {
-        return Err(bad("not a sealed secret of this kind"));
-    }
-    let mut fields = std::collections::BTreeMap::new();
-    for line in lines {
-        let (k, v) = line
-            .split_once('=')
-            .ok_or_else(|| bad("a line without '='"))?;
-        fields.insert(k, v);
-    }
-    let get = |k: &str| {
-        fields
-            .get(k)
-            .copied()
-            .ok_or_else(|| bad(&format!("no '{k}'")))
-    };
-    let num = |k: &str| -> Result<u32> {
-        get(k)?
-            .parse()
-            .map_err(|_| bad(&format!("'{k}' is not a number")))
-    };
-    if get("kdf")? != "argon2id" {
-        return Err(bad("kdf is not argon2id"));
-    }
-    let params = KdfParams {
-        m_kib: num("m_kib")?,
-        t: num("t")?,
-        p: num("p")?,
-    };
+    let fields = Fields::parse(text, context, "not a sealed secret of this kind", &bad)?;
+    let params = fields.kdf_params()?;
     params.check()?;
-    let salt = unhex(get("salt")?).ok_or_else(|| bad("'salt' is not hex"))?;
-    let sealed = unhex(get("sealed")?).ok_or_else(|| bad("'sealed' is not hex"))?;
+    let salt = fields.hex("salt")?;
+    let sealed = fields.hex("sealed")?;
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return Err(bad("sealed secret is too short"));
     }
@@ -545,6 +532,8 @@ pub fn open_with_password(
 /// raw body and 1 an LZ4 block with its size prepended. Empty values are `02`.
 pub struct EncryptedCodec {
     cipher: XChaCha20Poly1305,
+    /// HMAC-SHA256 key of the values inside keys ([`ValueCodec::blind`]).
+    blind_key: Zeroizing<[u8; 32]>,
     key_id: [u8; 16],
 }
 
@@ -559,6 +548,7 @@ impl EncryptedCodec {
         let sub = key.subkey(b"percolate-rocks values 1");
         EncryptedCodec {
             cipher: XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&sub[..])),
+            blind_key: key.subkey(b"percolate-rocks key values 1"),
             key_id: key.id(),
         }
     }
@@ -585,11 +575,15 @@ fn aad(cf: ColumnFamily, key: &[u8]) -> Vec<u8> {
     out
 }
 
-impl ValueCodec for EncryptedCodec {
-    fn encode(&self, cf: ColumnFamily, key: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
-        if plain.is_empty() && holds_empty_values(cf) {
-            return Ok(vec![EMPTY_TAG]);
-        }
+/// Associated data of a file written beside the database (its name inside the
+/// directory); no column family is named `file`, so a file never opens as a value.
+fn file_aad(name: &str) -> Vec<u8> {
+    [b"file\0".as_slice(), name.as_bytes()].concat()
+}
+
+impl EncryptedCodec {
+    /// `01 | nonce | sealed(flag | body) | tag` of `plain` under `aad`.
+    fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
         let compressed = if plain.len() >= COMPRESS_MIN {
             let c = lz4_flex::block::compress_prepend_size(plain);
             (c.len() < plain.len()).then_some(c)
@@ -609,35 +603,22 @@ impl ValueCodec for EncryptedCodec {
         out.extend_from_slice(body);
         let tag = self
             .cipher
-            .encrypt_in_place_detached(
-                XNonce::from_slice(&nonce),
-                &aad(cf, key),
-                &mut out[1 + NONCE_LEN..],
-            )
+            .encrypt_in_place_detached(XNonce::from_slice(&nonce), aad, &mut out[1 + NONCE_LEN..])
             .map_err(|_| StorageError::Encryption("cannot seal a value".into()))?;
         out.extend_from_slice(tag.as_slice());
         Ok(out)
     }
 
-    fn decode(&self, cf: ColumnFamily, key: &[u8], stored: &[u8]) -> Result<Vec<u8>> {
-        let tampered = || {
-            StorageError::Integrity(format!(
-                "a value in {} fails authentication (tampered, moved from another key, or damaged)",
-                cf.name()
-            ))
-        };
-        match stored.first() {
-            Some(&EMPTY_TAG) if stored.len() == 1 && holds_empty_values(cf) => {
-                return Ok(Vec::new())
-            }
-            Some(&SEALED_TAG) if stored.len() >= 1 + NONCE_LEN + 1 + TAG_LEN => {}
-            Some(&crate::codec::PLAIN_TAG) => {
-                return Err(StorageError::Integrity(format!(
-                    "a plaintext value in {} of an encrypted database",
-                    cf.name()
-                )))
-            }
-            _ => return Err(tampered()),
+    /// The plain bytes of what [`Self::seal`] made under `aad`; `tampered` when `stored`
+    /// fails authentication.
+    fn open(
+        &self,
+        aad: &[u8],
+        stored: &[u8],
+        tampered: impl Fn() -> StorageError,
+    ) -> Result<Vec<u8>> {
+        if stored.first() != Some(&SEALED_TAG) || stored.len() < 1 + NONCE_LEN + 1 + TAG_LEN {
+            return Err(tampered());
         }
         let nonce = &stored[1..1 + NONCE_LEN];
         let (sealed, tag) =
@@ -646,7 +627,7 @@ impl ValueCodec for EncryptedCodec {
         self.cipher
             .decrypt_in_place_detached(
                 XNonce::from_slice(nonce),
-                &aad(cf, key),
+                aad,
                 &mut buf,
                 Tag::from_slice(tag),
             )
@@ -663,6 +644,65 @@ impl ValueCodec for EncryptedCodec {
                 "an authenticated value has an unknown flag".into(),
             )),
         }
+    }
+}
+
+impl ValueCodec for EncryptedCodec {
+    fn encode(&self, cf: ColumnFamily, key: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
+        if plain.is_empty() && holds_empty_values(cf) {
+            return Ok(vec![EMPTY_TAG]);
+        }
+        self.seal(&aad(cf, key), plain)
+    }
+
+    fn decode(&self, cf: ColumnFamily, key: &[u8], stored: &[u8]) -> Result<Vec<u8>> {
+        match stored.first() {
+            Some(&EMPTY_TAG) if stored.len() == 1 && holds_empty_values(cf) => {
+                return Ok(Vec::new())
+            }
+            Some(&crate::codec::PLAIN_TAG) => {
+                return Err(StorageError::Integrity(format!(
+                    "a plaintext value in {} of an encrypted database",
+                    cf.name()
+                )))
+            }
+            _ => {}
+        }
+        self.open(&aad(cf, key), stored, || {
+            StorageError::Integrity(format!(
+                "a value in {} fails authentication (tampered, moved from another key, or damaged)",
+                cf.name()
+            ))
+        })
+    }
+
+    fn seal_file(&self, name: &str, plain: &[u8]) -> Result<Vec<u8>> {
+        self.seal(&file_aad(name), plain)
+    }
+
+    fn open_file(&self, name: &str, stored: &[u8]) -> Result<Vec<u8>> {
+        self.open(&file_aad(name), stored, || {
+            StorageError::Integrity(format!(
+                "the file {name} fails authentication (tampered, renamed, or damaged)"
+            ))
+        })
+    }
+
+    fn blind(&self, parts: &[&[u8]]) -> Option<[u8; 16]> {
+        use hmac::Mac as _;
+        let Ok(mut mac) =
+            <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.blind_key[..])
+        else {
+            unreachable!("HMAC takes keys of any length");
+        };
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        Some(out)
     }
 
     fn is_encrypted(&self) -> bool {

@@ -23,7 +23,7 @@ pub use cf::ColumnFamily;
 pub use codec::{PlainCodec, ValueCodec};
 pub use crypto::{
     change_password, header_path, open_with_password, read_header, seal_with_password,
-    EncryptedCodec, Header, KdfParams, Password, HEADER_FILE,
+    write_private_file, EncryptedCodec, Header, KdfParams, Password, HEADER_FILE,
 };
 pub use error::StorageError;
 pub use keys::{prefix_successor, KeyBuf, KeyReader};

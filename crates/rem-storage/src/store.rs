@@ -268,6 +268,12 @@ impl Store {
         self.codec.is_encrypted()
     }
 
+    /// The value codec, for files written beside the database
+    /// ([`ValueCodec::seal_file`]).
+    pub fn codec(&self) -> &dyn ValueCodec {
+        self.codec.as_ref()
+    }
+
     /// True for stores made by [`Store::open_in_memory`].
     pub fn is_in_memory(&self) -> bool {
         self.in_memory
@@ -511,6 +517,8 @@ impl Store {
             iter: self.db.raw_iterator_cf(self.cf(cf)?),
             prefix: Vec::new(),
             started: false,
+            cf,
+            codec: self.codec.as_ref(),
         })
     }
 
@@ -649,6 +657,8 @@ pub struct RawScan<'a> {
     iter: DBRawIterator<'a>,
     prefix: Vec<u8>,
     started: bool,
+    cf: ColumnFamily,
+    codec: &'a dyn ValueCodec,
 }
 
 impl RawScan<'_> {
@@ -674,6 +684,17 @@ impl RawScan<'_> {
                 Ok(None)
             }
         }
+    }
+
+    /// The next key with the prefix and its value (decoded by the store's codec), or
+    /// `None` when there are no more.
+    pub fn next_entry(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let Some(key) = self.next_key()? else {
+            return Ok(None);
+        };
+        let stored = self.iter.value().unwrap_or_default();
+        let value = self.codec.decode(self.cf, &key, stored)?;
+        Ok(Some((key, value)))
     }
 }
 

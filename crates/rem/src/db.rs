@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::format::entities::{entity_key_bytes, entity_prefix, entity_shard_bound};
 use crate::format::indexes::{
     encode_scalar, field_prefix, id_key, key_index_prefix, parse_id_value, parse_key_index_suffix,
-    tag_of,
+    stored_index_value, tag_of,
 };
 use crate::format::trailing_id;
 use crate::index::scalar_type;
@@ -381,7 +381,7 @@ impl Database {
     /// Every live entity, in any table, whose key equals `key` (one prefix scan of the
     /// key index). An id given as `key` finds that entity too.
     pub fn lookup(&self, key: &str) -> Result<Vec<Entity>> {
-        let prefix = key_index_prefix(&self.tenant, key);
+        let prefix = key_index_prefix(self.store().codec(), &self.tenant, key);
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         for item in self.store().scan_prefix(ColumnFamily::KeyIndex, &prefix)? {
@@ -409,7 +409,7 @@ impl Database {
     /// The access path a scan of `table` with `filter` would use.
     pub fn explain(&self, table: &str, filter: &Filter) -> Result<AccessPath> {
         let schema = self.schema(table)?;
-        Ok(plan(&schema, filter))
+        Ok(plan(&schema, filter, !self.store().is_encrypted()))
     }
 
     /// Entities of `table` matching `filter`, read through an index when one applies.
@@ -433,7 +433,7 @@ impl Database {
     ) -> Result<AccessPath> {
         let schema = self.schema(table)?;
         let table = schema.name.as_str();
-        let path = plan(&schema, filter);
+        let path = plan(&schema, filter, !self.store().is_encrypted());
         let limit = options.limit.unwrap_or(usize::MAX);
         if limit == 0 {
             return Ok(path);
@@ -490,7 +490,7 @@ impl Database {
                         Value::String(s) => s.clone(),
                         other => other.to_string(),
                     };
-                    let prefix = key_index_prefix(&self.tenant, &key);
+                    let prefix = key_index_prefix(self.store().codec(), &self.tenant, &key);
                     for item in self.store().scan_prefix(ColumnFamily::KeyIndex, &prefix)? {
                         let (k, _) = item?;
                         if let Some((t, id)) = parse_key_index_suffix(&k[prefix.len()..]) {
@@ -511,7 +511,13 @@ impl Database {
                         continue;
                     };
                     let mut prefix = base.clone();
-                    prefix.extend_from_slice(&enc);
+                    prefix.extend_from_slice(&stored_index_value(
+                        self.store().codec(),
+                        &self.tenant,
+                        table,
+                        field,
+                        &enc,
+                    ));
                     let mut iter = self
                         .store()
                         .scan_prefix(ColumnFamily::FieldIndex, &prefix)?;

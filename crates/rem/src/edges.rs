@@ -20,13 +20,14 @@
 
 use std::collections::HashMap;
 
-use rem_storage::ColumnFamily;
+use rem_storage::{ColumnFamily, ValueCodec};
 use serde_json::{Map, Value};
 
 use crate::entity::now;
 use crate::format::changes::{encode_edge_delete, encode_edge_put};
 use crate::format::edges::{
-    corrupt, decode_edge, edge_key, edge_value, in_prefix, out_prefix, parse_in_suffix, reverse_key,
+    corrupt, decode_edge, edge_key, edge_value, in_names, in_prefix, out_prefix, reverse_key,
+    reverse_value,
 };
 use crate::format::tenant_prefix;
 use crate::{Database, Entity, EntityId, Error, Result};
@@ -61,6 +62,7 @@ pub(crate) fn normalize_target(
 /// this write; the write path keeps an existing entry's value, so it records when the
 /// edge first appeared.
 pub(crate) fn edge_entries(
+    codec: &dyn ValueCodec,
     tenant: &str,
     entity: &Entity,
     canonical: &dyn Fn(&str) -> Option<String>,
@@ -75,13 +77,21 @@ pub(crate) fn edge_entries(
         }
         out.push((
             ColumnFamily::Edges,
-            edge_key(tenant, &entity.id, REFERENCES, &dst),
-            edge_value(1.0, &entity.modified_at, false, &none),
+            edge_key(codec, tenant, &entity.id, REFERENCES, &dst),
+            edge_value(
+                codec,
+                REFERENCES,
+                &dst,
+                1.0,
+                &entity.modified_at,
+                false,
+                &none,
+            ),
         ));
         out.push((
             ColumnFamily::EdgesRev,
-            reverse_key(tenant, &dst, REFERENCES, &entity.id),
-            vec![],
+            reverse_key(codec, tenant, &dst, REFERENCES, &entity.id),
+            reverse_value(codec, REFERENCES, &dst),
         ));
     }
     out
@@ -175,23 +185,38 @@ impl Database {
                 ));
             }
             let _guard = self.lock_writes();
-            let key = edge_key(&self.tenant, &source.id, edge_type, &dst);
+            let codec = self.store().codec();
+            let key = edge_key(codec, &self.tenant, &source.id, edge_type, &dst);
             let created = match self.store().get(ColumnFamily::Edges, &key)? {
                 Some(v) => decode_edge(&key, &v)?.created_at,
                 None => now(),
             };
-            let value = edge_value(weight, &created, true, &options.properties);
+            let value = edge_value(
+                codec,
+                edge_type,
+                &dst,
+                weight,
+                &created,
+                true,
+                &options.properties,
+            );
             let mut batch = self.store().batch();
             batch.put(ColumnFamily::Edges, &key, &value)?;
             batch.put(
                 ColumnFamily::EdgesRev,
-                &reverse_key(&self.tenant, &dst, edge_type, &source.id),
-                &[],
+                &reverse_key(codec, &self.tenant, &dst, edge_type, &source.id),
+                &reverse_value(codec, edge_type, &dst),
             )?;
-            let change = encode_edge_put(&self.tenant, &key, &value);
+            let change = encode_edge_put(&self.tenant, &source.id, edge_type, &dst, &value);
             self.store().commit(batch, &[change])?;
         }
-        let key = edge_key(&self.tenant, &source.id, edge_type, &dst);
+        let key = edge_key(
+            self.store().codec(),
+            &self.tenant,
+            &source.id,
+            edge_type,
+            &dst,
+        );
         let value = self
             .store()
             .get(ColumnFamily::Edges, &key)?
@@ -225,7 +250,8 @@ impl Database {
             return Ok(true);
         }
         let _guard = self.lock_writes();
-        let key = edge_key(&self.tenant, &source.id, edge_type, &dst);
+        let codec = self.store().codec();
+        let key = edge_key(codec, &self.tenant, &source.id, edge_type, &dst);
         if self.store().get(ColumnFamily::Edges, &key)?.is_none() {
             return Ok(false);
         }
@@ -233,9 +259,9 @@ impl Database {
         batch.delete(ColumnFamily::Edges, &key)?;
         batch.delete(
             ColumnFamily::EdgesRev,
-            &reverse_key(&self.tenant, &dst, edge_type, &source.id),
+            &reverse_key(codec, &self.tenant, &dst, edge_type, &source.id),
         )?;
-        let change = encode_edge_delete(&self.tenant, &key);
+        let change = encode_edge_delete(&self.tenant, &source.id, edge_type, &dst);
         self.store().commit(batch, &[change])?;
         Ok(true)
     }
@@ -287,13 +313,13 @@ impl Database {
                 }
             }
             (None, Some(dst)) => {
-                let prefix = in_prefix(tenant, dst);
+                let codec = self.store().codec();
+                let prefix = in_prefix(codec, tenant, dst);
                 for item in self.store().scan_prefix(ColumnFamily::EdgesRev, &prefix)? {
-                    let (k, _) = item?;
-                    let (edge_type, src) =
-                        parse_in_suffix(&k[prefix.len()..]).map_err(|_| corrupt("type"))?;
+                    let (k, v) = item?;
+                    let (edge_type, src) = in_names(&k[prefix.len()..], &v)?;
                     let src = src.ok_or_else(|| corrupt("source"))?;
-                    let key = edge_key(tenant, &src, &edge_type, dst);
+                    let key = edge_key(codec, tenant, &src, &edge_type, dst);
                     let Some(v) = self.store().get(ColumnFamily::Edges, &key)? else {
                         continue;
                     };

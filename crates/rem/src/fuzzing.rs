@@ -66,6 +66,10 @@ pub fn stored_entry(data: &[u8]) {
     let _ = edges::decode_edge(key, value);
     let _ = edges::parse_out_suffix(key);
     let _ = edges::parse_in_suffix(key);
+    let _ = edges::parse_edge_entry(key, value);
+    let _ = edges::parse_reverse_entry(key, value);
+    let _ = edges::out_names(key, value);
+    let _ = edges::in_names(key, value);
     let _ = indexes::parse_id_value(value.to_vec());
     let _ = indexes::parse_key_index_suffix(key);
     if let Ok(s) = vectors::StoredEmbedding::decode(value) {
@@ -252,7 +256,7 @@ pub fn vector_index_load(data: &[u8]) {
 
 fn load_and_probe(base: &Path) {
     let options = EmbeddingOptions::default();
-    let Some(vi) = VectorIndex::load(base, "m", 3, &options) else {
+    let Some(vi) = VectorIndex::load(base, "m", 3, &options, &rem_storage::PlainCodec) else {
         return;
     };
     assert_eq!(vi.dims(), 3);
@@ -274,7 +278,7 @@ pub fn vector_index_seed() -> Vec<u8> {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let base = dir.path().join("v");
-    vi.save(&base).expect("save");
+    vi.save(&base, &rem_storage::PlainCodec).expect("save");
     let read = |ext: &str| std::fs::read(base.with_extension(ext)).expect("read");
     let (json_part, keys_part, index_part) = (read("json"), read("keys"), read("usearch"));
     join(&json_part, &join(&keys_part, &index_part))

@@ -13,7 +13,9 @@ use std::collections::{HashMap, HashSet};
 
 use rem_storage::ColumnFamily;
 
-use crate::format::edges::{in_prefix, out_prefix, parse_in_suffix, parse_out_suffix, target_id};
+use crate::format::edges::{
+    in_names, in_prefix, out_names, out_prefix, out_type_prefix, target_id,
+};
 use crate::nodes::TenantNodes;
 use crate::{Database, Edge, EntityId, Error, Result};
 
@@ -171,11 +173,30 @@ impl Database {
         out: &mut Vec<Hop>,
     ) -> Result<()> {
         let tenant = self.tenant.as_str();
+        let codec = self.store().codec();
+        // A plain database's keys hold the names, so keys alone are read; an encrypted
+        // one's hold keyed hashes and its values carry the names.
+        let names_in_values = codec.is_encrypted();
         if direction != Direction::In {
-            let prefix = out_prefix(tenant, node);
+            let prefix = match edge_type {
+                Some(t) => out_type_prefix(codec, tenant, node, t),
+                None => out_prefix(tenant, node),
+            };
+            let rest_at = out_prefix(tenant, node).len();
             iter.seek_prefix(&prefix);
-            while let Some(k) = iter.next_key()? {
-                let (ty, dst) = parse_out_suffix(&k[prefix.len()..])?;
+            loop {
+                let (k, v) = if names_in_values {
+                    match iter.next_entry()? {
+                        Some(entry) => entry,
+                        None => break,
+                    }
+                } else {
+                    match iter.next_key()? {
+                        Some(k) => (k, Vec::new()),
+                        None => break,
+                    }
+                };
+                let (ty, dst) = out_names(&k[rest_at..], &v)?;
                 if edge_type.is_some_and(|t| t != ty) {
                     continue;
                 }
@@ -186,10 +207,21 @@ impl Database {
             }
         }
         if direction != Direction::Out {
-            let prefix = in_prefix(tenant, &node.to_string());
+            let prefix = in_prefix(codec, tenant, &node.to_string());
             rev.seek_prefix(&prefix);
-            while let Some(k) = rev.next_key()? {
-                let (ty, src) = parse_in_suffix(&k[prefix.len()..])?;
+            loop {
+                let (k, v) = if names_in_values {
+                    match rev.next_entry()? {
+                        Some(entry) => entry,
+                        None => break,
+                    }
+                } else {
+                    match rev.next_key()? {
+                        Some(k) => (k, Vec::new()),
+                        None => break,
+                    }
+                };
+                let (ty, src) = in_names(&k[prefix.len()..], &v)?;
                 if edge_type.is_some_and(|t| t != ty) {
                     continue;
                 }

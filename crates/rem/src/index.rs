@@ -2,9 +2,11 @@
 //! field-index entry per indexed value, and the derived `references` edges. The key
 //! layouts and the encoding of indexed values are in `format/indexes.rs`.
 
-use rem_storage::ColumnFamily;
+use rem_storage::{ColumnFamily, ValueCodec};
 
-use crate::format::indexes::{field_index_key, id_key, id_value, index_values, key_index_key};
+use crate::format::indexes::{
+    field_index_key, id_key, id_value, index_values, key_index_key, stored_index_value,
+};
 use crate::id::entity_key;
 use crate::{Entity, FieldType, Schema};
 
@@ -18,8 +20,10 @@ pub(crate) fn scalar_type(schema: &Schema, field: &str) -> FieldType {
 }
 
 /// All index entries (family, key, value) that `entity` needs under `schema`. Used
-/// on every write (old entries minus new ones are deleted) and by `verify`.
+/// on every write (old entries minus new ones are deleted) and by `verify`. `codec`
+/// decides whether values inside keys are stored as they are or as keyed hashes.
 pub(crate) fn index_entries(
+    codec: &dyn ValueCodec,
     tenant: &str,
     schema: &Schema,
     entity: &Entity,
@@ -35,7 +39,7 @@ pub(crate) fn index_entries(
         for k in std::iter::once(&key.value).chain(key.aliases.iter()) {
             out.push((
                 ColumnFamily::KeyIndex,
-                key_index_key(tenant, k, &entity.table, &entity.id),
+                key_index_key(codec, tenant, k, &entity.table, &entity.id),
                 vec![],
             ));
         }
@@ -48,11 +52,17 @@ pub(crate) fn index_entries(
         for enc in index_values(ty, v) {
             out.push((
                 ColumnFamily::FieldIndex,
-                field_index_key(tenant, &entity.table, field, &enc, &entity.id),
+                field_index_key(
+                    tenant,
+                    &entity.table,
+                    field,
+                    &stored_index_value(codec, tenant, &entity.table, field, &enc),
+                    &entity.id,
+                ),
                 vec![],
             ));
         }
     }
-    out.extend(crate::edges::edge_entries(tenant, entity, canonical));
+    out.extend(crate::edges::edge_entries(codec, tenant, entity, canonical));
     out
 }

@@ -47,7 +47,8 @@ pub use options::{expand_home, EmbeddingOptions, VectorIndexType, VectorQuantiza
 pub use query::{AccessPath, Filter, ScanOptions};
 pub use rem_embed::LocalEngine;
 pub use rem_storage::{
-    open_with_password, seal_with_password, Compression, KdfParams, Password, StoreOptions,
+    open_with_password, seal_with_password, write_private_file, Compression, KdfParams, Password,
+    PlainCodec, StoreOptions, ValueCodec,
 };
 pub use replica::{History, LogStatus, ReplicatedChange, ReplicatedVector, ReplicationRole};
 pub use schema::{

@@ -233,9 +233,11 @@ pub(crate) fn shard_start(i: u32, n: u32) -> u32 {
 }
 
 /// Picks the cheapest access path for `filter`: ids, then the key index, then an
-/// equality index, then a range index; else a full scan. The whole filter is still
-/// applied to every entity read, so the path only needs to be a superset.
-pub(crate) fn plan(schema: &Schema, filter: &Filter) -> AccessPath {
+/// equality index, then a range index (only when `ordered`: the index keys hold the
+/// values in order, which an encrypted database's keyed hashes do not); else a full
+/// scan. The whole filter is still applied to every entity read, so the path only needs
+/// to be a superset.
+pub(crate) fn plan(schema: &Schema, filter: &Filter, ordered: bool) -> AccessPath {
     let conjuncts: Vec<&Filter> = match filter {
         Filter::And(fs) => fs.iter().collect(),
         other => vec![other],
@@ -279,7 +281,7 @@ pub(crate) fn plan(schema: &Schema, filter: &Filter) -> AccessPath {
         }
     }
     // 4. ranges on an indexed field; bounds on the same field are merged
-    for c in &conjuncts {
+    for c in conjuncts.iter().filter(|_| ordered) {
         if let Filter::Range { field, .. } = c {
             if !schema.is_indexed(field) {
                 continue;

@@ -16,7 +16,7 @@ use rem_storage::{Batch, ColumnFamily};
 
 use crate::change::{decode_change, Change};
 use crate::format::changes::{parse_change_key, put_target};
-use crate::format::edges::{edge_key, edge_value, reverse_key};
+use crate::format::edges::{edge_key, edge_value, reverse_key, reverse_value};
 use crate::format::entities::entity_key_bytes;
 use crate::format::meta::{META_HISTORY, META_ROLE};
 use crate::format::vectors::{column_meta_key, embedding_key, EMBEDDING, EMBEDDING_ALT};
@@ -443,14 +443,23 @@ impl Database {
                         pending.insert(slot, entity);
                     }
                     Change::EdgePut { tenant, edge } => {
-                        let key = edge_key(&tenant, &edge.src, &edge.edge_type, &edge.dst);
-                        let value =
-                            edge_value(edge.weight, &edge.created_at, true, &edge.properties);
+                        let codec = self.store().codec();
+                        let (ty, dst) = (edge.edge_type.as_str(), edge.dst.as_str());
+                        let key = edge_key(codec, &tenant, &edge.src, ty, dst);
+                        let value = edge_value(
+                            codec,
+                            ty,
+                            dst,
+                            edge.weight,
+                            &edge.created_at,
+                            true,
+                            &edge.properties,
+                        );
                         batch.put(ColumnFamily::Edges, &key, &value)?;
                         batch.put(
                             ColumnFamily::EdgesRev,
-                            &reverse_key(&tenant, &edge.dst, &edge.edge_type, &edge.src),
-                            &[],
+                            &reverse_key(codec, &tenant, dst, ty, &edge.src),
+                            &reverse_value(codec, ty, dst),
                         )?;
                     }
                     Change::EdgeDelete {
@@ -459,13 +468,14 @@ impl Database {
                         edge_type,
                         dst,
                     } => {
+                        let codec = self.store().codec();
                         batch.delete(
                             ColumnFamily::Edges,
-                            &edge_key(&tenant, &src, &edge_type, &dst),
+                            &edge_key(codec, &tenant, &src, &edge_type, &dst),
                         )?;
                         batch.delete(
                             ColumnFamily::EdgesRev,
-                            &reverse_key(&tenant, &dst, &edge_type, &src),
+                            &reverse_key(codec, &tenant, &dst, &edge_type, &src),
                         )?;
                     }
                 }

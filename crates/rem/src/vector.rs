@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use rem_storage::ValueCodec;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use crate::options::{VectorIndexType, VectorQuantization};
@@ -291,17 +292,26 @@ impl VectorIndex {
 
     /// Saves the index beside the database: data files first, the metadata file (the
     /// commit point) last, each through a temporary name. `base` is a path without
-    /// extension; the files are `base.{usearch,keys,json}`.
-    pub fn save(&self, base: &Path) -> Result<()> {
+    /// extension; the files are `base.{usearch,keys,json}`. With an encrypting `codec`
+    /// the index and keys files are sealed (the graph holds the vectors); the metadata
+    /// (model, size, count, watermark) stays readable.
+    pub fn save(&self, base: &Path, codec: &dyn ValueCodec) -> Result<()> {
         let model = self.model.as_str();
         if let Some(dir) = base.parent() {
             std::fs::create_dir_all(dir).map_err(index_error)?;
         }
         let index_path = base.with_extension("usearch");
         let tmp = base.with_extension("usearch.tmp");
-        self.index
-            .save(&tmp.to_string_lossy())
-            .map_err(index_error)?;
+        if codec.is_encrypted() {
+            let mut buf = vec![0u8; self.index.serialized_length()];
+            self.index.save_to_buffer(&mut buf).map_err(index_error)?;
+            let sealed = codec.seal_file(&file_name(&index_path), &buf)?;
+            std::fs::write(&tmp, sealed).map_err(index_error)?;
+        } else {
+            self.index
+                .save(&tmp.to_string_lossy())
+                .map_err(index_error)?;
+        }
         let checksum = file_checksum(&tmp).map_err(index_error)?;
         std::fs::rename(&tmp, &index_path).map_err(index_error)?;
         let mut keys = Vec::with_capacity(8 + self.keys.len() * 24);
@@ -310,25 +320,30 @@ impl VectorIndex {
             keys.extend_from_slice(&key.to_le_bytes());
             keys.extend_from_slice(id.as_bytes());
         }
-        write_atomic(&base.with_extension("keys"), &keys)?;
+        let keys_path = base.with_extension("keys");
+        let keys = codec.seal_file(&file_name(&keys_path), &keys)?;
+        write_atomic(&keys_path, &keys)?;
         let meta = serde_json::json!({
             "format": 3, "model": model, "dims": self.dims, "count": self.keys.len(),
             "blake3": checksum,
             "quantization": self.quantization.name(),
             "watermark": self.watermark, "exact": self.exact,
+            "sealed": codec.is_encrypted(),
         });
         write_atomic(&base.with_extension("json"), meta.to_string().as_bytes())
     }
 
     /// Loads a saved index; `None` when there is none, it does not match (`model`,
-    /// `dims`, index type) or its data file is not the one the metadata describes — the
-    /// caller then rebuilds. The checksum comes first: usearch's loader trusts its file,
-    /// and a damaged one could crash the process.
+    /// `dims`, index type, sealed or not by `codec`) or its data file is not the one the
+    /// metadata describes — the caller then rebuilds. The checksum comes first:
+    /// usearch's loader trusts its file, and a damaged one could crash the process. A
+    /// sealed file is authenticated before usearch sees it.
     pub fn load(
         base: &Path,
         model: &str,
         dims: usize,
         options: &EmbeddingOptions,
+        codec: &dyn ValueCodec,
     ) -> Option<VectorIndex> {
         let meta: serde_json::Value =
             serde_json::from_slice(&std::fs::read(base.with_extension("json")).ok()?).ok()?;
@@ -338,6 +353,7 @@ impl VectorIndex {
             || meta["dims"].as_u64()? as usize != dims
             || meta["exact"] != exact
             || meta["quantization"] != options.quantization.name()
+            || meta["sealed"].as_bool().unwrap_or(false) != codec.is_encrypted()
         {
             return None;
         }
@@ -347,9 +363,20 @@ impl VectorIndex {
             return None;
         }
         let mut vi = VectorIndex::new(dims, model, options).ok()?;
-        vi.index.load(&index_path.to_string_lossy()).ok()?;
+        if codec.is_encrypted() {
+            let sealed = std::fs::read(&index_path).ok()?;
+            let plain = codec
+                .open_file(&file_name(&index_path), &sealed)
+                .map_err(|e| tracing::warn!("{e}; rebuilding the vector index"))
+                .ok()?;
+            vi.index.load_from_buffer(&plain).ok()?;
+        } else {
+            vi.index.load(&index_path.to_string_lossy()).ok()?;
+        }
         vi.index.change_expansion_search(options.hnsw_ef_search);
-        let keys = std::fs::read(base.with_extension("keys")).ok()?;
+        let keys_path = base.with_extension("keys");
+        let keys = std::fs::read(&keys_path).ok()?;
+        let keys = codec.open_file(&file_name(&keys_path), &keys).ok()?;
         vi.next_key = u64::from_le_bytes(keys.get(..8)?.try_into().ok()?);
         for chunk in keys.get(8..)?.chunks(24) {
             let key = u64::from_le_bytes(chunk.get(..8)?.try_into().ok()?);
@@ -363,6 +390,16 @@ impl VectorIndex {
         vi.watermark = meta["watermark"].as_u64()?;
         Some(vi)
     }
+}
+
+/// The name a sealed file is bound to: its path under the database directory
+/// (`vectors/<file>`), so a file renamed to stand for another index fails to open.
+fn file_name(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    format!("vectors/{name}")
 }
 
 /// Allowed sets up to this size are searched exactly (perfect recall, cheap).
@@ -440,6 +477,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use rem_storage::PlainCodec;
 
     /// A deterministic pseudo-random unit-ish vector.
     fn vector(seed: u64, dims: usize) -> Vec<f32> {
@@ -468,8 +506,8 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("v");
-        vi.save(&base).unwrap();
-        let loaded = VectorIndex::load(&base, "m", 8, &options).unwrap();
+        vi.save(&base, &PlainCodec).unwrap();
+        let loaded = VectorIndex::load(&base, "m", 8, &options, &PlainCodec).unwrap();
         assert_eq!(loaded.len(), 50);
         let path = base.with_extension("usearch");
         let good = std::fs::read(&path).unwrap();
@@ -478,17 +516,100 @@ mod tests {
             bad[at] ^= 0x5A;
             std::fs::write(&path, &bad).unwrap();
             assert!(
-                VectorIndex::load(&base, "m", 8, &options).is_none(),
+                VectorIndex::load(&base, "m", 8, &options, &PlainCodec).is_none(),
                 "byte {at}"
             );
         }
         std::fs::write(&path, &good[..good.len() / 2]).unwrap();
-        assert!(VectorIndex::load(&base, "m", 8, &options).is_none());
+        assert!(VectorIndex::load(&base, "m", 8, &options, &PlainCodec).is_none());
         std::fs::write(&path, &good).unwrap();
         assert_eq!(
-            VectorIndex::load(&base, "m", 8, &options).unwrap().len(),
+            VectorIndex::load(&base, "m", 8, &options, &PlainCodec)
+                .unwrap()
+                .len(),
             50
         );
+    }
+
+    /// With an encrypting codec the saved index and keys files are sealed: a vector the
+    /// index holds is in a plain file (which proves the scan) and in neither sealed
+    /// file; the index loads back only through the codec that sealed it, not from a
+    /// file renamed to stand for another index, and not from a sealed file with a
+    /// flipped byte even when its checksum is made to match.
+    #[test]
+    fn sealed_index_files_hold_no_vector_and_open_only_with_their_key() {
+        use rem_storage::{KdfParams, OpenMode, Password, Store, StoreOptions};
+        let options = EmbeddingOptions::default();
+        let mut vi = VectorIndex::new(8, "m", &options).unwrap();
+        let ids: Vec<_> = (0..50u64)
+            .map(|i| EntityId::from_key("t", "x", &i.to_string()))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            vi.upsert(*id, &vector(i as u64, 8)).unwrap();
+        }
+        // The index holds bf16 components: the upper halves of these f32s.
+        let held = vi.vector(&ids[7]).unwrap();
+        let needle: Vec<u8> = held
+            .iter()
+            .flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes())
+            .collect();
+        let holds = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        vi.save(&plain, &PlainCodec).unwrap();
+        let plain_index = std::fs::read(plain.with_extension("usearch")).unwrap();
+        assert!(holds(&plain_index, &needle), "the scan finds the vector");
+        let plain_keys = std::fs::read(plain.with_extension("keys")).unwrap();
+        assert!(
+            holds(&plain_keys, ids[7].as_bytes()),
+            "the scan finds the id"
+        );
+
+        let store = Store::open(
+            &dir.path().join("db"),
+            OpenMode::Create,
+            &StoreOptions {
+                password: Some(Password::new("pw")),
+                kdf: KdfParams {
+                    m_kib: 7 * 1024,
+                    t: 5,
+                    p: 1,
+                },
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        let codec = store.codec();
+        let sealed = dir.path().join("sealed");
+        vi.save(&sealed, codec).unwrap();
+        let index = std::fs::read(sealed.with_extension("usearch")).unwrap();
+        assert!(!holds(&index, &needle));
+        let keys = std::fs::read(sealed.with_extension("keys")).unwrap();
+        assert!(!holds(&keys, ids[7].as_bytes()));
+        let loaded = VectorIndex::load(&sealed, "m", 8, &options, codec).unwrap();
+        assert_eq!(loaded.len(), 50);
+        assert_eq!(loaded.vector(&ids[7]).unwrap(), held);
+        let hits = loaded.search(&held, 1, None, None).unwrap();
+        assert_eq!(hits[0].0, ids[7]);
+        assert!(VectorIndex::load(&sealed, "m", 8, &options, &PlainCodec).is_none());
+        assert!(VectorIndex::load(&plain, "m", 8, &options, codec).is_none());
+
+        let other = dir.path().join("other");
+        for ext in ["usearch", "keys", "json"] {
+            std::fs::copy(sealed.with_extension(ext), other.with_extension(ext)).unwrap();
+        }
+        assert!(VectorIndex::load(&other, "m", 8, &options, codec).is_none());
+
+        let mut bad = index.clone();
+        let at = bad.len() / 2;
+        bad[at] ^= 0x01;
+        std::fs::write(sealed.with_extension("usearch"), &bad).unwrap();
+        let json_path = sealed.with_extension("json");
+        let mut meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+        meta["blake3"] = blake3::hash(&bad).to_hex().to_string().into();
+        std::fs::write(&json_path, meta.to_string()).unwrap();
+        assert!(VectorIndex::load(&sealed, "m", 8, &options, codec).is_none());
     }
 
     /// A small index updated thousands of times still finds each live vector.

@@ -77,14 +77,13 @@ impl VectorIndexes {
         if let Some(i) = self.loaded(key) {
             return Ok(i);
         }
-        // An encrypted database keeps no index files (they would hold its vectors in
-        // plaintext): its indexes are built from the sealed vectors when first used.
-        let base = (!store.is_in_memory() && !store.is_encrypted())
+        // An encrypted database seals its index files with the values' codec.
+        let base = (!store.is_in_memory())
             .then(|| index_base(store.path(), &key.tenant, &key.table, &key.column));
         let last = store.last_seq();
         let loaded = base
             .as_ref()
-            .and_then(|b| VectorIndex::load(b, model, dims, options));
+            .and_then(|b| VectorIndex::load(b, model, dims, options, store.codec()));
         let index = match loaded {
             Some(mut vi) if vi.watermark <= last => {
                 if catch_up_index(store, &mut vi, key, last)? {
@@ -133,7 +132,7 @@ impl VectorIndexes {
     /// (nothing for in-memory and read-only stores). The caller holds the write lock,
     /// or is the last handle.
     pub(crate) fn save_all(&self, store: &Store) -> Result<()> {
-        if store.is_in_memory() || store.is_read_only() || store.is_encrypted() {
+        if store.is_in_memory() || store.is_read_only() {
             return Ok(());
         }
         let last = store.last_seq();
@@ -147,12 +146,10 @@ impl VectorIndexes {
         for (key, index) in loaded {
             let mut vi = index.write().unwrap_or_else(|p| p.into_inner());
             vi.watermark = last;
-            vi.save(&index_base(
-                store.path(),
-                &key.tenant,
-                &key.table,
-                &key.column,
-            ))?;
+            vi.save(
+                &index_base(store.path(), &key.tenant, &key.table, &key.column),
+                store.codec(),
+            )?;
         }
         Ok(())
     }

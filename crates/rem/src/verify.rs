@@ -9,7 +9,9 @@ use rem_storage::ColumnFamily;
 use crate::change::decode_change;
 use crate::embedding::{embedding_text, provider_name, text_hash};
 use crate::format::changes::parse_change_key;
-use crate::format::edges::{edge_key, is_explicit, parse_edge_key, parse_reverse_key, reverse_key};
+use crate::format::edges::{
+    edge_key, is_explicit, parse_edge_entry, parse_reverse_entry, reverse_key,
+};
 use crate::format::entities::parse_entity_key;
 use crate::format::trailing_id;
 use crate::format::vectors::{
@@ -114,7 +116,7 @@ impl Database {
                 continue;
             };
             let canonical = |t: &str| handle.canonical_table(t);
-            for (cf, k, _) in index_entries(&tenant, &schema, &entity, &canonical) {
+            for (cf, k, _) in index_entries(store.codec(), &tenant, &schema, &entity, &canonical) {
                 expected.insert((cf, k));
             }
             // A live entity with embedded text has a vector in each of its columns;
@@ -329,9 +331,13 @@ impl Database {
             let base = index_base(store.path(), &tenant, &table, &column);
             // A file that does not load (missing, another model, damaged) is rebuilt on
             // open, so it is not damage; one that loads must be right.
-            if let Some(mut vi) =
-                VectorIndex::load(&base, &model, dims as usize, &self.inner.embedding)
-            {
+            if let Some(mut vi) = VectorIndex::load(
+                &base,
+                &model,
+                dims as usize,
+                &self.inner.embedding,
+                store.codec(),
+            ) {
                 let last = store.last_seq();
                 if vi.watermark > last {
                     continue;
@@ -367,17 +373,17 @@ fn explicit_edge(
 ) -> Result<bool> {
     match cf {
         ColumnFamily::Edges => {
-            let Some((tenant, src, ty, dst)) = parse_edge_key(key) else {
+            let Some((tenant, src, ty, dst)) = parse_edge_entry(key, value) else {
                 return Ok(false);
             };
-            let rev = reverse_key(&tenant, &dst, &ty, &src);
+            let rev = reverse_key(store.codec(), &tenant, &dst, &ty, &src);
             Ok(is_explicit(value) && store.contains(ColumnFamily::EdgesRev, &rev)?)
         }
         ColumnFamily::EdgesRev => {
-            let Some((tenant, src, ty, dst)) = parse_reverse_key(key) else {
+            let Some((tenant, src, ty, dst)) = parse_reverse_entry(key, value) else {
                 return Ok(false);
             };
-            let fwd = edge_key(&tenant, &src, &ty, &dst);
+            let fwd = edge_key(store.codec(), &tenant, &src, &ty, &dst);
             Ok(store
                 .get(ColumnFamily::Edges, &fwd)?
                 .is_some_and(|v| is_explicit(&v)))

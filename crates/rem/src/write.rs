@@ -414,9 +414,10 @@ impl Database {
         new: &Entity,
     ) -> Result<Vec<u8>> {
         let canonical = |t: &str| self.canonical_table(t);
-        let new_entries = index_entries(&self.tenant, schema, new, &canonical);
+        let new_entries =
+            index_entries(self.store().codec(), &self.tenant, schema, new, &canonical);
         let old_entries = old
-            .map(|old| index_entries(&self.tenant, schema, old, &canonical))
+            .map(|old| index_entries(self.store().codec(), &self.tenant, schema, old, &canonical))
             .unwrap_or_default();
         stage_index_diff(batch, &old_entries, &new_entries)?;
         let encoded = new.encode();
@@ -444,8 +445,10 @@ impl Database {
             let (_, bytes) = item?;
             let entity = Entity::decode(&table, &bytes)?;
             let canonical = |t: &str| self.canonical_table(t);
-            let new_entries = index_entries(&self.tenant, new, &entity, &canonical);
-            let old_entries = index_entries(&self.tenant, old, &entity, &canonical);
+            let new_entries =
+                index_entries(self.store().codec(), &self.tenant, new, &entity, &canonical);
+            let old_entries =
+                index_entries(self.store().codec(), &self.tenant, old, &entity, &canonical);
             stage_index_diff(batch, &old_entries, &new_entries)?;
         }
         Ok(())

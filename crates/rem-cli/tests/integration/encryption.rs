@@ -181,12 +181,21 @@ fn an_encrypted_database_answers_every_query_as_a_plain_one_does() {
     }
     assert_eq!(a["search"][0]["name"], "rocks", "{}", a["search"]);
     assert!(sealed.ok(&["verify"]).starts_with("ok:"));
-    // The encrypted database keeps no vector index files (they hold vectors).
-    let vectors = sealed.db_path().join("vectors");
-    let files: Vec<_> = std::fs::read_dir(&vectors)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(files.is_empty(), "{files:?}");
+    // The encrypted database saves its vector index sealed, and loads it again.
+    let index = sealed
+        .db_path()
+        .join("vectors")
+        .join("default~resources~embedding.usearch");
+    assert_eq!(std::fs::read(&index).expect("a saved index")[0], 0x01);
+    let again = sealed.json(&[
+        "search",
+        "which database stores keys and values?",
+        "--schema",
+        "resources",
+        "--top-k",
+        "1",
+    ]);
+    assert_eq!(again[0]["name"], "rocks", "{again}");
 }
 
 /// Name, size and modification time of every file under `dir`.
@@ -366,10 +375,9 @@ fn found(dirs: &[PathBuf], canaries: &[&str]) -> Vec<String> {
     hits
 }
 
-/// Plants canaries in property values, embedded text and edge properties (not in keys
-/// or indexed values: those stay readable in index keys, see ARCHITECTURE.md), flushes
-/// and compacts some, leaves the last only in the write-ahead log by killing the writer,
-/// then looks for every canary in every file.
+/// Plants canaries in property values, a key value, an indexed value, an edge type, a
+/// bare-key edge target, edge properties, embedded text and an ingested chunk; leaves
+/// the last only in the write-ahead log by killing the writer.
 fn plant(rem: &Rem) -> Vec<&'static str> {
     let schema = rem.write_file("note.yaml", NOTE_YAML);
     rem.ok(&["schema", "add", path_str(&schema)]);
@@ -393,6 +401,12 @@ fn plant(rem: &Rem) -> Vec<&'static str> {
         "--props",
         "{\"note\": \"CANARY-EDGE-5c2d\"}",
     ]);
+    rem.ok(&[
+        "insert",
+        "note",
+        "{\"handle\": \"CANARY-KEY-1b2c\", \"topic\": \"CANARY-IDX-3d4e\", \"body\": \"x\", \"edges\": [\"CANARY-DST-7a8b\"]}",
+    ]);
+    rem.ok(&["edge", "add", "h2", "h1", "--type", "CANARY-TYPE-5f6a"]);
     let doc = "{\"name\": \"doc\", \"uri\": \"mem://doc\", \"content\": \"CANARY-TEXT-91be starts this embedded text about storage.\"}";
     rem.ok(&["insert", "resources", doc]);
     rem.ok(&["search", "storage", "--schema", "resources", "--top-k", "1"]);
@@ -415,6 +429,10 @@ fn plant(rem: &Rem) -> Vec<&'static str> {
     assert!(!out.status.success(), "the writer was not killed");
     vec![
         "CANARY-BODY-7f3a91",
+        "CANARY-KEY-1b2c",
+        "CANARY-IDX-3d4e",
+        "CANARY-DST-7a8b",
+        "CANARY-TYPE-5f6a",
         "CANARY-EDGE-5c2d",
         "CANARY-TEXT-91be",
         "CANARY-CHUNK-44aa",
@@ -443,6 +461,18 @@ fn no_user_value_is_readable_in_the_files_of_an_encrypted_database() {
     // The killed writer's record was acknowledged to nobody, but it is in the log:
     // the next open replays it.
     assert_eq!(sealed.json(&["lookup", "h3"])[0]["body"], "CANARY-WAL-e0e0");
+    // Keys hold keyed hashes, and every lookup through them still answers.
+    let by_key = sealed.json(&["lookup", "CANARY-KEY-1b2c"]);
+    assert_eq!(by_key[0]["topic"], "CANARY-IDX-3d4e", "{by_key}");
+    let by_index = sealed.json(&[
+        "query",
+        "SELECT handle FROM note WHERE topic = 'CANARY-IDX-3d4e'",
+    ]);
+    assert_eq!(by_index[0]["handle"], "CANARY-KEY-1b2c", "{by_index}");
+    let edges = sealed.json(&["edges", "h2"]).to_string();
+    assert!(edges.contains("CANARY-TYPE-5f6a"), "{edges}");
+    let edges = sealed.json(&["edges", "CANARY-KEY-1b2c"]).to_string();
+    assert!(edges.contains("CANARY-DST-7a8b"), "{edges}");
     let hits = found(&[sealed.db_path()], &canaries);
     assert!(hits.is_empty(), "plaintext on disk: {hits:?}");
     // Flushed and compacted (reopened, written, closed): still nothing.

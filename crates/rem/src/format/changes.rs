@@ -10,7 +10,6 @@
 use rem_storage::{KeyBuf, KeyReader};
 
 use super::edges::{edge_from_value, Edge};
-use super::tenant_prefix;
 use crate::{Entity, EntityId, Error, Result};
 
 const OP_PUT: u8 = 1;
@@ -59,19 +58,39 @@ pub enum Change {
     },
 }
 
-/// An edge-put record for the `edges` entry `key` (which starts with the tenant).
-pub(crate) fn encode_edge_put(tenant: &str, key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut out = KeyBuf::new().tag(OP_EDGE_PUT).str(tenant).into_bytes();
-    out.extend_from_slice(&key[tenant_prefix(tenant).len()..]);
+/// An edge-put record: the edge's names and its stored `value`.
+pub(crate) fn encode_edge_put(
+    tenant: &str,
+    src: &EntityId,
+    edge_type: &str,
+    dst: &str,
+    value: &[u8],
+) -> Vec<u8> {
+    let mut out = edge_record(OP_EDGE_PUT, tenant, src, edge_type, dst);
     out.extend_from_slice(value);
     out
 }
 
-/// An edge-delete record for the `edges` entry `key`.
-pub(crate) fn encode_edge_delete(tenant: &str, key: &[u8]) -> Vec<u8> {
-    let mut out = KeyBuf::new().tag(OP_EDGE_DELETE).str(tenant).into_bytes();
-    out.extend_from_slice(&key[tenant_prefix(tenant).len()..]);
-    out
+/// `op | str(tenant) | src | str(type) | str(dst)`: the names as they are, whatever
+/// form the keys of the database hold them in.
+fn edge_record(op: u8, tenant: &str, src: &EntityId, edge_type: &str, dst: &str) -> Vec<u8> {
+    KeyBuf::new()
+        .tag(op)
+        .str(tenant)
+        .raw(src.as_bytes())
+        .str(edge_type)
+        .str(dst)
+        .into_bytes()
+}
+
+/// An edge-delete record.
+pub(crate) fn encode_edge_delete(
+    tenant: &str,
+    src: &EntityId,
+    edge_type: &str,
+    dst: &str,
+) -> Vec<u8> {
+    edge_record(OP_EDGE_DELETE, tenant, src, edge_type, dst)
 }
 
 /// A put record for an entity of `table` whose encoding (`Entity::encode`) is `encoded`.
@@ -148,6 +167,7 @@ mod tests {
     use super::*;
     use crate::format::edges::{edge_key, edge_value};
     use chrono::DateTime;
+    use rem_storage::PlainCodec;
     use serde_json::Map;
 
     #[test]
@@ -185,9 +205,14 @@ mod tests {
             }
         );
 
-        let key = edge_key("t", &entity.id, "likes", "d");
-        let value = edge_value(2.0, &t, true, &Map::new());
-        let edge_put = encode_edge_put("t", &key, &value);
+        let key = edge_key(&PlainCodec, "t", &entity.id, "likes", "d");
+        let value = edge_value(&PlainCodec, "likes", "d", 2.0, &t, true, &Map::new());
+        let edge_put = encode_edge_put("t", &entity.id, "likes", "d", &value);
+        // In a plain database the record holds the `edges` key, then the value.
+        assert_eq!(
+            &edge_put[..key.len() + 1],
+            [b"\x02".as_slice(), &key].concat()
+        );
         let mut want = b"\x02t\x00\x01".to_vec();
         want.extend_from_slice(entity.id.as_bytes());
         want.extend_from_slice(b"likes\x00\x01d\x00\x01");
@@ -201,7 +226,7 @@ mod tests {
             ("t", 2.0, "d")
         );
 
-        let edge_delete = encode_edge_delete("t", &key);
+        let edge_delete = encode_edge_delete("t", &entity.id, "likes", "d");
         want[0] = 0x03;
         assert_eq!(edge_delete, want);
         assert_eq!(

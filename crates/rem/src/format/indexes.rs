@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use rem_storage::{KeyBuf, KeyReader};
+use rem_storage::{KeyBuf, KeyReader, ValueCodec};
 use serde_json::Value;
 
 use crate::entity::parse_ts;
@@ -38,19 +38,46 @@ pub(crate) fn parse_id_value(value: Vec<u8>) -> Result<String> {
     })
 }
 
-/// `key_index` key: `str(tenant) | str(key value) | str(table) | id` (value empty).
-pub(crate) fn key_index_key(tenant: &str, key: &str, table: &str, id: &EntityId) -> Vec<u8> {
-    KeyBuf::new()
-        .str(tenant)
-        .str(key)
-        .str(table)
-        .raw(id.as_bytes())
-        .into_bytes()
+/// A user's string inside a key: `str(value)` in a plain database; in an encrypted one
+/// the codec's keyed hash of `parts` (16 bytes, fixed length, so prefix scans stay
+/// exact), which shows equal values as equal and nothing else.
+pub(crate) fn push_user_str(
+    key: &mut KeyBuf,
+    codec: &dyn ValueCodec,
+    parts: &[&[u8]],
+    value: &str,
+) {
+    match codec.blind(parts) {
+        Some(hash) => key.push_raw(&hash),
+        None => key.push_str(value),
+    }
+}
+
+/// `key_index` key: `str(tenant) | str(key value) | str(table) | id` (value empty); in
+/// an encrypted database the key value is its keyed hash ([`push_user_str`]).
+pub(crate) fn key_index_key(
+    codec: &dyn ValueCodec,
+    tenant: &str,
+    key: &str,
+    table: &str,
+    id: &EntityId,
+) -> Vec<u8> {
+    let mut k = KeyBuf::new().raw(&key_index_prefix(codec, tenant, key));
+    k.push_str(table);
+    k.push_raw(id.as_bytes());
+    k.into_bytes()
 }
 
 /// Prefix of every key-index entry for `key`, across tables.
-pub(crate) fn key_index_prefix(tenant: &str, key: &str) -> Vec<u8> {
-    KeyBuf::new().str(tenant).str(key).into_bytes()
+pub(crate) fn key_index_prefix(codec: &dyn ValueCodec, tenant: &str, key: &str) -> Vec<u8> {
+    let mut k = KeyBuf::new().str(tenant);
+    push_user_str(
+        &mut k,
+        codec,
+        &[b"key", tenant.as_bytes(), key.as_bytes()],
+        key,
+    );
+    k.into_bytes()
 }
 
 /// Decodes `(table, id)` from the part of a key-index key after its prefix.
@@ -79,6 +106,30 @@ pub(crate) fn field_index_key(
     key.push_raw(value);
     key.push_raw(id.as_bytes());
     key.into_bytes()
+}
+
+/// The indexed value as it goes into a `field_index` key: `encoded` (one of
+/// [`index_values`]) in a plain database; in an encrypted one its tag byte and the keyed
+/// hash of the value under this tenant, table and field. Hashed values keep equality
+/// (and the tag keeps types apart) but lose order: range scans need the plain form.
+pub(crate) fn stored_index_value(
+    codec: &dyn ValueCodec,
+    tenant: &str,
+    table: &str,
+    field: &str,
+    encoded: &[u8],
+) -> Vec<u8> {
+    let parts: [&[u8]; 5] = [
+        b"field",
+        tenant.as_bytes(),
+        table.as_bytes(),
+        field.as_bytes(),
+        encoded,
+    ];
+    match (codec.blind(&parts), encoded.first()) {
+        (Some(hash), Some(tag)) => [&[*tag][..], &hash].concat(),
+        _ => encoded.to_vec(),
+    }
 }
 
 /// Encodes one scalar for a field of type `ty`: tag byte, then the order-preserving
@@ -154,9 +205,10 @@ mod tests {
         assert_eq!(id_value("person"), b"person");
         assert_eq!(parse_id_value(b"person".to_vec()).unwrap(), "person");
         assert!(parse_id_value(vec![0xFF]).is_err());
-        let key = key_index_key("t", "k", "person", &id);
+        let plain = &rem_storage::PlainCodec;
+        let key = key_index_key(plain, "t", "k", "person", &id);
         assert_eq!(key, with_id(b"t\x00\x01k\x00\x01person\x00\x01"));
-        let prefix = key_index_prefix("t", "k");
+        let prefix = key_index_prefix(plain, "t", "k");
         assert_eq!(prefix, b"t\x00\x01k\x00\x01");
         assert_eq!(
             parse_key_index_suffix(&key[prefix.len()..]),

@@ -20,6 +20,12 @@ use serde_json::json;
 /// timestamp and array fields, key field `code`.
 pub(crate) fn tasks_db() -> Database {
     let db = Database::in_memory().expect("in-memory database");
+    register_tasks(&db);
+    db
+}
+
+/// Registers the `tasks` table: a key field and an index of every type.
+pub(crate) fn register_tasks(db: &Database) {
     db.register_schema(json!({
         "name": "tasks", "key_field": "code",
         "indexed_fields": ["status", "priority", "effort", "due", "tags"],
@@ -35,7 +41,6 @@ pub(crate) fn tasks_db() -> Database {
         "required": ["code"]
     }))
     .expect("register tasks");
-    db
 }
 
 const STATUSES: [&str; 4] = ["open", "done", "blocked", "review"];
