@@ -86,6 +86,11 @@ fn invalid(predicate: &str, msg: &str) -> Error {
 /// expression), so depth, not length, is what costs; real filters nest a few levels.
 const MAX_NESTING: usize = 16;
 
+/// How many `AND`/`OR`/`NOT` a search filter may hold: each makes the expression tree one
+/// level deeper, and planning recurses through it (a 2,000-term chain overflowed a
+/// thread's stack).
+const MAX_CONNECTIVES: usize = 64;
+
 /// Refuses, before the parser sees them, the tokens no search filter uses: `.` chains,
 /// `[…]` subscripts, `:` and `::`, operators of other dialects. The parser (sqlparser)
 /// tries such shapes several ways and backtracks; on crafted input of under 100 bytes
@@ -94,7 +99,21 @@ const MAX_NESTING: usize = 16;
 /// deep, parses in time linear in its length.
 fn screen(predicate: &str, tokens: &[TokenWithSpan]) -> Result<()> {
     let mut depth = 0usize;
+    let mut connectives = 0usize;
     for t in tokens {
+        if let Token::Word(w) = &t.token {
+            let connective = ["AND", "OR", "NOT"]
+                .iter()
+                .any(|k| w.value.eq_ignore_ascii_case(k));
+            if w.quote_style.is_none() && connective {
+                connectives += 1;
+                if connectives > MAX_CONNECTIVES {
+                    let at = t.span.start;
+                    let msg = format!("more than {MAX_CONNECTIVES} AND/OR/NOT (at {at})");
+                    return Err(invalid(predicate, &msg));
+                }
+            }
+        }
         match &t.token {
             Token::LParen => {
                 depth += 1;
@@ -462,7 +481,10 @@ mod tests {
         );
         let err = check_where(&nest(MAX_NESTING + 1, "views = 1")).unwrap_err();
         assert!(err.to_string().contains("nest deeper"), "{err}");
-        let chain = vec!["views = 1"; 2000].join(" AND ");
+        let long = vec!["views = 1"; 2000].join(" AND ");
+        let err = check_where(&long).unwrap_err().to_string();
+        assert!(err.contains("AND/OR/NOT"), "{err}");
+        let chain = vec!["views = 1"; MAX_CONNECTIVES + 1].join(" AND ");
         assert!(matches!(
             parse_where(&db, Some("docs"), &chain).unwrap(),
             Filter::And(_)
