@@ -305,7 +305,7 @@ fn an_encrypted_database_keeps_equality_indexed_and_scans_for_ranges() {
         },
         ..OpenOptions::default()
     };
-    let db = Database::open(&dir.path().join("db"), &options).unwrap();
+    let db = Database::open(dir.path().join("db"), &options).unwrap();
     assert!(db.is_encrypted());
     register_tasks(&db);
     fill(&db);
